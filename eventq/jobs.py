@@ -1,0 +1,234 @@
+"""Job status in Redis: created by producers, advanced by workers, read by admins."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Literal
+
+import redis
+import redis.asyncio as aioredis
+
+from eventq.keys import Keys, event_identity
+from eventq.records import AttemptRecord, DeadLetter, JobStatus
+from eventq.schema import JobEnvelope
+
+__all__ = ["BeginStatus", "Begun", "JobStore", "create_job", "load_lua"]
+
+BeginStatus = Literal["ok", "done", "stale", "locked"]
+
+
+def load_lua(name: str) -> str:
+    """Return the text of the Lua script `eventq/lua/<name>.lua`."""
+    return resources.files("eventq").joinpath(f"lua/{name}.lua").read_text()
+
+
+def _identity(envelope: JobEnvelope) -> str:
+    event = envelope.event
+    return event_identity(envelope.portalId, event.externalAccountId, event.externalEventId)
+
+
+def create_job(
+    client: redis.Redis,
+    keys: Keys,
+    envelope: JobEnvelope,
+    *,
+    dedupe_ttl_s: int,
+    idempotency_hash: str | None = None,
+) -> tuple[str, bool]:
+    """Record `envelope` as a queued job unless the same event already has a live job.
+
+    Returns (job id, duplicate): the existing job's id and True for a duplicate.
+    """
+    script = client.register_script(load_lua("create_job"))
+    idem_key = keys.idempotency(idempotency_hash) if idempotency_hash else ""
+    job_id, duplicate = script(
+        keys=[keys.job(envelope.jobId), keys.dedupe(_identity(envelope)), idem_key],
+        args=[
+            envelope.jobId,
+            time.time(),
+            envelope.source,
+            envelope.summary(),
+            dedupe_ttl_s,
+            keys.job(""),
+            envelope.model_dump_json(),
+        ],
+    )
+    return _text(job_id), bool(duplicate)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+@dataclass(frozen=True)
+class Begun:
+    """The answer to "may this worker run this attempt?"."""
+
+    status: BeginStatus
+    verify: bool
+    attempts: int
+
+
+class JobStore:
+    """Async access to job status for workers and the HTTP service."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys, *, ledger_ttl_s: int, job_ttl_s: int):
+        self._redis = client
+        self._keys = keys
+        self._ledger_ttl_s = ledger_ttl_s
+        self._job_ttl_s = job_ttl_s
+        self._begin = client.register_script(load_lua("begin_attempt"))
+
+    @property
+    def keys(self) -> Keys:
+        """Return the key names this store uses."""
+        return self._keys
+
+    async def begin(
+        self, envelope: JobEnvelope, *, raw_envelope: str, lock_ttl_ms: int, now: float
+    ) -> Begun:
+        """Claim the attempt `envelope.attempt` for this worker; returns why not when refused."""
+        status, verify, attempts = await self._begin(
+            keys=[self._keys.job(envelope.jobId), self._keys.job_lock(envelope.jobId)],
+            args=[
+                envelope.jobId,
+                envelope.attempt,
+                now,
+                lock_ttl_ms,
+                envelope.source,
+                envelope.summary(),
+                raw_envelope,
+            ],
+        )
+        return Begun(_text(status), bool(int(verify)), int(attempts))  # type: ignore[arg-type]
+
+    async def ledger_object_id(self, envelope: JobEnvelope) -> str | None:
+        """Return the objectId if this event was already delivered, else None."""
+        value = await self._redis.get(self._keys.ledger(_identity(envelope)))
+        return None if value is None else _text(value)
+
+    async def mark_delivered(
+        self, envelope: JobEnvelope, object_id: str, record: AttemptRecord, *, attempts: int
+    ) -> None:
+        """Record the job as delivered, remember it in the ledger and release its lock."""
+        keys, now = self._keys, record.at
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(keys.ledger(_identity(envelope)), object_id, ex=self._ledger_ttl_s)
+            pipe.hset(
+                keys.job(envelope.jobId),
+                mapping={
+                    "state": "delivered",
+                    "objectId": object_id,
+                    "attempts": attempts,
+                    "updatedAt": now,
+                    "verify": 0,
+                },
+            )
+            pipe.hdel(keys.job(envelope.jobId), "nextAttemptAt")
+            self._append(pipe, envelope.jobId, record)
+            pipe.expire(keys.job(envelope.jobId), self._job_ttl_s)
+            pipe.expire(keys.job_history(envelope.jobId), self._job_ttl_s)
+            pipe.hincrby(keys.counters, "delivered", 1)
+            pipe.delete(keys.job_lock(envelope.jobId))
+            await pipe.execute()
+
+    async def reschedule(
+        self,
+        envelope: JobEnvelope,
+        *,
+        due_at: float,
+        attempts: int,
+        verify: bool,
+        record: AttemptRecord,
+        last_error: str | None,
+    ) -> None:
+        """Park the job's next attempt (`envelope` carries it) in the retry schedule."""
+        keys = self._keys
+        fields: dict[str, Any] = {
+            "state": "retrying",
+            "attempt": envelope.attempt,
+            "attempts": attempts,
+            "verify": int(verify),
+            "envelope": envelope.model_dump_json(),
+            "nextAttemptAt": due_at,
+            "updatedAt": record.at,
+        }
+        if last_error is not None:
+            fields["lastError"] = last_error
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.job(envelope.jobId), mapping=fields)
+            self._append(pipe, envelope.jobId, record)
+            pipe.zadd(keys.schedule, {envelope.jobId: due_at})
+            pipe.delete(keys.job_lock(envelope.jobId))
+            await pipe.execute()
+
+    async def mark_dead_lettered(self, job_id: str, entry: DeadLetter, record: AttemptRecord) -> None:
+        """Move the job to the DLQ: entry stored, status updated, dedupe key freed, lock released."""
+        keys = self._keys
+        dedupe = await self._redis.hget(keys.job(job_id), "dedupeKey")
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(keys.dlq_entry(entry.id), entry.model_dump_json())
+            pipe.zadd(keys.dlq, {entry.id: entry.deadLetteredAt})
+            pipe.hset(
+                keys.job(job_id),
+                mapping={
+                    "state": "dead_lettered",
+                    "deadLetterId": entry.id,
+                    "attempts": sum(1 for a in entry.attempts if a.httpStatus is not None),
+                    "lastError": record.detail,
+                    "updatedAt": record.at,
+                    "verify": 0,
+                },
+            )
+            pipe.hdel(keys.job(job_id), "nextAttemptAt")
+            self._append(pipe, job_id, record)
+            if dedupe:
+                pipe.delete(_text(dedupe))
+            pipe.hincrby(keys.counters, f"dead_lettered:{entry.reason}", 1)
+            pipe.delete(keys.job_lock(job_id))
+            await pipe.execute()
+
+    async def schedule_only(self, job_id: str, due_at: float) -> None:
+        """Look at the job again at `due_at` without touching its state (another worker holds it)."""
+        await self._redis.zadd(self._keys.schedule, {job_id: due_at})
+
+    async def release(self, job_id: str) -> None:
+        """Release this worker's lock on the job without changing its state."""
+        await self._redis.delete(self._keys.job_lock(job_id))
+
+    async def history(self, job_id: str) -> list[AttemptRecord]:
+        """Return the job's attempt records, oldest first."""
+        rows = await self._redis.lrange(self._keys.job_history(job_id), 0, -1)
+        return [AttemptRecord.model_validate_json(row) for row in rows]
+
+    async def get(self, job_id: str) -> JobStatus | None:
+        """Return the job's status with its history, or None for an unknown job id."""
+        raw = await self._redis.hgetall(self._keys.job(job_id))
+        if not raw:
+            return None
+        fields = {_text(k): _text(v) for k, v in raw.items()}
+        return JobStatus(
+            jobId=fields.get("jobId", job_id),
+            state=fields["state"],  # type: ignore[arg-type]
+            attempts=int(fields.get("attempts", 0)),
+            source=fields.get("source", "raw"),
+            summary=fields.get("summary", ""),
+            objectId=fields.get("objectId"),
+            lastError=fields.get("lastError"),
+            deadLetterId=fields.get("deadLetterId"),
+            nextAttemptAt=float(fields["nextAttemptAt"]) if "nextAttemptAt" in fields else None,
+            createdAt=float(fields.get("createdAt", 0)),
+            updatedAt=float(fields.get("updatedAt", 0)),
+            history=await self.history(job_id),
+        )
+
+    async def envelope_json(self, job_id: str) -> str | None:
+        """Return the stored envelope JSON of a job (what the next attempt will carry)."""
+        value = await self._redis.hget(self._keys.job(job_id), "envelope")
+        return None if value is None else _text(value)
+
+    def _append(self, pipe: Any, job_id: str, record: AttemptRecord) -> None:
+        pipe.rpush(self._keys.job_history(job_id), record.model_dump_json(exclude_none=True))

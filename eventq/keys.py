@@ -1,0 +1,83 @@
+"""Names of every Redis key eventq writes, in one place, under one configurable prefix."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from eventq.schema import JobEnvelope
+
+__all__ = ["Keys", "event_identity"]
+
+
+def event_identity(portal_id: str | None, external_account_id: str, external_event_id: str) -> str:
+    """Return a short stable hash naming one HubSpot event (portal, account id, event id).
+
+    Hashed so that ids containing `:` cannot collide and user data never shapes key names.
+    """
+    raw = json.dumps([portal_id or "", external_account_id, external_event_id])
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names under `prefix` (the `EVENTQ_KEY_PREFIX` setting)."""
+
+    prefix: str
+
+    def job(self, job_id: str) -> str:
+        """Return the hash holding one job's status and envelope."""
+        return f"{self.prefix}:job:{job_id}"
+
+    def job_history(self, job_id: str) -> str:
+        """Return the list of one job's attempt records (JSON)."""
+        return f"{self.prefix}:job:{job_id}:history"
+
+    def job_lock(self, job_id: str) -> str:
+        """Return the lock a worker holds while it runs one attempt of a job."""
+        return f"{self.prefix}:job:{job_id}:lock"
+
+    def dedupe(self, identity: str) -> str:
+        """Return the key mapping an event identity to the job delivering it."""
+        return f"{self.prefix}:dedupe:{identity}"
+
+    def dedupe_for(self, envelope: JobEnvelope) -> str:
+        """Return the dedupe key of the event an envelope carries."""
+        event = envelope.event
+        identity = event_identity(envelope.portalId, event.externalAccountId, event.externalEventId)
+        return self.dedupe(identity)
+
+    def idempotency(self, key_hash: str) -> str:
+        """Return the key mapping an HTTP `Idempotency-Key` to its job."""
+        return f"{self.prefix}:idem:{key_hash}"
+
+    def ledger(self, identity: str) -> str:
+        """Return the delivered-events ledger entry (value: HubSpot objectId)."""
+        return f"{self.prefix}:ledger:{identity}"
+
+    @property
+    def schedule(self) -> str:
+        """Return the sorted set of jobs waiting for their next attempt (score: due time)."""
+        return f"{self.prefix}:schedule"
+
+    @property
+    def dlq(self) -> str:
+        """Return the sorted set of dead-letter ids (score: dead-lettered time)."""
+        return f"{self.prefix}:dlq"
+
+    def dlq_entry(self, entry_id: str) -> str:
+        """Return the key holding one dead-letter entry (JSON)."""
+        return f"{self.prefix}:dlq:entry:{entry_id}"
+
+    @property
+    def audit(self) -> str:
+        """Return the list of admin actions (JSON), newest first."""
+        return f"{self.prefix}:audit"
+
+    @property
+    def counters(self) -> str:
+        """Return the hash of cluster-wide counters (delivered, dead-lettered, …)."""
+        return f"{self.prefix}:counters"

@@ -1,0 +1,67 @@
+"""The Celery side shared by producers and workers: app configuration and how a job is sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from eventq.schema import JobEnvelope
+from eventq.settings import Settings
+
+__all__ = ["TASK_NAME", "make_celery", "queue_for", "send_job"]
+
+TASK_NAME = "eventq.create_marketing_event"
+
+
+def _transport_options(settings: Settings) -> dict[str, Any]:
+    restore_every_s = max(1, min(10, settings.visibility_timeout_s // 4))
+    return {
+        # an unacked job (its worker died) is handed out again after this long
+        "visibility_timeout": settings.visibility_timeout_s,
+        "unacked_restore_interval": restore_every_s,
+        "unacked_restore_throttle": 1,
+        # live queue strictly before the bulk queue: replays never starve live traffic
+        "queue_order_strategy": "priority",
+    }
+
+
+def make_celery(settings: Settings, name: str = "eventq") -> Celery:
+    """Return a Celery app configured for eventq (broker, queues, acks, events, prefetch)."""
+    app = Celery(name, broker=settings.effective_broker_url)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        worker_prefetch_multiplier=settings.prefetch_multiplier,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=_transport_options(settings),
+        task_queues=[Queue(settings.queue), Queue(settings.bulk_queue)],
+        task_default_queue=settings.queue,
+        task_routes={TASK_NAME: {"queue": settings.queue}},
+        enable_utc=True,
+    )
+    return app
+
+
+def queue_for(envelope: JobEnvelope, settings: Settings) -> str:
+    """Return the queue a job's message goes to: bulk work waits behind live traffic."""
+    return settings.bulk_queue if envelope.priority == "bulk" else settings.queue
+
+
+def send_job(app: Celery, envelope: JobEnvelope, settings: Settings) -> None:
+    """Publish one job as `eventq.create_marketing_event`, summarised for Flower."""
+    app.send_task(
+        TASK_NAME,
+        args=[envelope.model_dump(mode="json")],
+        queue=queue_for(envelope, settings),
+        argsrepr=envelope.summary(),
+        kwargsrepr="{}",
+    )

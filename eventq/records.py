@@ -1,0 +1,75 @@
+"""Typed records eventq keeps in Redis: job status, attempt history and dead-letter entries."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AttemptRecord",
+    "DeadLetter",
+    "DeadLetterReason",
+    "HubSpotErrorInfo",
+    "JobState",
+    "JobStatus",
+]
+
+JobState = Literal["queued", "in_progress", "retrying", "delivered", "dead_lettered"]
+DeadLetterReason = Literal["invalid", "rejected", "auth", "exhausted"]
+
+
+class AttemptRecord(BaseModel):
+    """One attempt (or one decision not to send) of a job, in the order they happened."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    attempt: int
+    at: float = Field(description="Epoch seconds when the attempt ended.")
+    outcome: str = Field(description="delivered, found, retry, paused, dead_letter, skipped…")
+    httpStatus: int | None = None
+    latencyMs: float | None = None
+    detail: str = ""
+    correlationId: str | None = None
+
+
+class HubSpotErrorInfo(BaseModel):
+    """The parts of HubSpot's error body an admin needs (never any credential)."""
+
+    message: str = ""
+    category: str | None = None
+    correlationId: str | None = None
+    errors: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class JobStatus(BaseModel):
+    """What `eventq status` and `GET /v1/jobs/{jobId}` show."""
+
+    jobId: str
+    state: JobState
+    attempts: int = Field(0, description="Attempts that counted against the retry budget.")
+    source: str = "raw"
+    summary: str = ""
+    objectId: str | None = None
+    lastError: str | None = None
+    deadLetterId: str | None = None
+    nextAttemptAt: float | None = None
+    createdAt: float
+    updatedAt: float
+    history: list[AttemptRecord] = Field(default_factory=list)
+
+
+class DeadLetter(BaseModel):
+    """One dead-letter entry: enough to see why a job failed, fix it and replay it."""
+
+    id: str
+    jobId: str
+    payload: dict[str, Any] = Field(description="The event as it was sent (may be invalid).")
+    portalId: str | None = None
+    reason: DeadLetterReason
+    httpStatus: int | None = None
+    error: HubSpotErrorInfo = Field(default_factory=HubSpotErrorInfo)
+    attempts: list[AttemptRecord] = Field(default_factory=list)
+    source: str = "raw"
+    firstEnqueuedAt: float
+    deadLetteredAt: float

@@ -1,0 +1,284 @@
+"""Settings for every eventq process, read from `EVENTQ_*` environment variables and `.env`."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["ENV_PREFIX", "RateLimit", "Settings", "SettingsError", "get_settings", "load_settings"]
+
+ENV_PREFIX = "EVENTQ_"
+_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
+
+
+class SettingsError(RuntimeError):
+    """A setting is missing or malformed; the message names the variable and the problem."""
+
+
+class RateLimit:
+    """A request budget such as `190/10s`: `requests` per `window_s` seconds."""
+
+    def __init__(self, requests: int, window_s: float) -> None:
+        if requests <= 0 or window_s <= 0:
+            raise ValueError("rate limit needs a positive count and a positive window")
+        self.requests = requests
+        self.window_s = window_s
+
+    @classmethod
+    def parse(cls, text: str) -> RateLimit:
+        """Return the budget written as `N/10s`, `N/500ms`, `N/1m` or `N/s`; raise ValueError."""
+        match = _RATE_RE.match(text)
+        if not match:
+            raise ValueError(f"expected a rate such as '190/10s', got {text!r}")
+        count, amount, unit = match.groups()
+        return cls(int(count), float(amount or 1) * _UNIT_S[unit])
+
+    def __str__(self) -> str:
+        window = f"{self.window_s:g}s"
+        return f"{self.requests}/{window}"
+
+    def __repr__(self) -> str:
+        return f"RateLimit({self!s})"
+
+
+class Settings(BaseSettings):
+    """Every setting of eventq. Each field's description is the README's settings table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    redis_url: str = Field(
+        "redis://localhost:6379/0",
+        description="Redis holding the retry schedule, DLQ, ledger, limiter and job status.",
+    )
+    broker_url: str | None = Field(
+        None,
+        description="Celery broker URL; defaults to EVENTQ_REDIS_URL. May be amqp://… (RabbitMQ).",
+    )
+    hubspot_base_url: str = Field(
+        "https://api.hubapi.com", description="Base URL of the HubSpot API (or of the fake)."
+    )
+    hubspot_access_token: SecretStr | None = Field(
+        None, description="Private-app access token. Unset means sandbox mode under `eventq run`."
+    )
+    api_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(
+        default_factory=dict,
+        description="Producer keys for the HTTP ingest, `name:key,name2:key2` (or a JSON object).",
+    )
+    admin_api_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(
+        default_factory=dict,
+        description="Admin keys for DLQ routes and /admin/, same format as EVENTQ_API_KEYS.",
+    )
+    rate_limit: Annotated[RateLimit, NoDecode] = Field(
+        default_factory=lambda: RateLimit(100, 10.0),
+        description="HubSpot request budget per app (or per OAuth account), e.g. `190/10s`.",
+    )
+    rate_limit_margin: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Fraction of the budget kept unused as a safety margin (0.05 = use 95%).",
+    )
+    rate_limit_pad_ms: int = Field(
+        250,
+        ge=0,
+        description="Added to the limiter's window to absorb network jitter between hosts.",
+    )
+    daily_reset_utc_hour: int = Field(
+        0, ge=0, le=23, description="Hour (UTC) at which HubSpot's daily budget resets."
+    )
+    queue: str = Field("marketing-events", description="Celery queue for live traffic.")
+    bulk_queue: str = Field(
+        "marketing-events-bulk",
+        description="Lower-priority Celery queue for replays and backfills.",
+    )
+    key_prefix: str = Field("eventq", description="Prefix of every Redis key eventq writes.")
+    max_attempts: PositiveInt = Field(8, description="Attempts before a job is dead-lettered.")
+    max_age_s: PositiveFloat = Field(
+        86_400.0, description="Age (since first enqueue) after which a job is dead-lettered."
+    )
+    backoff_base_s: PositiveFloat = Field(2.0, description="First retry delay, doubled per attempt.")
+    backoff_cap_s: PositiveFloat = Field(600.0, description="Longest retry delay.")
+    backoff_jitter: float = Field(
+        0.2, ge=0.0, le=1.0, description="Jitter as a fraction of the delay (bounded, ±)."
+    )
+    connect_timeout_s: PositiveFloat = Field(5.0, description="HubSpot TCP connect timeout.")
+    read_timeout_s: PositiveFloat = Field(20.0, description="HubSpot response read timeout.")
+    concurrency: PositiveInt = Field(
+        64, description="Deliveries in flight per worker process (Celery thread pool size)."
+    )
+    prefetch_multiplier: PositiveInt = Field(
+        1, description="Celery prefetch multiplier; prefetch = concurrency × this."
+    )
+    visibility_timeout_s: PositiveInt = Field(
+        300,
+        description="Redis broker visibility timeout: an unacked job is redelivered after this.",
+    )
+    max_limiter_wait_s: NonNegativeFloat = Field(
+        2.0,
+        description="A job waits in the worker this long for a rate-limit slot, else it is parked.",
+    )
+    breaker_failures: PositiveInt = Field(
+        5, description="Consecutive 5xx/timeouts that open the circuit breaker."
+    )
+    breaker_cooldown_s: PositiveFloat = Field(
+        15.0, description="How long the breaker stays open before one probe request."
+    )
+    scheduler_interval_s: PositiveFloat = Field(
+        0.2, description="How often each worker moves due jobs from the retry schedule."
+    )
+    ledger_ttl_s: PositiveInt = Field(
+        30 * 86_400, description="How long delivered events are remembered for deduplication."
+    )
+    job_ttl_s: PositiveInt = Field(
+        7 * 86_400, description="How long a finished job's status stays readable."
+    )
+    log_format: Literal["json", "text"] = Field(
+        "text", description="`json` for production log shipping, `text` for development."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level of eventq's own loggers."
+    )
+    http_host: str = Field("127.0.0.1", description="Bind address of `eventq serve`.")
+    http_port: int = Field(8080, ge=1, le=65535, description="Port of `eventq serve`.")
+    max_batch_size: PositiveInt = Field(
+        1000, description="Most events accepted in one POST /v1/events/batch."
+    )
+    max_body_bytes: PositiveInt = Field(
+        5 * 1024 * 1024, description="Largest HTTP request body accepted by `eventq serve`."
+    )
+    metrics_port: int = Field(
+        9808, ge=0, le=65535, description="Worker Prometheus port (0 disables)."
+    )
+    oauth_client_id: str | None = Field(None, description="OAuth app client id (OAuth mode).")
+    oauth_client_secret: SecretStr | None = Field(
+        None, description="OAuth app client secret (OAuth mode)."
+    )
+    oauth_accounts_file: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("EVENTQ_OAUTH_ACCOUNTS_FILE"),
+        description="JSON file mapping HubSpot portal id to its refresh token (OAuth mode).",
+    )
+    default_portal_id: str | None = Field(
+        None, description="HubSpot portal used for jobs that name none (OAuth mode)."
+    )
+    oauth_refresh_margin_s: PositiveFloat = Field(
+        60.0, description="Refresh an access token this long before it expires."
+    )
+
+    @field_validator("api_keys", "admin_api_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return _parse_named_keys(value)
+        return value
+
+    @field_validator("rate_limit", mode="before")
+    @classmethod
+    def _parse_rate(cls, value: object) -> object:
+        if isinstance(value, str):
+            return RateLimit.parse(value)
+        return value
+
+    @field_validator("redis_url", "broker_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and "://" not in value:
+            raise ValueError(f"expected a URL such as redis://host:6379/0, got {value!r}")
+        return value
+
+    @field_validator("hubspot_base_url")
+    @classmethod
+    def _check_http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_oauth(self) -> Settings:
+        oauth = (self.oauth_client_id, self.oauth_client_secret, self.oauth_accounts_file)
+        if any(oauth) and not all(oauth):
+            raise ValueError(
+                "OAuth mode needs EVENTQ_OAUTH_CLIENT_ID, EVENTQ_OAUTH_CLIENT_SECRET "
+                "and EVENTQ_OAUTH_ACCOUNTS_FILE together"
+            )
+        return self
+
+    @property
+    def effective_broker_url(self) -> str:
+        """Return the broker URL, falling back to the Redis URL."""
+        return self.broker_url or self.redis_url
+
+    @property
+    def oauth_enabled(self) -> bool:
+        """Return True when OAuth credentials are configured."""
+        return self.oauth_client_id is not None
+
+    @property
+    def sandbox(self) -> bool:
+        """Return True when no HubSpot credentials are configured at all."""
+        return self.hubspot_access_token is None and not self.oauth_enabled
+
+
+def _parse_named_keys(text: str) -> dict[str, str]:
+    text = text.strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        import json
+
+        loaded = json.loads(text)
+        if not isinstance(loaded, dict):
+            raise ValueError("expected a JSON object of name → key")
+        return {str(k): str(v) for k, v in loaded.items()}
+    keys: dict[str, str] = {}
+    for index, item in enumerate(text.split(","), start=1):
+        name, sep, key = item.strip().partition(":")
+        if not sep or not name or not key:
+            raise ValueError(f"item {index} is not `name:key` (expected `name:key,name2:key2`)")
+        keys[name.strip()] = key.strip()
+    return keys
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else "settings"
+    message = first["msg"].removeprefix("Value error, ")
+    variable = field if field.startswith(ENV_PREFIX) else ENV_PREFIX + field.upper()
+    extra = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"invalid setting {variable}: {message}{extra}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Return settings read from the environment; raise SettingsError with one clear line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, loaded once."""
+    return load_settings()

@@ -1,0 +1,135 @@
+"""DLQ replay: re-validate (optionally after a JSON merge-patch), re-enqueue, then delete.
+
+The entry is deleted only after the new attempt is accepted by the broker, so a crash midway
+loses nothing; an entry that is still invalid stays, with the new error recorded on it. Replays
+go to the bulk queue (below live traffic) and their first attempt checks HubSpot for the event
+before POSTing, so a replay never creates an event twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from eventq.records import AttemptRecord, DeadLetter, HubSpotErrorInfo
+from eventq.schema import JobEnvelope
+from eventq.messaging import send_job
+from producers.enqueue import Producer, RejectedEvent, validate_event
+from worker.dead_letters import DeadLetterStore
+
+__all__ = ["ReplayResult", "Replayer", "merge_patch"]
+
+ReplayStatus = Literal["replayed", "would_replay", "invalid", "missing", "already_live"]
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What happened to one entry."""
+
+    entry_id: str
+    status: ReplayStatus
+    job_id: str | None = None
+    detail: str = ""
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """Return `target` with the JSON merge-patch (RFC 7396) `patch` applied."""
+    if not isinstance(patch, Mapping):
+        return patch
+    result = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+class Replayer:
+    """Replays dead-letter entries through a producer."""
+
+    def __init__(self, producer: Producer) -> None:
+        self.producer = producer
+        self.store = DeadLetterStore(producer.redis, producer.keys)
+
+    def replay_ids(
+        self, entry_ids: Iterable[str], *, dry_run: bool = False, patch: Mapping[str, Any] | None = None
+    ) -> Iterable[ReplayResult]:
+        """Yield one result per id, in order."""
+        for entry_id in entry_ids:
+            entry = self.store.get(entry_id)
+            if entry is None:
+                yield ReplayResult(entry_id, "missing", detail="no such dead-letter entry")
+            else:
+                yield self.replay(entry, dry_run=dry_run, patch=patch)
+
+    def replay(
+        self, entry: DeadLetter, *, dry_run: bool = False, patch: Mapping[str, Any] | None = None
+    ) -> ReplayResult:
+        """Replay one entry; returns what happened (nothing changes with `dry_run`)."""
+        payload = merge_patch(entry.payload, patch) if patch else entry.payload
+        try:
+            event = validate_event(payload)
+        except RejectedEvent as rejected:
+            if not dry_run:
+                self._note_refusal(entry, str(rejected))
+            return ReplayResult(entry.id, "invalid", detail=str(rejected))
+        if dry_run:
+            return ReplayResult(entry.id, "would_replay", entry.jobId)
+        envelope = JobEnvelope(
+            jobId=entry.jobId, event=event, source="replay", portalId=entry.portalId,
+            priority="bulk", attempt=self._next_attempt(entry.jobId),
+        )
+        live = self._reopen(envelope)
+        if live is not None:
+            self.store.delete(entry.id)
+            return ReplayResult(entry.id, "already_live", live, f"job {live} already has it")
+        send_job(self.producer.app, envelope, self.producer.settings)
+        self.store.delete(entry.id)
+        return ReplayResult(entry.id, "replayed", envelope.jobId)
+
+    def _next_attempt(self, job_id: str) -> int:
+        current = self.producer.redis.hget(self.producer.keys.job(job_id), "attempt")
+        return int(current or 0) + 1
+
+    def _reopen(self, envelope: JobEnvelope) -> str | None:
+        """Make the job queued again; returns another live job's id when one has the event."""
+        keys, client = self.producer.keys, self.producer.redis
+        dedupe = keys.dedupe_for(envelope)
+        other = client.get(dedupe)
+        if other is not None and other.decode() != envelope.jobId:
+            state = client.hget(keys.job(other.decode()), "state")
+            if state is not None and state.decode() != "dead_lettered":
+                return str(other.decode())
+        now = time.time()
+        with client.pipeline(transaction=True) as pipe:
+            pipe.set(dedupe, envelope.jobId, ex=self.producer.settings.ledger_ttl_s)
+            pipe.hset(
+                keys.job(envelope.jobId),
+                mapping={
+                    "jobId": envelope.jobId, "state": "queued", "attempt": envelope.attempt,
+                    "attempts": 0, "verify": 1, "source": "replay", "summary": envelope.summary(),
+                    "envelope": envelope.model_dump_json(), "updatedAt": now,
+                    "dedupeKey": dedupe,
+                },
+            )
+            pipe.hsetnx(keys.job(envelope.jobId), "createdAt", now)
+            pipe.hdel(keys.job(envelope.jobId), "deadLetterId", "lastError")
+            pipe.persist(keys.job(envelope.jobId))
+            pipe.rpush(
+                keys.job_history(envelope.jobId),
+                AttemptRecord(attempt=envelope.attempt, at=now, outcome="replayed",
+                              detail="replayed from the dead-letter queue").model_dump_json(
+                    exclude_none=True),
+            )
+            pipe.execute()
+        return None
+
+    def _note_refusal(self, entry: DeadLetter, message: str) -> None:
+        refused = entry.model_copy(
+            update={"error": HubSpotErrorInfo(message=f"replay refused: {message}",
+                                              category="INVALID")}
+        )
+        self.store.save(refused)

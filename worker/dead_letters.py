@@ -1,0 +1,134 @@
+"""The dead-letter store in Redis: list with filters and cursors, show, delete.
+
+Workers add entries atomically with the job's state change (`eventq.jobs.JobStore`); admins read
+them here from the CLI and the HTTP service. Nothing is ever dropped silently: an entry leaves
+only by replay (after its new job is accepted) or by an explicit purge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import redis
+
+from eventq.keys import Keys
+from eventq.records import DeadLetter
+
+__all__ = ["DeadLetterFilter", "DeadLetterPage", "DeadLetterStore"]
+
+_BATCH = 200
+
+
+@dataclass(frozen=True)
+class DeadLetterFilter:
+    """Which entries to show; every given criterion must match."""
+
+    reason: str | None = None
+    http_status: int | None = None
+    since: float | None = None
+    until: float | None = None
+    text: str | None = None
+
+    def matches(self, entry: DeadLetter) -> bool:
+        """Return True when `entry` meets every criterion."""
+        if self.reason and entry.reason != self.reason:
+            return False
+        if self.http_status is not None and entry.httpStatus != self.http_status:
+            return False
+        if self.text:
+            haystack = entry.model_dump_json().lower()
+            if self.text.lower() not in haystack:
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class DeadLetterPage:
+    """One page of entries, newest first, and the cursor of the next page (None at the end)."""
+
+    entries: list[DeadLetter]
+    next_cursor: str | None
+
+
+class DeadLetterStore:
+    """Synchronous DLQ access for admin tools (CLI, HTTP service via a thread)."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._redis = client
+        self._keys = keys
+
+    def count(self) -> int:
+        """Return how many entries the DLQ holds."""
+        return int(self._redis.zcard(self._keys.dlq))
+
+    def get(self, entry_id: str) -> DeadLetter | None:
+        """Return one entry, or None when it does not exist."""
+        raw = self._redis.get(self._keys.dlq_entry(entry_id))
+        return None if raw is None else DeadLetter.model_validate_json(raw)
+
+    def save(self, entry: DeadLetter) -> None:
+        """Overwrite an existing entry (e.g. to record why a replay was refused)."""
+        self._redis.set(self._keys.dlq_entry(entry.id), entry.model_dump_json())
+
+    def delete(self, entry_id: str) -> bool:
+        """Delete one entry; returns False when it did not exist."""
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self._keys.dlq, entry_id)
+            pipe.delete(self._keys.dlq_entry(entry_id))
+            removed, _ = pipe.execute()
+        return bool(removed)
+
+    def page(
+        self, filters: DeadLetterFilter | None = None, *, limit: int = 50, cursor: str | None = None
+    ) -> DeadLetterPage:
+        """Return up to `limit` matching entries, newest first, starting after `cursor`."""
+        filters = filters or DeadLetterFilter()
+        entries: list[DeadLetter] = []
+        last: str | None = None
+        for score, entry in self._scan(filters, cursor):
+            if len(entries) == limit:
+                return DeadLetterPage(entries, last)
+            entries.append(entry)
+            last = f"{score!r}:{entry.id}"
+        return DeadLetterPage(entries, None)
+
+    def iter_matching(self, filters: DeadLetterFilter | None = None) -> Iterator[DeadLetter]:
+        """Yield every matching entry, newest first."""
+        for _, entry in self._scan(filters or DeadLetterFilter(), None):
+            yield entry
+
+    def _scan(self, filters: DeadLetterFilter, cursor: str | None) -> Iterator[tuple[float, DeadLetter]]:
+        high: str = "+inf" if filters.until is None else str(filters.until)
+        low: str = "-inf" if filters.since is None else str(filters.since)
+        after_id: str | None = None
+        if cursor:
+            score_text, _, after_id = cursor.partition(":")
+            high = score_text
+        while True:
+            rows = self._redis.zrevrangebyscore(
+                self._keys.dlq, high, low, start=0, num=_BATCH + 1, withscores=True
+            )
+            ids = [r[0].decode() if isinstance(r[0], bytes) else r[0] for r in rows]
+            if after_id is not None:
+                # skip up to and including the cursor's entry (same score may repeat)
+                if after_id in ids:
+                    del rows[: ids.index(after_id) + 1]
+                after_id = None
+            if not rows:
+                return
+            yield from self._load(rows, filters)
+            if len(ids) <= _BATCH:
+                return
+            high = f"({rows[-1][1]!r}"
+
+    def _load(
+        self, rows: list[tuple[bytes | str, float]], filters: DeadLetterFilter
+    ) -> Iterator[tuple[float, DeadLetter]]:
+        keys = [self._keys.dlq_entry(r[0].decode() if isinstance(r[0], bytes) else r[0]) for r in rows]
+        for (_, score), raw in zip(rows, self._redis.mget(keys), strict=True):
+            if raw is None:
+                continue
+            entry = DeadLetter.model_validate_json(raw)
+            if filters.matches(entry):
+                yield score, entry

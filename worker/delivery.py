@@ -1,0 +1,274 @@
+"""One attempt of one job, start to finish, as a plain `async` function (no Celery here).
+
+claim the attempt → ledger → breaker → limiter → (existence check) → POST → decide → record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from eventq.jobs import JobStore
+from eventq.records import AttemptRecord, DeadLetter, DeadLetterReason, HubSpotErrorInfo
+from eventq.schema import JobEnvelope
+from worker.attempts import AttemptResult, HttpFailure, NetworkFailure, NotFound
+from worker.circuit_breaker import CircuitBreaker
+from worker.credentials import AccessToken, Credentials, CredentialsError
+from worker.hubspot_client import HubSpotClient
+from worker.rate_limit import RateLimiter, next_daily_reset
+from worker.retry_policy import (
+    Backoff,
+    Decision,
+    DeadLetterNow,
+    Delivered,
+    PauseBucket,
+    RetryLater,
+    decide,
+)
+
+__all__ = ["Delivery", "Outcome", "decode_envelope"]
+
+log = logging.getLogger("eventq.delivery")
+
+OutcomeKind = Literal["delivered", "retrying", "dead_lettered", "skipped"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the Celery task reports: ack, show RETRY, or show FAILURE (dead-lettered)."""
+
+    kind: OutcomeKind
+    job_id: str
+    detail: str = ""
+    object_id: str | None = None
+    next_attempt_at: float | None = None
+
+
+class _Invalid(Exception):
+    def __init__(self, payload: dict[str, Any], job_id: str, detail: str) -> None:
+        super().__init__(detail)
+        self.payload, self.job_id, self.detail = payload, job_id, detail
+
+
+def decode_envelope(raw: object, task_id: str) -> JobEnvelope:
+    """Return the job envelope carried by a message; a bare event is wrapped as a raw job.
+
+    Raises _Invalid (dead-letter as `invalid`) naming every bad field.
+    """
+    if not isinstance(raw, dict):
+        raise _Invalid({"value": repr(raw)[:1000]}, task_id, "message body is not a JSON object")
+    body: dict[str, Any] = raw if "event" in raw else {"jobId": task_id, "event": raw}
+    body.setdefault("jobId", task_id)
+    try:
+        return JobEnvelope.model_validate(body)
+    except ValidationError as error:
+        event = body.get("event")
+        payload = event if isinstance(event, dict) else {"event": event}
+        raise _Invalid(payload, str(body.get("jobId")), _field_errors(error)) from None
+
+
+def _field_errors(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        path = ".".join(str(p) for p in item["loc"] if p != "event") or "body"
+        parts.append(f"{path}: {item['msg']}")
+    return "; ".join(parts)
+
+
+@dataclass
+class Delivery:
+    """Everything one attempt needs; one instance per worker process."""
+
+    jobs: JobStore
+    client: HubSpotClient
+    limiter: RateLimiter
+    breaker: CircuitBreaker
+    credentials: Credentials
+    policy: Backoff
+    max_limiter_wait_s: float
+    lock_ttl_ms: int
+    daily_reset_utc_hour: int = 0
+
+    async def run(self, raw: object, task_id: str) -> Outcome:
+        """Run one attempt of the job in `raw` (the message's first argument)."""
+        try:
+            envelope = decode_envelope(raw, task_id)
+        except _Invalid as invalid:
+            return await self._dead_letter_invalid(invalid)
+        begun = await self.jobs.begin(
+            envelope, raw_envelope=envelope.model_dump_json(), lock_ttl_ms=self.lock_ttl_ms,
+            now=time.time(),
+        )
+        if begun.status in ("done", "stale"):
+            return Outcome("skipped", envelope.jobId, f"job is {begun.status}")
+        if begun.status == "locked":
+            return await self._wait_for_lock(envelope)
+        try:
+            return await _Attempt(self, envelope, begun.attempts, begun.verify).run()
+        except BaseException:
+            await self.jobs.release(envelope.jobId)  # the message will be redelivered
+            raise
+
+    async def _wait_for_lock(self, envelope: JobEnvelope) -> Outcome:
+        # another worker runs this attempt; look again after its lock must have expired
+        due = time.time() + self.lock_ttl_ms / 1000
+        await self.jobs.schedule_only(envelope.jobId, due)
+        return Outcome("skipped", envelope.jobId, "attempt already running elsewhere")
+
+    async def _dead_letter_invalid(self, invalid: _Invalid) -> Outcome:
+        now = time.time()
+        record = AttemptRecord(attempt=1, at=now, outcome="dead_letter", detail=invalid.detail)
+        entry = DeadLetter(
+            id=uuid.uuid4().hex, jobId=invalid.job_id, payload=invalid.payload, reason="invalid",
+            error=HubSpotErrorInfo(message=invalid.detail), attempts=[record],
+            firstEnqueuedAt=now, deadLetteredAt=now,
+        )
+        await self.jobs.mark_dead_lettered(invalid.job_id, entry, record)
+        log.warning("job %s dead-lettered as invalid: %s", invalid.job_id, invalid.detail)
+        return Outcome("dead_lettered", invalid.job_id, f"invalid: {invalid.detail}")
+
+
+class _Attempt:
+    """The state of one attempt while it runs."""
+
+    def __init__(self, d: Delivery, envelope: JobEnvelope, attempts: int, verify: bool) -> None:
+        self.d, self.envelope, self.attempts, self.verify = d, envelope, attempts, verify
+        self.event = envelope.event
+
+    async def run(self) -> Outcome:
+        object_id = await self.d.jobs.ledger_object_id(self.envelope)
+        if object_id is not None:
+            return await self._delivered(object_id, None, "already in the delivered ledger")
+        try:
+            token = await self.d.credentials.token_for(self.envelope.portalId)
+        except CredentialsError as error:
+            return await self._dead_letter("auth", str(error), None)
+        gate = await self._gate(token)
+        if gate is not None:
+            return gate
+        result = await self._send(token)
+        if isinstance(result, HttpFailure) and result.status == 401:
+            if await self.d.credentials.refresh_after_401(token):
+                return await self._park(time.time(), "token refreshed, retrying at once")
+        return await self._act(result, token)
+
+    async def _gate(self, token: AccessToken) -> Outcome | None:
+        """Return a parked outcome when the breaker or limiter says not now, else None."""
+        verdict = await self.d.breaker.allow(self.d.client.base_url)
+        if not verdict.allowed:
+            return await self._park(verdict.retry_at, f"circuit breaker {verdict.state}")
+        grant = await self.d.limiter.acquire(token.bucket, self.d.max_limiter_wait_s)
+        if not grant.granted:
+            return await self._park(grant.retry_at, f"rate limit: {grant.reason}")
+        if grant.wait_s > 0:
+            await asyncio.sleep(grant.wait_s)
+        return None
+
+    async def _send(self, token: AccessToken) -> AttemptResult:
+        secret = token.value.get_secret_value()
+        if self.verify:
+            found = await self.d.client.find(
+                self.event.externalAccountId, self.event.externalEventId, secret
+            )
+            await self._observe(found, token)
+            if not isinstance(found, NotFound):
+                return found
+            grant = await self.d.limiter.acquire(token.bucket, self.d.max_limiter_wait_s * 2)
+            await asyncio.sleep(grant.wait_s)
+        result = await self.d.client.create(self.event.to_hubspot(), secret)
+        await self._observe(result, token)
+        return result
+
+    async def _observe(self, result: AttemptResult, token: AccessToken) -> None:
+        if result.headers:
+            await self.d.limiter.observe(token.bucket, result.headers)
+        failed = isinstance(result, NetworkFailure) and result.kind != "connect"
+        failed = failed or (isinstance(result, HttpFailure) and result.status >= 500)
+        if failed:
+            await self.d.breaker.record_failure(self.d.client.base_url)
+        else:
+            await self.d.breaker.record_success(self.d.client.base_url)
+
+    async def _act(self, result: AttemptResult, token: AccessToken) -> Outcome:
+        self.attempts += 1
+        now = time.time()
+        age_s = now - self.envelope.firstEnqueuedAt.timestamp()
+        decision = decide(result, attempts_used=self.attempts, age_s=age_s, now_s=now,
+                          policy=self.d.policy)
+        return await self._apply(decision, result, token)
+
+    async def _apply(self, decision: Decision, result: AttemptResult, token: AccessToken) -> Outcome:
+        if isinstance(decision, Delivered):
+            return await self._delivered(decision.object_id, result, "delivered")
+        if isinstance(decision, PauseBucket):
+            self.attempts -= 1  # a 429 is HubSpot's pacing, not the job's fault
+            until = self._pause_end(decision)
+            await self.d.limiter.pause(token.bucket, until, decision.policy)
+            log.warning("rate limited (%s): bucket paused for %.1fs", decision.policy,
+                        until - time.time())
+            return await self._park(until + random.uniform(0, 0.25), f"429 {decision.policy}",
+                                    result)  # noqa: S311
+        if isinstance(decision, RetryLater):
+            self.verify = decision.verify
+            return await self._park(time.time() + decision.delay_s, decision.reason, result)
+        return await self._dead_letter(decision.reason, decision.detail, result)
+
+    def _pause_end(self, decision: PauseBucket) -> float:
+        if decision.policy == "DAILY":
+            return max(decision.until_s, next_daily_reset(time.time(), self.d.daily_reset_utc_hour))
+        return decision.until_s
+
+    def _record(self, outcome: str, detail: str, result: AttemptResult | None) -> AttemptRecord:
+        status = result.status if isinstance(result, HttpFailure) else None
+        if result is not None and status is None and not isinstance(result, NetworkFailure):
+            status = 200
+        return AttemptRecord(
+            attempt=self.envelope.attempt, at=time.time(), outcome=outcome, httpStatus=status,
+            latencyMs=None if result is None else round(result.latency_ms, 1), detail=detail,
+            correlationId=result.correlation_id if isinstance(result, HttpFailure) else None,
+        )
+
+    async def _delivered(self, object_id: str, result: AttemptResult | None, how: str) -> Outcome:
+        record = self._record("delivered", how, result)
+        await self.d.jobs.mark_delivered(self.envelope, object_id, record, attempts=self.attempts)
+        return Outcome("delivered", self.envelope.jobId, how, object_id=object_id)
+
+    async def _park(self, due: float, why: str, result: AttemptResult | None = None) -> Outcome:
+        outcome = "retry" if result is not None else "waiting"
+        record = self._record(outcome, why, result)
+        await self.d.jobs.reschedule(
+            self.envelope.next_attempt(), due_at=due, attempts=self.attempts, verify=self.verify,
+            record=record, last_error=why if result is not None else None,
+        )
+        return Outcome("retrying", self.envelope.jobId, why, next_attempt_at=due)
+
+    async def _dead_letter(
+        self, reason: DeadLetterReason, detail: str, result: AttemptResult | None
+    ) -> Outcome:
+        record = self._record("dead_letter", detail, result)
+        history = [*await self.d.jobs.history(self.envelope.jobId), record]
+        error = HubSpotErrorInfo(message=detail)
+        if isinstance(result, HttpFailure):
+            error = HubSpotErrorInfo(
+                message=result.message, category=result.category,
+                correlationId=result.correlation_id,
+                errors=[e for e in result.body.get("errors", []) if isinstance(e, dict)],
+            )
+        entry = DeadLetter(
+            id=uuid.uuid4().hex, jobId=self.envelope.jobId,
+            payload=self.event.model_dump(mode="json", exclude_none=True),
+            portalId=self.envelope.portalId, reason=reason,
+            httpStatus=result.status if isinstance(result, HttpFailure) else None, error=error,
+            attempts=history, source=self.envelope.source,
+            firstEnqueuedAt=self.envelope.firstEnqueuedAt.timestamp(), deadLetteredAt=time.time(),
+        )
+        await self.d.jobs.mark_dead_lettered(self.envelope.jobId, entry, record)
+        log.warning("job %s dead-lettered as %s: %s", self.envelope.jobId, reason, detail)
+        return Outcome("dead_lettered", self.envelope.jobId, f"{reason}: {detail}")

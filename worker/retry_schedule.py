@@ -1,0 +1,91 @@
+"""The retry schedule: jobs waiting for their next attempt sit in a Redis sorted set.
+
+Every worker process runs a `ScheduleMover` that leases due jobs (atomically, so no job is moved
+twice), publishes them back to their Celery queue, and only then confirms; a mover that dies
+mid-way leaves its lease to expire and another mover publishes the jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+
+from eventq.jobs import load_lua
+from eventq.keys import Keys
+from eventq.schema import JobEnvelope
+
+__all__ = ["ScheduleMover"]
+
+log = logging.getLogger("eventq.schedule")
+
+
+class ScheduleMover:
+    """Moves due jobs from the retry schedule to the queue, in a daemon thread."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        publish: Callable[[JobEnvelope], None],
+        *,
+        interval_s: float = 0.2,
+        lease_s: float = 30.0,
+        batch: int = 500,
+    ) -> None:
+        self._redis, self._keys, self._publish = client, keys, publish
+        self._interval_s, self._lease_s, self._batch = interval_s, lease_s, batch
+        self._claim = client.register_script(load_lua("claim_due"))
+        self._confirm = client.register_script(load_lua("confirm_moved"))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the mover thread (idempotent)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="eventq-schedule", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the mover thread and wait briefly for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def move_due(self) -> int:
+        """Publish every job due now; returns how many were moved."""
+        reply = self._claim(
+            keys=[self._keys.schedule],
+            args=[time.time(), self._lease_s, self._batch, self._keys.job("")],
+        )
+        lease, rest = reply[0], reply[1:]
+        moved: list[bytes | str] = []
+        for job_id, raw in zip(rest[::2], rest[1::2], strict=True):
+            if self._publish_one(job_id, raw):
+                moved.append(job_id)
+        if moved:
+            self._confirm(keys=[self._keys.schedule], args=[lease, *moved])
+        return len(moved)
+
+    def _publish_one(self, job_id: bytes | str, raw: bytes | str) -> bool:
+        if not raw:
+            # the job record expired or was purged: nothing to publish, drop it from the schedule
+            return True
+        try:
+            self._publish(JobEnvelope.model_validate_json(raw))
+        except Exception:  # the lease expires and a mover tries again
+            log.exception("could not publish scheduled job %r", job_id)
+            return False
+        return True
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                while self.move_due() >= self._batch:
+                    pass
+            except redis.RedisError as error:
+                log.warning("retry schedule unavailable: %s", type(error).__name__)
+            self._stop.wait(self._interval_s)

@@ -1,0 +1,154 @@
+"""One per worker process: the event loop thread, the HTTP session, Redis clients, the mover.
+
+Celery's pool threads hand each job to this loop (`Runtime.run`) and wait for its outcome, so
+many deliveries share one aiohttp session and one loop while Celery keeps acks and prefetch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import redis
+import redis.asyncio as aioredis
+from celery import Celery
+
+from eventq.jobs import JobStore
+from eventq.keys import Keys
+from eventq.messaging import send_job
+from eventq.schema import JobEnvelope
+from eventq.settings import Settings
+from worker.circuit_breaker import CircuitBreaker
+from worker.credentials import Credentials, StaticCredentials
+from worker.delivery import Delivery, Outcome
+from worker.hubspot_client import HubSpotClient, new_session
+from worker.rate_limit import RateLimiter
+from worker.retry_policy import Backoff
+from worker.retry_schedule import ScheduleMover
+
+__all__ = ["Runtime", "get_runtime"]
+
+log = logging.getLogger("eventq.worker")
+T = TypeVar("T")
+
+
+def _credentials(settings: Settings, client: aioredis.Redis, session: Any) -> Credentials:
+    if settings.oauth_enabled:
+        from worker.oauth import OAuthCredentials  # only OAuth deployments need it
+
+        return OAuthCredentials.from_settings(settings, client, session)
+    if settings.hubspot_access_token is None:
+        raise RuntimeError("EVENTQ_HUBSPOT_ACCESS_TOKEN (or OAuth settings) must be set")
+    return StaticCredentials(settings.hubspot_access_token)
+
+
+def lock_ttl_ms(settings: Settings) -> int:
+    """Return how long one attempt may hold its job: two requests, two limiter waits, slack."""
+    per_request_s = settings.connect_timeout_s + settings.read_timeout_s
+    return int((2 * per_request_s + 2 * settings.max_limiter_wait_s + 10) * 1000)
+
+
+class Runtime:
+    """The per-process delivery machinery, started lazily on first use."""
+
+    def __init__(self, settings: Settings, app: Celery) -> None:
+        self.settings = settings
+        self.app = app
+        self.keys = Keys(settings.key_prefix)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="eventq-loop", daemon=True)
+        self._thread.start()
+        self.delivery: Delivery = self.call(self._build())
+        self.mover = ScheduleMover(
+            redis.Redis.from_url(settings.redis_url),
+            self.keys,
+            self._publish,
+            interval_s=settings.scheduler_interval_s,
+        )
+        self.mover.start()
+
+    async def _build(self) -> Delivery:
+        s = self.settings
+        client = aioredis.Redis.from_url(s.redis_url, max_connections=max(16, s.concurrency))
+        self.session = new_session(
+            connect_timeout_s=s.connect_timeout_s,
+            read_timeout_s=s.read_timeout_s,
+            max_connections=s.concurrency,
+        )
+        return Delivery(
+            jobs=JobStore(client, self.keys, ledger_ttl_s=s.ledger_ttl_s, job_ttl_s=s.job_ttl_s),
+            client=HubSpotClient(self.session, s.hubspot_base_url),
+            limiter=RateLimiter(
+                client,
+                prefix=s.key_prefix,
+                limit=s.rate_limit,
+                margin=s.rate_limit_margin,
+                pad_ms=s.rate_limit_pad_ms,
+                daily_reset_utc_hour=s.daily_reset_utc_hour,
+            ),
+            breaker=CircuitBreaker(
+                client,
+                prefix=s.key_prefix,
+                failures_to_open=s.breaker_failures,
+                cooldown_s=s.breaker_cooldown_s,
+            ),
+            credentials=_credentials(s, client, self.session),
+            policy=Backoff(
+                base_s=s.backoff_base_s,
+                cap_s=s.backoff_cap_s,
+                jitter=s.backoff_jitter,
+                max_attempts=s.max_attempts,
+                max_age_s=s.max_age_s,
+            ),
+            max_limiter_wait_s=s.max_limiter_wait_s,
+            lock_ttl_ms=lock_ttl_ms(s),
+            daily_reset_utc_hour=s.daily_reset_utc_hour,
+        )
+
+    def _publish(self, envelope: JobEnvelope) -> None:
+        send_job(self.app, envelope, self.settings)
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout_s: float | None = None) -> T:
+        """Run `coro` on the runtime's loop and return its result (blocks the calling thread)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
+
+    def deliver(self, raw: object, task_id: str) -> Outcome:
+        """Run one attempt of the job carried by a message; returns its outcome."""
+        return self.call(self.delivery.run(raw, task_id))
+
+    def close(self) -> None:
+        """Stop the mover, close the session and stop the loop."""
+        self.mover.stop()
+        try:
+            self.call(self.session.close(), timeout_s=5)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+_runtime: Runtime | None = None
+_runtime_pid: int | None = None
+_lock = threading.Lock()
+
+
+def get_runtime(settings: Settings, app: Celery) -> Runtime:
+    """Return this process's runtime, creating it on first use (and again after a fork)."""
+    global _runtime, _runtime_pid
+    with _lock:
+        if _runtime is None or _runtime_pid != os.getpid():
+            _runtime = Runtime(settings, app)
+            _runtime_pid = os.getpid()
+            log.info("delivery runtime started in pid %s", _runtime_pid)
+        return _runtime
+
+
+def shutdown_runtime() -> None:
+    """Close this process's runtime if it was started."""
+    global _runtime
+    with _lock:
+        if _runtime is not None and _runtime_pid == os.getpid():
+            _runtime.close()
+        _runtime = None

@@ -1,0 +1,43 @@
+"""The Celery task, a thin view: hand the message to the delivery runtime, report the outcome.
+
+Flower sees SUCCESS (delivered or nothing to do), RETRY (parked in the retry schedule) or
+FAILURE (dead-lettered); the job's own status and the DLQ hold the details.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from celery import Task
+from celery.exceptions import Retry
+
+from eventq.messaging import TASK_NAME
+from worker.celery_app import app, settings
+from worker.runtime import get_runtime
+
+__all__ = ["DeadLettered", "create_marketing_event"]
+
+log = logging.getLogger("eventq.task")
+
+
+class DeadLettered(Exception):
+    """The job went to the dead-letter queue; the message says why (never a credential)."""
+
+
+@app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True,
+          throws=(DeadLettered,))
+def create_marketing_event(self: Task, job: Any = None, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Deliver one job; return its outcome, or raise Retry / DeadLettered for Flower."""
+    outcome = get_runtime(settings, app).deliver(job, self.request.id)
+    log.info(
+        "attempt finished",
+        extra={"jobId": outcome.job_id, "outcome": outcome.kind, "detail": outcome.detail},
+    )
+    if outcome.kind == "retrying":
+        when = datetime.fromtimestamp(outcome.next_attempt_at or 0, UTC)
+        raise Retry(f"parked: {outcome.detail}", when=when)
+    if outcome.kind == "dead_lettered":
+        raise DeadLettered(outcome.detail)
+    return {"jobId": outcome.job_id, "outcome": outcome.kind, "objectId": outcome.object_id}
