@@ -153,11 +153,27 @@ class _Attempt:
         gate = await self._gate(token)
         if gate is not None:
             return gate
-        result = await self._send(token)
+        if self.verify:
+            found = await self._check_first(token)
+            if found is not None:
+                return found
+        result = await self._create(token)
         if isinstance(result, HttpFailure) and result.status == 401:
             if await self.d.credentials.refresh_after_401(token):
                 return await self._park(time.time(), "token refreshed, retrying at once")
         return await self._act(result, token)
+
+    async def _check_first(self, token: AccessToken) -> Outcome | None:
+        """Look for the event before POSTing; returns an outcome unless it is safe to POST now."""
+        secret = token.value.get_secret_value()
+        found = await self.d.client.find(
+            self.event.externalAccountId, self.event.externalEventId, secret
+        )
+        await self._observe(found, token)
+        if not isinstance(found, NotFound):
+            return await self._act(found, token)
+        self.verify = False  # HubSpot has no such event: a POST cannot duplicate it
+        return await self._gate(token)
 
     async def _gate(self, token: AccessToken) -> Outcome | None:
         """Return a parked outcome when the breaker or limiter says not now, else None."""
@@ -171,17 +187,8 @@ class _Attempt:
             await asyncio.sleep(grant.wait_s)
         return None
 
-    async def _send(self, token: AccessToken) -> AttemptResult:
+    async def _create(self, token: AccessToken) -> AttemptResult:
         secret = token.value.get_secret_value()
-        if self.verify:
-            found = await self.d.client.find(
-                self.event.externalAccountId, self.event.externalEventId, secret
-            )
-            await self._observe(found, token)
-            if not isinstance(found, NotFound):
-                return found
-            grant = await self.d.limiter.acquire(token.bucket, self.d.max_limiter_wait_s * 2)
-            await asyncio.sleep(grant.wait_s)
         result = await self.d.client.create(self.event.to_hubspot(), secret)
         await self._observe(result, token)
         return result

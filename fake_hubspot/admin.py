@@ -1,0 +1,290 @@
+"""The `/_fake/` control routes (no auth, JSON in and out) that steer faults and read state."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fake_hubspot.config import DEFAULT_SCOPES, RateLimit, RefreshGrant
+from fake_hubspot.faults import Injection
+from fake_hubspot.state import STATE, FakeState
+
+__all__ = ["add_control_routes"]
+
+Positive = Annotated[int, Field(gt=0)]
+NonNegative = Annotated[int, Field(ge=0)]
+Millis = Annotated[float, Field(ge=0)]
+Status = Annotated[int, Field(ge=100, le=599)]
+Text = Annotated[str, Field(min_length=1)]
+_Model = TypeVar("_Model", bound=BaseModel)
+_Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LatencyIn(_In):
+    """`POST /_fake/latency`: fixed `ms`, or uniform between `min_ms` and `max_ms`."""
+
+    ms: Millis | None = None
+    min_ms: Millis | None = None
+    max_ms: Millis | None = None
+
+
+class FailNextIn(_In):
+    """`POST /_fake/fail-next`: answer the next `count` creates (and GETs) with `status`."""
+
+    count: Positive = 1
+    status: Status
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: Any = None
+    include_get: bool = False
+
+
+class FailureRateIn(_In):
+    """`POST /_fake/failure-rate`: answer a fraction `rate` of creates with `status`."""
+
+    rate: Annotated[float, Field(ge=0.0, le=1.0)]
+    status: Status = 503
+
+
+class CountIn(_In):
+    """`POST /_fake/hang` and `/_fake/close-after-create`: the next `count` creates."""
+
+    count: NonNegative
+
+
+class DuplicateModeIn(_In):
+    """`POST /_fake/duplicate-mode`."""
+
+    mode: Literal["allow", "409"]
+
+
+class RateLimitIn(_In):
+    """`POST /_fake/rate-limit`: `requests` per `window_ms` (null = off), daily budget."""
+
+    requests: Positive | None
+    window_ms: Positive = 10_000
+    daily: Positive | None = None
+
+
+class PortalRateLimitIn(_In):
+    """`POST /_fake/account-rate-limit`: a portal's own limit (`requests` null = global)."""
+
+    portal_id: int
+    requests: Positive | None
+    window_ms: Positive = 10_000
+
+
+class TokenIn(_In):
+    """`POST /_fake/tokens`: accept a private-app token (optional app name and scopes)."""
+
+    token: Text
+    app: Text | None = None
+    scopes: list[str] | None = None
+
+
+class RefreshTokenIn(_In):
+    """A refresh token with its portal and scopes."""
+
+    refresh_token: Text
+    portal_id: int
+    scopes: list[str] = Field(default_factory=lambda: list(DEFAULT_SCOPES))
+
+
+class OAuthIn(_In):
+    """`POST /_fake/oauth`: client credentials, token lifetime, more refresh tokens."""
+
+    client_id: Text | None = None
+    client_secret: Text | None = None
+    access_token_lifetime_s: Annotated[float, Field(gt=0)] | None = None
+    refresh_tokens: list[RefreshTokenIn] = Field(default_factory=list)
+
+
+class RevokeIn(_In):
+    """`POST /_fake/oauth/revoke`: revoke a refresh token (and optionally its access tokens)."""
+
+    refresh_token: Text
+    access_tokens: bool = False
+
+
+def _reply(body: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=json.dumps(body).encode(), status=status, content_type="application/json"
+    )
+
+
+_OK = {"ok": True}
+
+
+async def _load(request: web.Request, model: type[_Model]) -> _Model:
+    raw = await request.read()
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        raise web.HTTPBadRequest(
+            text=json.dumps({"ok": False, "error": json.loads(json.dumps(errors, default=str))}),
+            content_type="application/json",
+        ) from exc
+
+
+def _since(request: web.Request) -> int:
+    try:
+        return int(request.query.get("since", "0"))
+    except ValueError as exc:
+        raise web.HTTPBadRequest(
+            text='{"ok": false, "error": "since must be an integer"}',
+            content_type="application/json",
+        ) from exc
+
+
+def _state(request: web.Request) -> FakeState:
+    return request.app[STATE]
+
+
+async def reset(request: web.Request) -> web.Response:
+    """Return everything to the startup configuration."""
+    _state(request).reset()
+    return _reply(_OK)
+
+
+async def latency(request: web.Request) -> web.Response:
+    """Set the latency of API answers."""
+    data = await _load(request, LatencyIn)
+    faults = _state(request).faults
+    try:
+        faults.set_latency(data.ms, data.min_ms, data.max_ms)
+    except ValueError as exc:
+        return _reply({"ok": False, "error": str(exc)}, 400)
+    return _reply({"ok": True, **faults.latency_ms()})
+
+
+async def fail_next(request: web.Request) -> web.Response:
+    """Queue injected answers."""
+    data = await _load(request, FailNextIn)
+    injection = Injection(data.status, data.headers, data.body, data.include_get, data.count)
+    _state(request).faults.fail_next(injection)
+    return _reply(_OK)
+
+
+async def failure_rate(request: web.Request) -> web.Response:
+    """Set the random failure rate of creates."""
+    data = await _load(request, FailureRateIn)
+    _state(request).faults.set_failure_rate(data.rate, data.status)
+    return _reply(_OK)
+
+
+async def hang(request: web.Request) -> web.Response:
+    """Make the next `count` creates never answer."""
+    _state(request).faults.hang_next = (await _load(request, CountIn)).count
+    return _reply(_OK)
+
+
+async def release(request: web.Request) -> web.Response:
+    """End every hung request now (their connections are closed without answer)."""
+    _state(request).release_hung()
+    return _reply(_OK)
+
+
+async def close_after_create(request: web.Request) -> web.Response:
+    """Make the next `count` creates store the event, then drop the connection."""
+    _state(request).faults.close_next = (await _load(request, CountIn)).count
+    return _reply(_OK)
+
+
+async def duplicate_mode(request: web.Request) -> web.Response:
+    """Choose what a second create of the same external ids does."""
+    _state(request).faults.duplicate_mode = (await _load(request, DuplicateModeIn)).mode
+    return _reply(_OK)
+
+
+async def rate_limit(request: web.Request) -> web.Response:
+    """Set the global rolling limit and daily budget."""
+    data = await _load(request, RateLimitIn)
+    limit = None if data.requests is None else RateLimit(data.requests, data.window_ms)
+    _state(request).limiter.configure(limit, data.daily)
+    return _reply(_OK)
+
+
+async def account_rate_limit(request: web.Request) -> web.Response:
+    """Give one portal its own rolling limit."""
+    data = await _load(request, PortalRateLimitIn)
+    limit = None if data.requests is None else RateLimit(data.requests, data.window_ms)
+    _state(request).limiter.configure_portal(data.portal_id, limit)
+    return _reply(_OK)
+
+
+async def add_token(request: web.Request) -> web.Response:
+    """Accept one more private-app token; answer its identity name."""
+    data = await _load(request, TokenIn)
+    identity = _state(request).auth.add_static_token(data.token, data.app, data.scopes)
+    return _reply({"ok": True, "identity": identity})
+
+
+async def oauth(request: web.Request) -> web.Response:
+    """Change the OAuth client, access-token lifetime or add refresh tokens."""
+    data = await _load(request, OAuthIn)
+    auth = _state(request).auth
+    if data.client_id is not None:
+        auth.client_id = data.client_id
+    if data.client_secret is not None:
+        auth.client_secret = data.client_secret
+    if data.access_token_lifetime_s is not None:
+        auth.lifetime_s = data.access_token_lifetime_s
+    for item in data.refresh_tokens:
+        auth.add_refresh_token(RefreshGrant(item.refresh_token, item.portal_id, tuple(item.scopes)))
+    return _reply(_OK)
+
+
+async def revoke(request: web.Request) -> web.Response:
+    """Revoke a refresh token: refreshing with it then fails with `invalid_grant`."""
+    data = await _load(request, RevokeIn)
+    known = _state(request).auth.revoke(data.refresh_token, access_tokens=data.access_tokens)
+    return _reply({"ok": True, "known": known})
+
+
+async def requests(request: web.Request) -> web.Response:
+    """Every recorded API request from `?since=` on, in arrival order."""
+    return _reply(_state(request).recorder.since(_since(request)))
+
+
+async def events(request: web.Request) -> web.Response:
+    """Every created event from `?since=` on, in creation order."""
+    return _reply(_state(request).events.records[max(0, _since(request)) :])
+
+
+async def stats(request: web.Request) -> web.Response:
+    """Counters: by status, creates, 429s by policy, refreshes per portal, hangs, faults."""
+    return _reply(_state(request).stats())
+
+
+_POSTS: dict[str, _Handler] = {
+    "reset": reset,
+    "latency": latency,
+    "fail-next": fail_next,
+    "failure-rate": failure_rate,
+    "hang": hang,
+    "release": release,
+    "close-after-create": close_after_create,
+    "duplicate-mode": duplicate_mode,
+    "rate-limit": rate_limit,
+    "account-rate-limit": account_rate_limit,
+    "tokens": add_token,
+    "oauth": oauth,
+    "oauth/revoke": revoke,
+}
+_GETS: dict[str, _Handler] = {"requests": requests, "events": events, "stats": stats}
+
+
+def add_control_routes(router: web.UrlDispatcher) -> None:
+    """Register every `/_fake/…` route on `router`."""
+    for name, handler in _POSTS.items():
+        router.add_post(f"/_fake/{name}", handler)
+    for name, handler in _GETS.items():
+        router.add_get(f"/_fake/{name}", handler)

@@ -1,0 +1,237 @@
+"""The aiohttp application: HubSpot's marketing-event and OAuth routes, plus `/_fake/` control."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from fake_hubspot.admin import add_control_routes
+from fake_hubspot.auth import AuthFailure, Identity, RefreshFailure
+from fake_hubspot.config import READ_SCOPE, WRITE_SCOPE, FakeConfig
+from fake_hubspot.errors import (
+    category_for_status,
+    error_body,
+    missing_scope_body,
+    oauth_error_body,
+    rate_limit_body,
+)
+from fake_hubspot.faults import Injection
+from fake_hubspot.ratelimit import TEN_SECONDLY
+from fake_hubspot.state import STATE, FakeState
+
+__all__ = ["CREATE_PATH", "STATE", "TOKEN_PATH", "create_app"]
+
+CREATE_PATH = "/marketing/v3/marketing-events/events"
+TOKEN_PATH = "/oauth/v1/token"  # noqa: S105 - a URL path, not a secret
+_NO_BODY = frozenset({204, 304})
+_NOT_JSON = object()
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
+    if status in _NO_BODY or status < 200:
+        return web.Response(status=status, headers=headers)
+    return web.Response(
+        body=json.dumps(body).encode(),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return _NOT_JSON
+
+
+def _finish(state: FakeState, record: dict[str, Any], response: web.Response) -> web.Response:
+    state.recorder.answer(record, response.status)
+    return response
+
+
+def _drop(state: FakeState, request: web.Request, record: dict[str, Any] | None) -> web.Response:
+    """Close the connection without an answer (the client sees a disconnect)."""
+    if request.transport is not None:
+        request.transport.close()
+    if record is not None:
+        state.recorder.drop(record)
+    # Never sent: the transport is closed, aiohttp drops it as a premature disconnect.
+    return web.Response(status=499)
+
+
+def _injected(state: FakeState, injection: Injection, headers: dict[str, str]) -> web.Response:
+    state.recorder.injected += 1
+    status = injection.status
+    merged = CIMultiDict(headers)
+    merged.update(injection.headers)
+    body = injection.body
+    if body is None:
+        if status == 429:
+            body = rate_limit_body(TEN_SECONDLY, "publicapi:injected")
+        else:
+            body = error_body(category_for_status(status), f"Injected failure (HTTP {status})")
+    if status in _NO_BODY or status < 200:
+        return web.Response(status=status, headers=merged)
+    if isinstance(body, str) and "Content-Type" in merged:
+        return web.Response(text=body, status=status, headers=merged)
+    if isinstance(body, str):
+        return web.Response(text=body, status=status, headers=merged, content_type="text/plain")
+    merged.setdefault("Content-Type", "application/json")
+    return web.Response(body=json.dumps(body).encode(), status=status, headers=merged)
+
+
+def _admit(
+    state: FakeState, request: web.Request, record: dict[str, Any], scope: str
+) -> tuple[Identity, dict[str, str]] | web.Response:
+    """Authenticate, rate-limit and scope-check an API request."""
+    found = state.auth.authenticate(request.headers.get("Authorization"))
+    if isinstance(found, AuthFailure):
+        return _json(401, error_body(found.category, found.message))
+    record["identity"] = found.name
+    decision = state.limiter.check(found.name, found.portal_id)
+    if decision.policy is not None:
+        state.recorder.rate_limited[decision.policy] += 1
+        body = rate_limit_body(decision.policy, f"publicapi:{found.name}")
+        return _json(429, body, decision.headers)
+    if not found.allows(scope):
+        return _json(403, missing_scope_body(scope), decision.headers)
+    return found, decision.headers
+
+
+async def create_event(request: web.Request) -> web.Response:
+    """`POST /marketing/v3/marketing-events/events`: validate, store, echo with `objectId`."""
+    state = request.app[STATE]
+    record = state.recorder.open(request.method, request.path, dict(request.query))
+    state.recorder.creates += 1
+    body = _parse_json(await request.read())
+    record["body"] = None if body is _NOT_JSON else body
+    await state.faults.delay()
+    admitted = _admit(state, request, record, WRITE_SCOPE)
+    if isinstance(admitted, web.Response):
+        return _finish(state, record, admitted)
+    identity, headers = admitted
+    if state.faults.take_hang():
+        return _drop(state, request, record if await state.hang() else None)
+    injection = state.faults.take_injection(is_create=True)
+    if injection is not None:
+        return _finish(state, record, _injected(state, injection, headers))
+    if body is _NOT_JSON:
+        detail = {"message": "The request body is not valid JSON", "in": "body"}
+        answer = error_body("VALIDATION_ERROR", "Invalid input JSON: not parseable", [detail])
+        return _finish(state, record, _json(400, answer, headers))
+    errors = state.validator.errors(body)
+    if errors:
+        message = f"Invalid input JSON: {errors[0]['in']}: {errors[0]['message']}"
+        if len(errors) > 1:
+            message += f" (and {len(errors) - 1} more)"
+        answer = error_body("VALIDATION_ERROR", message, errors)
+        return _finish(state, record, _json(400, answer, headers))
+    account, external = body["externalAccountId"], body["externalEventId"]
+    if state.faults.duplicate_mode == "409" and state.events.find(identity.name, account, external):
+        message = (
+            f"A marketing event with externalEventId {external} already exists for "
+            f"externalAccountId {account}"
+        )
+        return _finish(state, record, _json(409, error_body("CONFLICT", message), headers))
+    event = state.events.create(identity.name, body)
+    if state.faults.take_close():
+        return _drop(state, request, record)
+    return _finish(state, record, _json(200, state.events.create_response(event), headers))
+
+
+async def read_event(request: web.Request) -> web.Response:
+    """`GET /marketing/v3/marketing-events/events/{externalEventId}?externalAccountId=…`."""
+    state = request.app[STATE]
+    record = state.recorder.open(request.method, request.path, dict(request.query))
+    await state.faults.delay()
+    admitted = _admit(state, request, record, READ_SCOPE)
+    if isinstance(admitted, web.Response):
+        return _finish(state, record, admitted)
+    identity, headers = admitted
+    injection = state.faults.take_injection(is_create=False)
+    if injection is not None:
+        return _finish(state, record, _injected(state, injection, headers))
+    account = request.query.get("externalAccountId")
+    external = request.match_info["externalEventId"]
+    if not account:
+        detail = {"message": "Required query parameter is missing", "in": "externalAccountId"}
+        answer = error_body("VALIDATION_ERROR", "externalAccountId is required", [detail])
+        return _finish(state, record, _json(400, answer, headers))
+    event = state.events.find(identity.name, account, external)
+    if event is None:
+        message = (
+            f"Marketing event not found for externalEventId {external} and "
+            f"externalAccountId {account}"
+        )
+        answer = error_body("OBJECT_NOT_FOUND", message)
+        return _finish(state, record, _json(404, answer, headers))
+    return _finish(state, record, _json(200, state.events.read_response(event), headers))
+
+
+async def refresh_token(request: web.Request) -> web.Response:
+    """`POST /oauth/v1/token` with `grant_type=refresh_token`: issue a new access token."""
+    state = request.app[STATE]
+    record = state.recorder.open(request.method, request.path, dict(request.query))
+    form = await request.post()
+    fields = {
+        name: str(form[name])
+        for name in ("client_id", "client_secret", "refresh_token")
+        if name in form
+    }
+    grant_type = str(form.get("grant_type", ""))
+    record["body"] = {"grant_type": grant_type, "client_id": fields.get("client_id")}
+    await state.faults.delay()
+    if grant_type != "refresh_token":
+        answer = oauth_error_body(
+            "BAD_GRANT_TYPE", "unsupported_grant_type", "grant_type must be refresh_token"
+        )
+        return _finish(state, record, _json(400, answer))
+    result = state.auth.refresh(
+        fields.get("client_id"), fields.get("client_secret"), fields.get("refresh_token")
+    )
+    if isinstance(result, RefreshFailure):
+        answer = oauth_error_body(result.status, result.error, result.message)
+        return _finish(state, record, _json(result.http_status, answer))
+    record["identity"] = f"portal:{result.portal_id}"
+    answer = {
+        "token_type": "bearer",
+        "refresh_token": result.refresh_token,
+        "access_token": result.access_token,
+        "expires_in": result.expires_in,
+    }
+    return _finish(state, record, _json(200, answer, {"Cache-Control": "no-store"}))
+
+
+async def not_found(request: web.Request) -> web.Response:
+    """Any other path: HubSpot-shaped 404 (recorded unless it is under `/_fake/`)."""
+    state = request.app[STATE]
+    answer = error_body(
+        "OBJECT_NOT_FOUND", f"Unable to route {request.method} request to {request.path}"
+    )
+    response = _json(404, answer)
+    if not request.path.startswith("/_fake/"):
+        record = state.recorder.open(request.method, request.path, dict(request.query))
+        _finish(state, record, response)
+    return response
+
+
+async def _release_hung(app: web.Application) -> None:
+    app[STATE].release_hung()
+
+
+def create_app(config: FakeConfig | None = None) -> web.Application:
+    """Return the fake HubSpot application, starting from `config` (defaults: FakeConfig())."""
+    app = web.Application()
+    state = FakeState(config or FakeConfig())
+    app[STATE] = state
+    app.router.add_post(CREATE_PATH, create_event)
+    app.router.add_get(CREATE_PATH + "/{externalEventId}", read_event)
+    app.router.add_post(TOKEN_PATH, refresh_token)
+    add_control_routes(app.router)
+    app.router.add_route("*", "/{tail:.*}", not_found)
+    app.on_shutdown.append(_release_hung)
+    return app

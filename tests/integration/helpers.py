@@ -1,0 +1,50 @@
+"""Helpers for integration tests: job status, spec validation, raw Celery messages."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import jsonschema
+from celery import Celery
+
+from eventq.admin import job_status
+from eventq.messaging import TASK_NAME
+from eventq.records import JobStatus
+from eventq.schema import spec_schemas
+from eventq.settings import Settings
+from tests.conftest import Stack, wait_for
+
+
+def status_of(stack: Stack, job_id: str) -> JobStatus | None:
+    return asyncio.run(job_status(stack.settings, job_id))
+
+
+def wait_state(stack: Stack, job_id: str, state: str, timeout_s: float = 30) -> JobStatus:
+    def check() -> JobStatus | None:
+        found = status_of(stack, job_id)
+        return found if found is not None and found.state == state else None
+
+    result: JobStatus = wait_for(check, timeout_s, f"job {job_id} {state}")
+    return result
+
+
+def create_body_validator() -> jsonschema.Draft202012Validator:
+    """Validate bodies against HubSpot's schema; property items need only name and value."""
+    schemas = dict(spec_schemas())
+    prop = dict(schemas["PropertyValue"])
+    prop["required"] = ["name", "value"]
+    schemas["PropertyValue"] = prop
+    root = {"$ref": "#/components/schemas/MarketingEventCreateRequestParams",
+            "components": {"schemas": schemas}}
+    return jsonschema.Draft202012Validator(root, format_checker=jsonschema.FormatChecker())
+
+
+def send_raw(settings: Settings, args: list[Any]) -> None:
+    """Send a message the way a non-eventq Celery client would: by task name only."""
+    app = Celery("raw-client", broker=settings.effective_broker_url)
+    app.send_task(TASK_NAME, args=args, queue=settings.queue)
+
+
+def creates(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in requests if r["method"] == "POST"]

@@ -1,0 +1,401 @@
+"""Tests of the Redis sliding-window rate limiter against the real Redis on localhost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+import redis.asyncio
+
+from eventq.settings import RateLimit
+from worker.rate_limit import (
+    RateLimiter,
+    bucket_for_portal,
+    bucket_for_token,
+    next_daily_reset,
+)
+
+REDIS_URL = "redis://localhost:6379/0"
+ROOT = Path(__file__).resolve().parents[2]
+WINDOW_S = 1.0
+PAD_MS = 50
+BUDGET = 10
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"test-{uuid4().hex}"
+
+
+@pytest.fixture
+async def client(prefix: str) -> AsyncIterator[redis.asyncio.Redis]:
+    conn = redis.asyncio.Redis.from_url(REDIS_URL)
+    yield conn
+    keys = [key async for key in conn.scan_iter(match=f"{prefix}:*")]
+    if keys:
+        await conn.delete(*keys)
+    await conn.aclose()
+
+
+@pytest.fixture
+async def other_client() -> AsyncIterator[redis.asyncio.Redis]:
+    # A second connection pool stands for another worker process.
+    conn = redis.asyncio.Redis.from_url(REDIS_URL, decode_responses=True)
+    yield conn
+    await conn.aclose()
+
+
+def limiter(conn: redis.asyncio.Redis, prefix: str, **kwargs: object) -> RateLimiter:
+    options: dict[str, object] = {"limit": RateLimit(BUDGET, WINDOW_S), "pad_ms": PAD_MS}
+    options.update(kwargs)
+    return RateLimiter(conn, prefix=prefix, **options)  # type: ignore[arg-type]
+
+
+def max_in_any_window(times: list[float], window_s: float) -> int:
+    """Return the most events falling in any half-open window (t - window_s, t]."""
+    ordered = sorted(times)
+    most, start = 0, 0
+    for end, at in enumerate(ordered):
+        while ordered[start] <= at - window_s:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+# A worker in another process, sharing only Redis, printing its (send_at, sent) pairs.
+OTHER_WORKER = f"""
+import asyncio, json, sys, time
+import redis.asyncio
+from eventq.settings import RateLimit
+from worker.rate_limit import RateLimiter
+
+async def main(prefix, bucket, deadline):
+    conn = redis.asyncio.Redis.from_url("redis://localhost:6379/0")
+    limiter = RateLimiter(conn, prefix=prefix, limit=RateLimit({BUDGET}, {WINDOW_S}),
+                          pad_ms={PAD_MS})
+    sends = []
+    async def task():
+        while time.time() < deadline:
+            grant = await limiter.acquire(bucket, max_wait_s=0.5)
+            if grant.granted:
+                await asyncio.sleep(grant.wait_s)
+                sends.append((grant.send_at, time.time()))
+            else:
+                await asyncio.sleep(grant.retry_at - grant.now)
+    await asyncio.gather(*(task() for _ in range(20)))
+    await conn.aclose()
+    print(json.dumps(sends))
+
+asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
+"""
+
+
+async def test_many_workers_never_exceed_the_budget_in_any_window_and_sustain_throughput(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    # Given 40 tasks here and 20 in another process sharing one bucket of 10 per 1 s
+    bucket = bucket_for_token("pat-na1-shared")
+    deadline = time.time() + 3.5
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    other = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        OTHER_WORKER,
+        prefix,
+        bucket,
+        str(deadline),
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    here = limiter(client, prefix)
+    sends: list[tuple[float, float]] = []
+
+    async def task() -> None:
+        while time.time() < deadline:
+            grant = await here.acquire(bucket, max_wait_s=0.5)
+            if grant.granted:
+                await asyncio.sleep(grant.wait_s)
+                sends.append((grant.send_at, time.time()))
+            else:
+                assert grant.reason == "busy"
+                await asyncio.sleep(grant.retry_at - grant.now)
+
+    # When they all acquire and "send" until the deadline
+    await asyncio.gather(*(task() for _ in range(40)))
+    out, _ = await other.communicate()
+    theirs = [tuple(pair) for pair in json.loads(out)]
+    all_sends = sends + theirs
+    granted_at = sorted(send_at for send_at, _ in all_sends)
+    sent_at = [sent for _, sent in all_sends]
+
+    # Then no rolling window ever holds more than the budget, by grant or by actual send time
+    assert theirs, "the other process got no grant"
+    assert max_in_any_window(granted_at, WINDOW_S + PAD_MS / 1000 - 0.0005) <= BUDGET
+    assert max_in_any_window(sent_at, WINDOW_S) <= BUDGET
+    # And the sustained rate (grants after the first window's burst over the elapsed time)
+    # stays within 90% of the budget
+    rate = (len(granted_at) - BUDGET) / (granted_at[-1] - granted_at[0])
+    ordered = sorted(sent_at)
+    tightest = min(b - a for a, b in zip(ordered, ordered[BUDGET:], strict=False))
+    print(
+        f"grants={len(granted_at)} (other process {len(theirs)}) rate={rate:.2f}/s "
+        f"= {rate / BUDGET * WINDOW_S:.1%} of budget; tightest {BUDGET + 1} sends span "
+        f"{tightest:.3f}s"
+    )
+    assert rate >= 0.9 * BUDGET / WINDOW_S
+
+
+async def test_acquire_refuses_a_wait_longer_than_max_wait_and_reserves_nothing(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    # Given a bucket of 3 per 1 s whose budget is used up now
+    rl = limiter(client, prefix, limit=RateLimit(3, WINDOW_S))
+    first = await rl.acquire("b", max_wait_s=0)
+    for _ in range(2):
+        assert (await rl.acquire("b", max_wait_s=0)).granted
+    assert first.granted
+    assert first.wait_s == 0
+    assert first.reason == "ok"
+
+    # When one more asks to wait at most 0.2 s
+    refused = await rl.acquire("b", max_wait_s=0.2)
+
+    # Then it is refused, told to retry when the window frees (plus at most a window of jitter)
+    padded_s = WINDOW_S + PAD_MS / 1000
+    assert not refused.granted
+    assert refused.reason == "busy"
+    assert first.send_at + padded_s <= refused.retry_at <= first.send_at + 2 * padded_s + 0.001
+    # And it reserved nothing, so a caller willing to wait gets that first free slot
+    assert (await rl.state("b")).used == 3
+    waiting = await rl.acquire("b", max_wait_s=2.0)
+    assert waiting.granted
+    assert waiting.send_at == pytest.approx(first.send_at + padded_s, abs=0.0015)
+    assert waiting.retry_at == waiting.send_at
+    assert waiting.wait_s > padded_s - 0.2
+
+
+async def test_pause_blocks_every_worker_until_it_ends_and_is_never_shortened(
+    client: redis.asyncio.Redis, other_client: redis.asyncio.Redis, prefix: str
+) -> None:
+    # Given two workers on one bucket, paused after a TEN_SECONDLY_ROLLING 429
+    one, two = limiter(client, prefix), limiter(other_client, prefix)
+    now = (await one.acquire("b", max_wait_s=0)).now
+    until = now + 0.3
+    await one.pause("b", until, "TEN_SECONDLY_ROLLING")
+
+    # When a shorter pause follows and both workers acquire
+    await two.pause("b", now + 0.1, "OTHER")
+    grants = [await one.acquire("b", max_wait_s=5), await two.acquire("b", max_wait_s=5)]
+
+    # Then both are refused until the longer pause ends (plus bounded jitter)
+    for grant in grants:
+        assert not grant.granted
+        assert grant.reason == "paused:TEN_SECONDLY_ROLLING"
+        assert until - 0.001 <= grant.retry_at <= until + WINDOW_S + PAD_MS / 1000
+    state = await two.state("b")
+    assert state.paused_until == pytest.approx(until, abs=0.002)
+    assert state.reason == "TEN_SECONDLY_ROLLING"
+    # And once it has ended they are granted again
+    await asyncio.sleep(until - grants[0].now + 0.01)
+    assert (await two.acquire("b", max_wait_s=0)).granted
+    assert (await one.state("b")).paused_until is None
+
+
+async def test_observe_adopts_a_smaller_max_from_hubspot_and_drops_it_when_raised(
+    client: redis.asyncio.Redis, other_client: redis.asyncio.Redis, prefix: str
+) -> None:
+    # Given a limiter configured for 10 per 1 s
+    rl = limiter(client, prefix)
+    headers = {
+        "X-HubSpot-RateLimit-Max": "3",
+        "x-hubspot-ratelimit-interval-milliseconds": "1000",
+        "X-HUBSPOT-RATELIMIT-REMAINING": "2",
+    }
+
+    # When HubSpot reports a budget of 3 per 1 s
+    await rl.observe("b", headers)
+
+    # Then every worker's bucket allows only 3 per window
+    other = limiter(other_client, prefix)
+    assert (await other.state("b")).budget == 3
+    grants = [await other.acquire("b", max_wait_s=0) for _ in range(4)]
+    assert [grant.granted for grant in grants] == [True, True, True, False]
+    # And a later, larger report restores the configured budget (min of both)
+    await rl.observe("b", {**headers, "X-HubSpot-RateLimit-Max": "50"})
+    assert (await rl.state("b")).budget == BUDGET
+
+
+async def test_observe_with_zero_remaining_pauses_the_bucket_for_one_slot(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    # Given a bucket of 10 per 1 s
+    rl = limiter(client, prefix)
+    now = (await rl.acquire("b", max_wait_s=0)).now
+
+    # When HubSpot says no request is left in its window
+    await rl.observe(
+        "b",
+        {
+            "X-HubSpot-RateLimit-Max": "10",
+            "X-HubSpot-RateLimit-Interval-Milliseconds": "1000",
+            "X-HubSpot-RateLimit-Remaining": "0",
+        },
+    )
+
+    # Then the bucket pauses for one slot, window / max = 0.1 s
+    state = await rl.state("b")
+    assert state.reason == "ROLLING_EXHAUSTED"
+    assert state.paused_until is not None
+    assert 0.09 <= state.paused_until - now <= 0.2
+    refused = await rl.acquire("b", max_wait_s=5)
+    assert refused.reason == "paused:ROLLING_EXHAUSTED"
+
+
+async def test_observe_with_zero_daily_remaining_pauses_until_the_next_daily_reset(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    # Given a limiter whose HubSpot daily budget resets at 07:00 UTC
+    rl = limiter(client, prefix, daily_reset_utc_hour=7)
+
+    # When HubSpot says the daily budget is spent (header names in any case)
+    await rl.observe(
+        "b", {"x-hubspot-ratelimit-daily": "250000", "X-HubSpot-RateLimit-Daily-Remaining": "0"}
+    )
+    grant = await rl.acquire("b", max_wait_s=60)
+
+    # Then acquires are refused until the next 07:00 UTC
+    reset = next_daily_reset(grant.now, 7)
+    assert not grant.granted
+    assert grant.reason == "paused:DAILY"
+    assert reset <= grant.retry_at <= reset + WINDOW_S + PAD_MS / 1000
+    state = await rl.state("b")
+    assert state.paused_until == reset
+    assert state.reason == "DAILY"
+
+
+async def test_malformed_headers_change_nothing(client: redis.asyncio.Redis, prefix: str) -> None:
+    # Given a fresh bucket
+    rl = limiter(client, prefix)
+
+    # When the headers are missing or garbage
+    await rl.observe("b", {"X-HubSpot-RateLimit-Max": "lots", "X-HubSpot-RateLimit-Remaining": ""})
+    await rl.observe("b", {"Content-Type": "application/json"})
+
+    # Then the bucket is untouched
+    state = await rl.state("b")
+    assert (state.budget, state.paused_until) == (BUDGET, None)
+
+
+async def test_two_buckets_are_independent(client: redis.asyncio.Redis, prefix: str) -> None:
+    # Given bucket a used up and paused
+    rl = limiter(client, prefix, limit=RateLimit(2, WINDOW_S))
+    a, b = bucket_for_token("token-a"), bucket_for_token("token-b")
+    for _ in range(2):
+        assert (await rl.acquire(a, max_wait_s=0)).granted
+    assert not (await rl.acquire(a, max_wait_s=0)).granted
+    await rl.pause(a, time.time() + 5, "TEN_SECONDLY_ROLLING")
+
+    # When bucket b acquires
+    grants = [await rl.acquire(b, max_wait_s=0) for _ in range(2)]
+
+    # Then b has its whole budget and is not paused
+    assert all(grant.granted for grant in grants)
+    assert (await rl.state(b)).paused_until is None
+
+
+async def test_budget_for_sets_a_per_bucket_budget_every_worker_sees(
+    client: redis.asyncio.Redis, other_client: redis.asyncio.Redis, prefix: str
+) -> None:
+    # Given an OAuth account whose budget is 2 per 1 s, set by one worker
+    bucket = bucket_for_portal("12345")
+    await limiter(client, prefix).budget_for(bucket, RateLimit(2, WINDOW_S))
+
+    # When another worker configured with the default 10 per 1 s acquires
+    other = limiter(other_client, prefix)
+    grants = [await other.acquire(bucket, max_wait_s=0) for _ in range(3)]
+
+    # Then it honours the account's budget
+    assert [grant.granted for grant in grants] == [True, True, False]
+    state = await other.state(bucket)
+    assert (state.budget, state.window_s, state.used, state.reserved) == (2, WINDOW_S, 2, 0)
+
+
+async def test_margin_keeps_part_of_the_budget_unused(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    # Given 100 per 10 s with a 7% safety margin
+    rl = limiter(client, prefix, limit=RateLimit(100, 10.0), margin=0.07)
+
+    # When the state is read
+    state = await rl.state("b")
+
+    # Then the usable budget is floor(93.0), not 92 from float rounding
+    assert state.budget == 93
+
+
+async def test_keys_follow_the_layout_expire_and_never_hold_the_token(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    # Given a bucket that was used, paused and configured
+    token = "pat-na1-0123456789abcdef"
+    bucket = bucket_for_token(token)
+    rl = limiter(client, prefix)
+    await rl.acquire(bucket, max_wait_s=0)
+    await rl.pause(bucket, time.time() + 5, "DAILY")
+    await rl.budget_for(bucket, RateLimit(5, WINDOW_S))
+
+    # When its keys are listed
+    keys = sorted([key.decode() async for key in client.scan_iter(match=f"{prefix}:*")])
+
+    # Then they follow {prefix}:rl:{bucket}:{part}, each with a TTL, and none holds the token
+    assert keys == [f"{prefix}:rl:{bucket}:{part}" for part in ("conf", "log", "pause")]
+    for key in keys:
+        assert token not in key
+        assert await client.pttl(key) > 0
+
+
+def test_bucket_for_token_hashes_the_token() -> None:
+    # Given two tokens, When their buckets are computed
+    one, two = bucket_for_token("secret-one"), bucket_for_token("secret-two")
+
+    # Then they are stable, distinct, short and free of the token
+    assert one == bucket_for_token("secret-one")
+    assert one != two
+    assert one.startswith("app:")
+    assert len(one) == len("app:") + 16
+    assert "secret" not in one
+
+
+def test_bucket_for_portal_names_the_portal() -> None:
+    assert bucket_for_portal("98765") == "portal:98765"
+    with pytest.raises(ValueError):
+        bucket_for_portal("  ")
+
+
+@pytest.mark.parametrize(
+    ("now", "hour", "expected"),
+    [
+        (1_700_000_000.0, 0, 1_700_006_400.0),  # 2023-11-14 22:13:20 → 15th 00:00
+        (1_699_920_000.0, 0, 1_700_006_400.0),  # exactly midnight → the next one
+        (1_700_006_399.5, 0, 1_700_006_400.0),  # half a second before
+        (1_700_000_000.0, 23, 1_700_002_800.0),  # 22:13:20 → 23:00 the same day
+        (1_700_006_400.0, 7, 1_700_031_600.0),  # 00:00 → 07:00 the same day
+        (1_700_035_200.0, 7, 1_700_118_000.0),  # 08:00 → 07:00 the next day
+    ],
+)
+def test_next_daily_reset_is_the_first_reset_hour_strictly_after_now(
+    now: float, hour: int, expected: float
+) -> None:
+    assert next_daily_reset(now, hour) == expected
+
+
+def test_next_daily_reset_rejects_an_hour_outside_the_day() -> None:
+    with pytest.raises(ValueError):
+        next_daily_reset(0.0, 24)

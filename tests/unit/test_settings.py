@@ -1,0 +1,59 @@
+"""Settings: a missing or malformed variable stops startup with one line naming it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from eventq.settings import RateLimit, SettingsError, load_settings
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("EVENTQ_RATE_LIMIT", "fast", "EVENTQ_RATE_LIMIT: expected a rate such as '190/10s'"),
+        ("EVENTQ_MAX_ATTEMPTS", "0", "EVENTQ_MAX_ATTEMPTS: Input should be greater than 0"),
+        ("EVENTQ_REDIS_URL", "localhost", "EVENTQ_REDIS_URL: expected a URL"),
+        ("EVENTQ_API_KEYS", "justakey", "EVENTQ_API_KEYS: item 1 is not `name:key`"),
+        ("EVENTQ_LOG_FORMAT", "xml", "EVENTQ_LOG_FORMAT"),
+        ("EVENTQ_OAUTH_CLIENT_ID", "abc", "OAuth mode needs"),
+    ],
+)
+def test_a_malformed_setting_is_named_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, words: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert words in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_cli_reports_a_bad_setting_without_a_traceback() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "eventq", "status", "x"], capture_output=True, text=True,
+        env={"EVENTQ_RATE_LIMIT": "nope", "PATH": "/usr/bin:/bin"}, check=False,
+    )
+    assert result.returncode == 2
+    assert "invalid setting EVENTQ_RATE_LIMIT" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "requests", "window_s"),
+    [("190/10s", 190, 10.0), ("110/10s", 110, 10.0), ("5/500ms", 5, 0.5), ("60/m", 60, 60.0),
+     ("10/s", 10, 1.0)],
+)
+def test_rate_limits_parse(text: str, requests: int, window_s: float) -> None:
+    limit = RateLimit.parse(text)
+    assert (limit.requests, limit.window_s) == (requests, window_s)
+
+
+def test_keys_are_secret_and_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVENTQ_API_KEYS", "billing:k1, crm:k2")
+    settings = load_settings()
+    assert set(settings.api_keys) == {"billing", "crm"}
+    assert "k1" not in repr(settings)
+    assert settings.api_keys["billing"].get_secret_value() == "k1"
