@@ -16,8 +16,12 @@ async def job_status(settings: Settings, job_id: str) -> JobStatus | None:
     """Return the status of one job, or None when it is unknown or expired."""
     client = aioredis.Redis.from_url(settings.redis_url)
     try:
-        store = JobStore(client, Keys(settings.key_prefix), ledger_ttl_s=settings.ledger_ttl_s,
-                         job_ttl_s=settings.job_ttl_s)
+        store = JobStore(
+            client,
+            Keys(settings.key_prefix),
+            ledger_ttl_s=settings.ledger_ttl_s,
+            job_ttl_s=settings.job_ttl_s,
+        )
         return await store.get(job_id)
     finally:
         await client.aclose()

@@ -82,15 +82,23 @@ def enqueue(source: Any, bulk: bool, portal_id: str | None, as_json: bool) -> No
     with Progress(console=err, disable=len(items) < _PROGRESS_FROM or as_json) as progress:
         task = progress.add_task("enqueueing", total=len(items))
         for item in items:
-            problem, job_id, duplicate = _enqueue_item(producer, item, bulk, portal_id, RejectedEvent)
+            problem, job_id, duplicate = _enqueue_item(
+                producer, item, bulk, portal_id, RejectedEvent
+            )
             if problem is not None:
                 rejected.append((item.place, problem))
             else:
                 accepted += 1
                 duplicates += duplicate
             if as_json:
-                out.print_json(data={"item": item.place, "jobId": job_id, "duplicate": duplicate,
-                                     "error": problem})
+                out.print_json(
+                    data={
+                        "item": item.place,
+                        "jobId": job_id,
+                        "duplicate": duplicate,
+                        "error": problem,
+                    }
+                )
             progress.advance(task)
     for place, problem in rejected:
         err.print(f"[red]rejected[/red] {place}: {problem}", highlight=False)
@@ -103,7 +111,11 @@ def enqueue(source: Any, bulk: bool, portal_id: str | None, as_json: bool) -> No
 
 
 def _enqueue_item(
-    producer: Any, item: FileItem, bulk: bool, portal_id: str | None, rejected_type: type
+    producer: Any,
+    item: FileItem,
+    bulk: bool,
+    portal_id: str | None,
+    rejected_type: type[Exception],
 ) -> tuple[str | None, str | None, bool]:
     if item.error is not None:
         return item.error, None, False
@@ -142,8 +154,18 @@ def worker(celery_args: tuple[str, ...]) -> None:
     """Run a delivery worker (extra arguments go to `celery worker`)."""
     settings = settings_or_exit()
     queues = f"{settings.queue},{settings.bulk_queue}"
-    argv = ["celery", "-A", "worker.celery_app", "worker", "-Q", queues, "--loglevel", "INFO",
-            "-E", *celery_args]
+    argv = [
+        "celery",
+        "-A",
+        "worker.celery_app",
+        "worker",
+        "-Q",
+        queues,
+        "--loglevel",
+        "INFO",
+        "-E",
+        *celery_args,
+    ]
     os.execvp(sys.executable, [sys.executable, "-m", *argv])  # noqa: S606 - replaces this process
 
 
@@ -187,4 +209,3 @@ def run(fake_port: int, flower_port: int, http: bool) -> None:
 from eventq.cli_dlq import dlq  # noqa: E402 - the group registers on `main`
 
 main.add_command(dlq)
-

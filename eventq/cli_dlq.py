@@ -23,8 +23,9 @@ def _store() -> Any:
     return Replayer(Producer(settings_or_exit()))
 
 
-def _filters(reason: str | None, status: int | None, since: datetime | None,
-             text: str | None) -> Any:
+def _filters(
+    reason: str | None, status: int | None, since: datetime | None, text: str | None
+) -> Any:
     from worker.dead_letters import DeadLetterFilter
 
     return DeadLetterFilter(
@@ -46,13 +47,24 @@ def dlq() -> None:
 @click.option("--cursor", help="Continue from the cursor a previous page printed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @friendly_errors
-def list_entries(reason: str | None, status: int | None, since: datetime | None,
-                 text: str | None, limit: int, cursor: str | None, as_json: bool) -> None:
+def list_entries(
+    reason: str | None,
+    status: int | None,
+    since: datetime | None,
+    text: str | None,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+) -> None:
     """List entries, newest first."""
     page = _store().store.page(_filters(reason, status, since, text), limit=limit, cursor=cursor)
     if as_json:
-        out.print_json(data={"entries": [e.model_dump(mode="json") for e in page.entries],
-                             "nextCursor": page.next_cursor})
+        out.print_json(
+            data={
+                "entries": [e.model_dump(mode="json") for e in page.entries],
+                "nextCursor": page.next_cursor,
+            }
+        )
         return
     from eventq.tables import dead_letters_table
 
@@ -84,17 +96,27 @@ def show(entry_id: str, as_json: bool) -> None:
 @click.option("--all", "all_", is_flag=True, help="Replay every entry (narrow with --reason).")
 @click.option("--reason", type=_REASONS, help="With --all: only entries with this reason.")
 @click.option("--dry-run", is_flag=True, help="Validate and report; change nothing.")
-@click.option("--patch", help='JSON merge-patch applied before re-validation, e.g. \'{"eventName":"x"}\'.')
+@click.option(
+    "--patch", help='JSON merge-patch applied before re-validation, e.g. \'{"eventName":"x"}\'.'
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON result per entry.")
 @friendly_errors
-def replay(entry_ids: tuple[str, ...], all_: bool, reason: str | None, dry_run: bool,
-           patch: str | None, as_json: bool) -> None:
+def replay(
+    entry_ids: tuple[str, ...],
+    all_: bool,
+    reason: str | None,
+    dry_run: bool,
+    patch: str | None,
+    as_json: bool,
+) -> None:
     """Re-validate and re-enqueue entries; each is deleted once its new job is accepted."""
     if bool(entry_ids) == all_:
         raise click.UsageError("give entry ids, or --all (not both)")
     patch_doc = _parse_patch(patch)
     replayer = _store()
-    ids = list(entry_ids) or [e.id for e in replayer.store.iter_matching(_filters(reason, None, None, None))]
+    ids = list(entry_ids) or [
+        e.id for e in replayer.store.iter_matching(_filters(reason, None, None, None))
+    ]
     counts: dict[str, int] = {}
     with Progress(console=err, disable=len(ids) < 200 or as_json) as progress:
         task = progress.add_task("replaying", total=len(ids))

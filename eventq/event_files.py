@@ -27,7 +27,9 @@ def read_items(text: str) -> Iterator[FileItem]:
     """
     stripped = text.strip()
     if not stripped:
-        yield FileItem("input", error="the input is empty: expected a JSON object, array or JSON Lines")
+        yield FileItem(
+            "input", error="the input is empty: expected a JSON object, array or JSON Lines"
+        )
         return
     if stripped[0] in "[{":
         try:
@@ -50,4 +52,6 @@ def _json_lines(text: str) -> Iterator[FileItem]:
         try:
             yield FileItem(f"line {number}", json.loads(line))
         except json.JSONDecodeError as error:
-            yield FileItem(f"line {number}", error=f"not valid JSON ({error.msg} at column {error.colno})")
+            yield FileItem(
+                f"line {number}", error=f"not valid JSON ({error.msg} at column {error.colno})"
+            )

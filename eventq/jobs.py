@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Literal
+from collections.abc import Awaitable
+from typing import Any, Literal, cast
 
 import redis
 import redis.asyncio as aioredis
@@ -57,6 +57,11 @@ def create_job(
         ],
     )
     return _text(job_id), bool(duplicate)
+
+
+def _wait(reply: Any) -> Awaitable[Any]:
+    """Type an async redis-py reply (its stubs merge the sync and async clients)."""
+    return cast(Awaitable[Any], reply)
 
 
 def _text(value: bytes | str) -> str:
@@ -165,10 +170,12 @@ class JobStore:
             pipe.delete(keys.job_lock(envelope.jobId))
             await pipe.execute()
 
-    async def mark_dead_lettered(self, job_id: str, entry: DeadLetter, record: AttemptRecord) -> None:
-        """Move the job to the DLQ: entry stored, status updated, dedupe key freed, lock released."""
+    async def mark_dead_lettered(
+        self, job_id: str, entry: DeadLetter, record: AttemptRecord
+    ) -> None:
+        """Move the job to the DLQ: entry stored, state updated, dedupe key freed, lock released."""
         keys = self._keys
-        dedupe = await self._redis.hget(keys.job(job_id), "dedupeKey")
+        dedupe = await _wait(self._redis.hget(keys.job(job_id), "dedupeKey"))
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(keys.dlq_entry(entry.id), entry.model_dump_json())
             pipe.zadd(keys.dlq, {entry.id: entry.deadLetteredAt})
@@ -192,7 +199,7 @@ class JobStore:
             await pipe.execute()
 
     async def schedule_only(self, job_id: str, due_at: float) -> None:
-        """Look at the job again at `due_at` without touching its state (another worker holds it)."""
+        """Look at the job again at `due_at`, state untouched (another worker holds it)."""
         await self._redis.zadd(self._keys.schedule, {job_id: due_at})
 
     async def release(self, job_id: str) -> None:
@@ -201,18 +208,18 @@ class JobStore:
 
     async def history(self, job_id: str) -> list[AttemptRecord]:
         """Return the job's attempt records, oldest first."""
-        rows = await self._redis.lrange(self._keys.job_history(job_id), 0, -1)
+        rows = await _wait(self._redis.lrange(self._keys.job_history(job_id), 0, -1))
         return [AttemptRecord.model_validate_json(row) for row in rows]
 
     async def get(self, job_id: str) -> JobStatus | None:
         """Return the job's status with its history, or None for an unknown job id."""
-        raw = await self._redis.hgetall(self._keys.job(job_id))
+        raw = await _wait(self._redis.hgetall(self._keys.job(job_id)))
         if not raw:
             return None
         fields = {_text(k): _text(v) for k, v in raw.items()}
         return JobStatus(
             jobId=fields.get("jobId", job_id),
-            state=fields["state"],  # type: ignore[arg-type]
+            state=fields["state"],
             attempts=int(fields.get("attempts", 0)),
             source=fields.get("source", "raw"),
             summary=fields.get("summary", ""),
@@ -227,7 +234,7 @@ class JobStore:
 
     async def envelope_json(self, job_id: str) -> str | None:
         """Return the stored envelope JSON of a job (what the next attempt will carry)."""
-        value = await self._redis.hget(self._keys.job(job_id), "envelope")
+        value = await _wait(self._redis.hget(self._keys.job(job_id), "envelope"))
         return None if value is None else _text(value)
 
     def _append(self, pipe: Any, job_id: str, record: AttemptRecord) -> None:

@@ -63,7 +63,7 @@ def format_utc(moment: datetime) -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strict=False, frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class CustomProperty(_Strict):

@@ -118,7 +118,9 @@ class Settings(BaseSettings):
     max_age_s: PositiveFloat = Field(
         86_400.0, description="Age (since first enqueue) after which a job is dead-lettered."
     )
-    backoff_base_s: PositiveFloat = Field(2.0, description="First retry delay, doubled per attempt.")
+    backoff_base_s: PositiveFloat = Field(
+        2.0, description="First retry delay, doubled per attempt."
+    )
     backoff_cap_s: PositiveFloat = Field(600.0, description="Longest retry delay.")
     backoff_jitter: float = Field(
         0.2, ge=0.0, le=1.0, description="Jitter as a fraction of the delay (bounded, ±)."
@@ -129,7 +131,7 @@ class Settings(BaseSettings):
         64, description="Deliveries in flight per worker process (Celery thread pool size)."
     )
     prefetch_multiplier: PositiveInt = Field(
-        1, description="Celery prefetch multiplier; prefetch = concurrency × this."
+        1, description="Celery prefetch multiplier; prefetch = concurrency x this."
     )
     visibility_timeout_s: PositiveInt = Field(
         300,

@@ -49,8 +49,21 @@ def _start_redis(url: str, workdir: Path) -> subprocess.Popen[bytes] | None:
     port = urlparse(url).port or 6379
     console.print(f"starting Redis ({binary}) on port {port}, AOF in {workdir}")
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
-         "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(workdir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+        ],
         stdout=subprocess.DEVNULL,
     )
     for _ in range(50):
@@ -87,19 +100,70 @@ def run_stack(settings: Settings, fake_port: int, flower_port: int, http: bool) 
             if not _free(fake_port):
                 console.print(f"[red]error:[/red] port {fake_port} is taken; use --fake-port")
                 return 1
-            console.print("[yellow]sandbox mode[/yellow]: no HubSpot token set, delivering to the "
-                          f"fake HubSpot on http://127.0.0.1:{fake_port}")
-            procs.append(("fake-hubspot", subprocess.Popen(
-                [py, "-m", "fake_hubspot", "--port", str(fake_port), "--token", SANDBOX_TOKEN])))
+            console.print(
+                "[yellow]sandbox mode[/yellow]: no HubSpot token set, delivering to the "
+                f"fake HubSpot on http://127.0.0.1:{fake_port}"
+            )
+            procs.append(
+                (
+                    "fake-hubspot",
+                    subprocess.Popen(
+                        [
+                            py,
+                            "-m",
+                            "fake_hubspot",
+                            "--port",
+                            str(fake_port),
+                            "--token",
+                            SANDBOX_TOKEN,
+                        ]
+                    ),
+                )
+            )
             env["EVENTQ_HUBSPOT_BASE_URL"] = f"http://127.0.0.1:{fake_port}"
             env["EVENTQ_HUBSPOT_ACCESS_TOKEN"] = SANDBOX_TOKEN
         queues = f"{settings.queue},{settings.bulk_queue}"
-        procs.append(("worker", subprocess.Popen(
-            [py, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", queues, "-E",
-             "--loglevel", "INFO", "--hostname", "eventq@%h"], env=env)))
-        procs.append(("flower", subprocess.Popen(
-            [py, "-m", "celery", "-A", "worker.celery_app", "flower", f"--port={flower_port}",
-             "--address=127.0.0.1"], env=env)))
+        procs.append(
+            (
+                "worker",
+                subprocess.Popen(
+                    [
+                        py,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "worker.celery_app",
+                        "worker",
+                        "-Q",
+                        queues,
+                        "-E",
+                        "--loglevel",
+                        "INFO",
+                        "--hostname",
+                        "eventq@%h",
+                    ],
+                    env=env,
+                ),
+            )
+        )
+        procs.append(
+            (
+                "flower",
+                subprocess.Popen(
+                    [
+                        py,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "worker.celery_app",
+                        "flower",
+                        f"--port={flower_port}",
+                        "--address=127.0.0.1",
+                    ],
+                    env=env,
+                ),
+            )
+        )
         if http:
             procs.append(("http", subprocess.Popen([py, "-m", "eventq", "serve"], env=env)))
         _announce(settings, flower_port, http, fake_port)
@@ -116,8 +180,10 @@ def _announce(settings: Settings, flower_port: int, http: bool, fake_port: int) 
         f"  Flower:        http://127.0.0.1:{flower_port}",
     ]
     if http:
-        lines.append(f"  HTTP service:  http://{settings.http_host}:{settings.http_port} "
-                     "(admin page at /admin/)")
+        lines.append(
+            f"  HTTP service:  http://{settings.http_host}:{settings.http_port} "
+            "(admin page at /admin/)"
+        )
     if settings.sandbox:
         lines.append(f"  fake HubSpot:  http://127.0.0.1:{fake_port}/_fake/events")
     lines += [

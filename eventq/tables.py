@@ -22,10 +22,15 @@ def job_table(job: JobStatus) -> Table:
     """Return a two-column table of one job, followed by its attempts."""
     table = Table(title=f"job {job.jobId}", show_header=False)
     rows = [
-        ("state", job.state), ("attempts", str(job.attempts)), ("event", job.summary),
-        ("objectId", job.objectId or "-"), ("last error", job.lastError or "-"),
-        ("dead-letter id", job.deadLetterId or "-"), ("next attempt", when(job.nextAttemptAt)),
-        ("created", when(job.createdAt)), ("updated", when(job.updatedAt)),
+        ("state", job.state),
+        ("attempts", str(job.attempts)),
+        ("event", job.summary),
+        ("objectId", job.objectId or "-"),
+        ("last error", job.lastError or "-"),
+        ("dead-letter id", job.deadLetterId or "-"),
+        ("next attempt", when(job.nextAttemptAt)),
+        ("created", when(job.createdAt)),
+        ("updated", when(job.updatedAt)),
     ]
     for key, value in rows:
         table.add_row(key, value)
@@ -38,8 +43,12 @@ def attempts_table(history: list[AttemptRecord]) -> Table:
     table = Table("#", "at", "outcome", "HTTP", "ms", "detail")
     for record in history:
         table.add_row(
-            str(record.attempt), when(record.at), record.outcome,
-            str(record.httpStatus or "-"), str(record.latencyMs or "-"), record.detail,
+            str(record.attempt),
+            when(record.at),
+            record.outcome,
+            str(record.httpStatus or "-"),
+            str(record.latencyMs or "-"),
+            record.detail,
         )
     return table
 
@@ -50,8 +59,12 @@ def dead_letters_table(entries: list[DeadLetter]) -> Table:
     for entry in entries:
         event = f"{entry.payload.get('externalAccountId')}/{entry.payload.get('externalEventId')}"
         table.add_row(
-            entry.id, entry.reason, str(entry.httpStatus or "-"), event,
-            entry.error.message[:80], when(entry.deadLetteredAt),
+            entry.id,
+            entry.reason,
+            str(entry.httpStatus or "-"),
+            event,
+            entry.error.message[:80],
+            when(entry.deadLetteredAt),
         )
     return table
 

@@ -31,7 +31,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class FieldError:
-    """One problem with one field of an event: `field` is a dotted path (`customProperties.0.name`)."""
+    """A problem with a field: `field` is a dotted path (`customProperties.0.name`)."""
 
     field: str
     message: str
@@ -107,7 +107,10 @@ class Producer:
         envelope = JobEnvelope(event=model, source=source, portalId=portal_id, priority=priority)
         idem = hashlib.sha256(idempotency_key.encode()).hexdigest() if idempotency_key else None
         job_id, duplicate = create_job(
-            self.redis, self.keys, envelope, dedupe_ttl_s=self.settings.ledger_ttl_s,
+            self.redis,
+            self.keys,
+            envelope,
+            dedupe_ttl_s=self.settings.ledger_ttl_s,
             idempotency_hash=idem,
         )
         if not duplicate:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
+from eventq.messaging import send_job
 from eventq.records import AttemptRecord, DeadLetter, HubSpotErrorInfo
 from eventq.schema import JobEnvelope
-from eventq.messaging import send_job
 from producers.enqueue import Producer, RejectedEvent, validate_event
 from worker.dead_letters import DeadLetterStore
 
@@ -55,7 +55,11 @@ class Replayer:
         self.store = DeadLetterStore(producer.redis, producer.keys)
 
     def replay_ids(
-        self, entry_ids: Iterable[str], *, dry_run: bool = False, patch: Mapping[str, Any] | None = None
+        self,
+        entry_ids: Iterable[str],
+        *,
+        dry_run: bool = False,
+        patch: Mapping[str, Any] | None = None,
     ) -> Iterable[ReplayResult]:
         """Yield one result per id, in order."""
         for entry_id in entry_ids:
@@ -79,8 +83,12 @@ class Replayer:
         if dry_run:
             return ReplayResult(entry.id, "would_replay", entry.jobId)
         envelope = JobEnvelope(
-            jobId=entry.jobId, event=event, source="replay", portalId=entry.portalId,
-            priority="bulk", attempt=self._next_attempt(entry.jobId),
+            jobId=entry.jobId,
+            event=event,
+            source="replay",
+            portalId=entry.portalId,
+            priority="bulk",
+            attempt=self._next_attempt(entry.jobId),
         )
         live = self._reopen(envelope)
         if live is not None:
@@ -91,16 +99,18 @@ class Replayer:
         return ReplayResult(entry.id, "replayed", envelope.jobId)
 
     def _next_attempt(self, job_id: str) -> int:
-        current = self.producer.redis.hget(self.producer.keys.job(job_id), "attempt")
+        current = cast(
+            bytes | None, self.producer.redis.hget(self.producer.keys.job(job_id), "attempt")
+        )
         return int(current or 0) + 1
 
     def _reopen(self, envelope: JobEnvelope) -> str | None:
         """Make the job queued again; returns another live job's id when one has the event."""
         keys, client = self.producer.keys, self.producer.redis
         dedupe = keys.dedupe_for(envelope)
-        other = client.get(dedupe)
+        other = cast(bytes | None, client.get(dedupe))
         if other is not None and other.decode() != envelope.jobId:
-            state = client.hget(keys.job(other.decode()), "state")
+            state = cast(bytes | None, client.hget(keys.job(other.decode()), "state"))
             if state is not None and state.decode() != "dead_lettered":
                 return str(other.decode())
         now = time.time()
@@ -109,27 +119,37 @@ class Replayer:
             pipe.hset(
                 keys.job(envelope.jobId),
                 mapping={
-                    "jobId": envelope.jobId, "state": "queued", "attempt": envelope.attempt,
-                    "attempts": 0, "verify": 1, "source": "replay", "summary": envelope.summary(),
-                    "envelope": envelope.model_dump_json(), "updatedAt": now,
+                    "jobId": envelope.jobId,
+                    "state": "queued",
+                    "attempt": envelope.attempt,
+                    "attempts": 0,
+                    "verify": 1,
+                    "source": "replay",
+                    "summary": envelope.summary(),
+                    "envelope": envelope.model_dump_json(),
+                    "updatedAt": now,
                     "dedupeKey": dedupe,
                 },
             )
-            pipe.hsetnx(keys.job(envelope.jobId), "createdAt", now)
+            pipe.hsetnx(keys.job(envelope.jobId), "createdAt", str(now))
             pipe.hdel(keys.job(envelope.jobId), "deadLetterId", "lastError")
             pipe.persist(keys.job(envelope.jobId))
             pipe.rpush(
                 keys.job_history(envelope.jobId),
-                AttemptRecord(attempt=envelope.attempt, at=now, outcome="replayed",
-                              detail="replayed from the dead-letter queue").model_dump_json(
-                    exclude_none=True),
+                AttemptRecord(
+                    attempt=envelope.attempt,
+                    at=now,
+                    outcome="replayed",
+                    detail="replayed from the dead-letter queue",
+                ).model_dump_json(exclude_none=True),
             )
             pipe.execute()
         return None
 
     def _note_refusal(self, entry: DeadLetter, message: str) -> None:
         refused = entry.model_copy(
-            update={"error": HubSpotErrorInfo(message=f"replay refused: {message}",
-                                              category="INVALID")}
+            update={
+                "error": HubSpotErrorInfo(message=f"replay refused: {message}", category="INVALID")
+            }
         )
         self.store.save(refused)

@@ -82,20 +82,43 @@ class Stack:
 
     @property
     def settings(self) -> Settings:
-        overrides = {k.removeprefix("EVENTQ_").lower(): v for k, v in self.env.items()
-                     if k.startswith("EVENTQ_")}
+        overrides = {
+            k.removeprefix("EVENTQ_").lower(): v
+            for k, v in self.env.items()
+            if k.startswith("EVENTQ_")
+        }
         return load_settings(**overrides)
 
-    def start_worker(self, concurrency: int = 16, extra_env: dict[str, str] | None = None,
-                     wait: bool = True) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, concurrency: int = 16, extra_env: dict[str, str] | None = None, wait: bool = True
+    ) -> subprocess.Popen[bytes]:
         log = self.tmp / f"worker-{len(self.workers)}.log"
         env = {**os.environ, **self.env, **(extra_env or {})}
         queues = f"{self.env['EVENTQ_QUEUE']},{self.env['EVENTQ_BULK_QUEUE']}"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", queues,
-             "-c", str(concurrency), "--loglevel", "INFO", "-E", "--without-mingle",
-             "--without-gossip", "--hostname", f"w{len(self.workers)}-{uuid.uuid4().hex[:6]}@%h"],
-            env=env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker.celery_app",
+                "worker",
+                "-Q",
+                queues,
+                "-c",
+                str(concurrency),
+                "--loglevel",
+                "INFO",
+                "-E",
+                "--without-mingle",
+                "--without-gossip",
+                "--hostname",
+                f"w{len(self.workers)}-{uuid.uuid4().hex[:6]}@%h",
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
         )
         self.workers.append(proc)
         self.logs.append(log)
@@ -119,8 +142,14 @@ class Stack:
 
     def run_cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "eventq", *args], input=stdin, capture_output=True,
-            text=True, env={**os.environ, **self.env}, cwd=self.tmp, timeout=120, check=False,
+            [sys.executable, "-m", "eventq", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **self.env},
+            cwd=self.tmp,
+            timeout=120,
+            check=False,
         )
 
 

@@ -1,11 +1,11 @@
 """What one HTTP exchange with HubSpot produced, as plain typed data (no aiohttp types).
 
-    AttemptResult
-     ├── Created        200 from create: the event exists, with its objectId
-     ├── Found          200 from the existence check (GET): created earlier
-     ├── NotFound       404 from the existence check: safe to POST
-     ├── HttpFailure    any other HTTP answer: status, HubSpot's error body, headers
-     └── NetworkFailure no HTTP answer: connect error, timeout, connection closed
+AttemptResult
+ ├── Created        200 from create: the event exists, with its objectId
+ ├── Found          200 from the existence check (GET): created earlier
+ ├── NotFound       404 from the existence check: safe to POST
+ ├── HttpFailure    any other HTTP answer: status, HubSpot's error body, headers
+ └── NetworkFailure no HTTP answer: connect error, timeout, connection closed
 """
 
 from __future__ import annotations

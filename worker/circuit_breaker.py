@@ -62,6 +62,10 @@ class CircuitBreaker:
         self._allow_script = redis.register_script(_script("breaker_allow.lua"))
         self._record_script = redis.register_script(_script("breaker_record.lua"))
 
+    def state_key(self, target: str) -> str:
+        """Return the Redis hash holding `target`'s breaker state (for metrics)."""
+        return self._key(target)
+
     def _key(self, target: str) -> str:
         digest = hashlib.sha1(target.encode(), usedforsecurity=False).hexdigest()[:12]
         return f"{self._prefix}:breaker:{digest}"

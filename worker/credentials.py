@@ -7,7 +7,13 @@ from typing import Protocol
 
 from pydantic import SecretStr
 
-__all__ = ["AccessToken", "Credentials", "CredentialsError", "StaticCredentials", "bucket_for_token"]
+__all__ = [
+    "AccessToken",
+    "Credentials",
+    "CredentialsError",
+    "StaticCredentials",
+    "bucket_for_token",
+]
 
 
 def bucket_for_token(token: str) -> str:

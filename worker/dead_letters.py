@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any, cast
 
 import redis
 
@@ -60,11 +61,11 @@ class DeadLetterStore:
 
     def count(self) -> int:
         """Return how many entries the DLQ holds."""
-        return int(self._redis.zcard(self._keys.dlq))
+        return int(cast(int, self._redis.zcard(self._keys.dlq)))
 
     def get(self, entry_id: str) -> DeadLetter | None:
         """Return one entry, or None when it does not exist."""
-        raw = self._redis.get(self._keys.dlq_entry(entry_id))
+        raw = cast(bytes | None, self._redis.get(self._keys.dlq_entry(entry_id)))
         return None if raw is None else DeadLetter.model_validate_json(raw)
 
     def save(self, entry: DeadLetter) -> None:
@@ -98,7 +99,9 @@ class DeadLetterStore:
         for _, entry in self._scan(filters or DeadLetterFilter(), None):
             yield entry
 
-    def _scan(self, filters: DeadLetterFilter, cursor: str | None) -> Iterator[tuple[float, DeadLetter]]:
+    def _scan(
+        self, filters: DeadLetterFilter, cursor: str | None
+    ) -> Iterator[tuple[float, DeadLetter]]:
         high: str = "+inf" if filters.until is None else str(filters.until)
         low: str = "-inf" if filters.since is None else str(filters.since)
         after_id: str | None = None
@@ -125,8 +128,10 @@ class DeadLetterStore:
     def _load(
         self, rows: list[tuple[bytes | str, float]], filters: DeadLetterFilter
     ) -> Iterator[tuple[float, DeadLetter]]:
-        keys = [self._keys.dlq_entry(r[0].decode() if isinstance(r[0], bytes) else r[0]) for r in rows]
-        for (_, score), raw in zip(rows, self._redis.mget(keys), strict=True):
+        keys = [
+            self._keys.dlq_entry(r[0].decode() if isinstance(r[0], bytes) else r[0]) for r in rows
+        ]
+        for (_, score), raw in zip(rows, cast(list[Any], self._redis.mget(keys)), strict=True):
             if raw is None:
                 continue
             entry = DeadLetter.model_validate_json(raw)

@@ -22,11 +22,11 @@ from worker.attempts import AttemptResult, HttpFailure, NetworkFailure, NotFound
 from worker.circuit_breaker import CircuitBreaker
 from worker.credentials import AccessToken, Credentials, CredentialsError
 from worker.hubspot_client import HubSpotClient
+from worker.metrics import ATTEMPT_LATENCY, DELIVERIES, RATE_LIMITED
 from worker.rate_limit import RateLimiter, next_daily_reset
 from worker.retry_policy import (
     Backoff,
     Decision,
-    DeadLetterNow,
     Delivered,
     PauseBucket,
     RetryLater,
@@ -36,6 +36,7 @@ from worker.retry_policy import (
 __all__ = ["Delivery", "Outcome", "decode_envelope"]
 
 log = logging.getLogger("eventq.delivery")
+attempt_log = logging.getLogger("eventq.attempt")
 
 OutcomeKind = Literal["delivered", "retrying", "dead_lettered", "skipped"]
 
@@ -103,7 +104,9 @@ class Delivery:
         except _Invalid as invalid:
             return await self._dead_letter_invalid(invalid)
         begun = await self.jobs.begin(
-            envelope, raw_envelope=envelope.model_dump_json(), lock_ttl_ms=self.lock_ttl_ms,
+            envelope,
+            raw_envelope=envelope.model_dump_json(),
+            lock_ttl_ms=self.lock_ttl_ms,
             now=time.time(),
         )
         if begun.status in ("done", "stale"):
@@ -126,13 +129,39 @@ class Delivery:
         now = time.time()
         record = AttemptRecord(attempt=1, at=now, outcome="dead_letter", detail=invalid.detail)
         entry = DeadLetter(
-            id=uuid.uuid4().hex, jobId=invalid.job_id, payload=invalid.payload, reason="invalid",
-            error=HubSpotErrorInfo(message=invalid.detail), attempts=[record],
-            firstEnqueuedAt=now, deadLetteredAt=now,
+            id=uuid.uuid4().hex,
+            jobId=invalid.job_id,
+            payload=invalid.payload,
+            reason="invalid",
+            error=HubSpotErrorInfo(message=invalid.detail),
+            attempts=[record],
+            firstEnqueuedAt=now,
+            deadLetteredAt=now,
         )
         await self.jobs.mark_dead_lettered(invalid.job_id, entry, record)
         log.warning("job %s dead-lettered as invalid: %s", invalid.job_id, invalid.detail)
         return Outcome("dead_lettered", invalid.job_id, f"invalid: {invalid.detail}")
+
+
+def _log_attempt(envelope: JobEnvelope, record: AttemptRecord) -> None:
+    """Emit the one structured line per attempt, and count it."""
+    DELIVERIES.labels(record.outcome).inc()
+    if record.latencyMs is not None:
+        ATTEMPT_LATENCY.observe(record.latencyMs / 1000)
+    attempt_log.info(
+        "attempt %s",
+        record.outcome,
+        extra={
+            "jobId": envelope.jobId,
+            "externalEventId": envelope.event.externalEventId,
+            "attempt": record.attempt,
+            "outcome": record.outcome,
+            "httpStatus": record.httpStatus,
+            "latencyMs": record.latencyMs,
+            "correlationId": record.correlationId,
+            "detail": record.detail,
+        },
+    )
 
 
 class _Attempt:
@@ -158,9 +187,9 @@ class _Attempt:
             if found is not None:
                 return found
         result = await self._create(token)
-        if isinstance(result, HttpFailure) and result.status == 401:
-            if await self.d.credentials.refresh_after_401(token):
-                return await self._park(time.time(), "token refreshed, retrying at once")
+        expired = isinstance(result, HttpFailure) and result.status == 401
+        if expired and await self.d.credentials.refresh_after_401(token):
+            return await self._park(time.time(), "token refreshed, retrying at once")
         return await self._act(result, token)
 
     async def _check_first(self, token: AccessToken) -> Outcome | None:
@@ -207,21 +236,26 @@ class _Attempt:
         self.attempts += 1
         now = time.time()
         age_s = now - self.envelope.firstEnqueuedAt.timestamp()
-        decision = decide(result, attempts_used=self.attempts, age_s=age_s, now_s=now,
-                          policy=self.d.policy)
+        decision = decide(
+            result, attempts_used=self.attempts, age_s=age_s, now_s=now, policy=self.d.policy
+        )
         return await self._apply(decision, result, token)
 
-    async def _apply(self, decision: Decision, result: AttemptResult, token: AccessToken) -> Outcome:
+    async def _apply(
+        self, decision: Decision, result: AttemptResult, token: AccessToken
+    ) -> Outcome:
         if isinstance(decision, Delivered):
             return await self._delivered(decision.object_id, result, "delivered")
         if isinstance(decision, PauseBucket):
             self.attempts -= 1  # a 429 is HubSpot's pacing, not the job's fault
+            RATE_LIMITED.labels(decision.policy).inc()
             until = self._pause_end(decision)
             await self.d.limiter.pause(token.bucket, until, decision.policy)
-            log.warning("rate limited (%s): bucket paused for %.1fs", decision.policy,
-                        until - time.time())
-            return await self._park(until + random.uniform(0, 0.25), f"429 {decision.policy}",
-                                    result)  # noqa: S311
+            log.warning(
+                "rate limited (%s): bucket paused for %.1fs", decision.policy, until - time.time()
+            )
+            jitter_s = random.uniform(0, 0.25)  # noqa: S311 - spreads wake-ups, not crypto
+            return await self._park(until + jitter_s, f"429 {decision.policy}", result)
         if isinstance(decision, RetryLater):
             self.verify = decision.verify
             return await self._park(time.time() + decision.delay_s, decision.reason, result)
@@ -236,11 +270,17 @@ class _Attempt:
         status = result.status if isinstance(result, HttpFailure) else None
         if result is not None and status is None and not isinstance(result, NetworkFailure):
             status = 200
-        return AttemptRecord(
-            attempt=self.envelope.attempt, at=time.time(), outcome=outcome, httpStatus=status,
-            latencyMs=None if result is None else round(result.latency_ms, 1), detail=detail,
+        record = AttemptRecord(
+            attempt=self.envelope.attempt,
+            at=time.time(),
+            outcome=outcome,
+            httpStatus=status,
+            latencyMs=None if result is None else round(result.latency_ms, 1),
+            detail=detail,
             correlationId=result.correlation_id if isinstance(result, HttpFailure) else None,
         )
+        _log_attempt(self.envelope, record)
+        return record
 
     async def _delivered(self, object_id: str, result: AttemptResult | None, how: str) -> Outcome:
         record = self._record("delivered", how, result)
@@ -251,8 +291,12 @@ class _Attempt:
         outcome = "retry" if result is not None else "waiting"
         record = self._record(outcome, why, result)
         await self.d.jobs.reschedule(
-            self.envelope.next_attempt(), due_at=due, attempts=self.attempts, verify=self.verify,
-            record=record, last_error=why if result is not None else None,
+            self.envelope.next_attempt(),
+            due_at=due,
+            attempts=self.attempts,
+            verify=self.verify,
+            record=record,
+            last_error=why if result is not None else None,
         )
         return Outcome("retrying", self.envelope.jobId, why, next_attempt_at=due)
 
@@ -264,17 +308,23 @@ class _Attempt:
         error = HubSpotErrorInfo(message=detail)
         if isinstance(result, HttpFailure):
             error = HubSpotErrorInfo(
-                message=result.message, category=result.category,
+                message=result.message,
+                category=result.category,
                 correlationId=result.correlation_id,
                 errors=[e for e in result.body.get("errors", []) if isinstance(e, dict)],
             )
         entry = DeadLetter(
-            id=uuid.uuid4().hex, jobId=self.envelope.jobId,
+            id=uuid.uuid4().hex,
+            jobId=self.envelope.jobId,
             payload=self.event.model_dump(mode="json", exclude_none=True),
-            portalId=self.envelope.portalId, reason=reason,
-            httpStatus=result.status if isinstance(result, HttpFailure) else None, error=error,
-            attempts=history, source=self.envelope.source,
-            firstEnqueuedAt=self.envelope.firstEnqueuedAt.timestamp(), deadLetteredAt=time.time(),
+            portalId=self.envelope.portalId,
+            reason=reason,
+            httpStatus=result.status if isinstance(result, HttpFailure) else None,
+            error=error,
+            attempts=history,
+            source=self.envelope.source,
+            firstEnqueuedAt=self.envelope.firstEnqueuedAt.timestamp(),
+            deadLetteredAt=time.time(),
         )
         await self.d.jobs.mark_dead_lettered(self.envelope.jobId, entry, record)
         log.warning("job %s dead-lettered as %s: %s", self.envelope.jobId, reason, detail)

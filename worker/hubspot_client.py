@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Mapping
@@ -23,7 +22,9 @@ def new_session(
 ) -> aiohttp.ClientSession:
     """Return the one pooled keep-alive session a worker process uses for all requests."""
     timeout = aiohttp.ClientTimeout(
-        total=None, sock_connect=connect_timeout_s, connect=connect_timeout_s,
+        total=None,
+        sock_connect=connect_timeout_s,
+        connect=connect_timeout_s,
         sock_read=read_timeout_s,
     )
     connector = aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=30)
@@ -47,8 +48,10 @@ class HubSpotClient:
         url = self._base_url + EVENTS_PATH
         return await self._exchange("POST", url, token, json.dumps(body))
 
-    async def find(self, external_account_id: str, external_event_id: str, token: str) -> AttemptResult:
-        """GET the event by its external ids; returns Found, NotFound, HttpFailure or NetworkFailure."""
+    async def find(
+        self, external_account_id: str, external_event_id: str, token: str
+    ) -> AttemptResult:
+        """GET the event by its external ids; returns Found, NotFound, HttpFailure or a failure."""
         url = f"{self._base_url}{EVENTS_PATH}/{quote(external_event_id, safe='')}"
         query = "?externalAccountId=" + quote(external_account_id, safe="")
         return await self._exchange("GET", url + query, token, None)
@@ -64,7 +67,7 @@ class HubSpotClient:
                 text = await response.text()
         except aiohttp.ClientConnectorError as error:
             return _network("connect", False, error, started)
-        except (TimeoutError, asyncio.TimeoutError) as error:
+        except TimeoutError as error:
             return _network("timeout", True, error, started)
         except aiohttp.ServerDisconnectedError as error:
             return _network("disconnected", True, error, started)

@@ -81,7 +81,7 @@ def backoff_delay_s(attempts_used: int, policy: Backoff, rng: random.Random | No
     """Return the delay before the next attempt after `attempts_used` failed attempts."""
     exponent = max(0, attempts_used - 1)
     delay = min(policy.cap_s, policy.base_s * (2.0**exponent))
-    spread = (rng or random).uniform(-policy.jitter, policy.jitter)  # noqa: S311 - not crypto
+    spread = (rng or random).uniform(-policy.jitter, policy.jitter)
     return max(0.0, min(policy.cap_s * (1 + policy.jitter), delay * (1.0 + spread)))
 
 
@@ -113,7 +113,9 @@ def decide(
     """
     decision = _classify(result, attempts_used=attempts_used, now_s=now_s, policy=policy)
     if isinstance(decision, RetryLater) and _exhausted(attempts_used, age_s, policy):
-        return DeadLetterNow("exhausted", f"gave up after {attempts_used} attempts: {decision.reason}")
+        return DeadLetterNow(
+            "exhausted", f"gave up after {attempts_used} attempts: {decision.reason}"
+        )
     return decision
 
 
@@ -121,7 +123,9 @@ def _exhausted(attempts_used: int, age_s: float, policy: Backoff) -> bool:
     return attempts_used >= policy.max_attempts or age_s >= policy.max_age_s
 
 
-def _classify(result: AttemptResult, *, attempts_used: int, now_s: float, policy: Backoff) -> Decision:
+def _classify(
+    result: AttemptResult, *, attempts_used: int, now_s: float, policy: Backoff
+) -> Decision:
     if isinstance(result, Created | Found):
         return Delivered(result.object_id)
     if isinstance(result, NotFound):

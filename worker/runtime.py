@@ -26,6 +26,7 @@ from worker.circuit_breaker import CircuitBreaker
 from worker.credentials import Credentials, StaticCredentials
 from worker.delivery import Delivery, Outcome
 from worker.hubspot_client import HubSpotClient, new_session
+from worker.metrics import serve_metrics
 from worker.rate_limit import RateLimiter
 from worker.retry_policy import Backoff
 from worker.retry_schedule import ScheduleMover
@@ -60,7 +61,9 @@ class Runtime:
         self.app = app
         self.keys = Keys(settings.key_prefix)
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="eventq-loop", daemon=True)
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="eventq-loop", daemon=True
+        )
         self._thread.start()
         self.delivery: Delivery = self.call(self._build())
         self.mover = ScheduleMover(
@@ -70,6 +73,12 @@ class Runtime:
             interval_s=settings.scheduler_interval_s,
         )
         self.mover.start()
+        serve_metrics(
+            settings.metrics_port,
+            redis.Redis.from_url(settings.redis_url),
+            self.keys,
+            self.delivery.breaker.state_key(settings.hubspot_base_url),
+        )
 
     async def _build(self) -> Delivery:
         s = self.settings

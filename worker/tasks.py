@@ -26,9 +26,12 @@ class DeadLettered(Exception):
     """The job went to the dead-letter queue; the message says why (never a credential)."""
 
 
-@app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True,
-          throws=(DeadLettered,))
-def create_marketing_event(self: Task, job: Any = None, *args: Any, **kwargs: Any) -> dict[str, Any]:
+@app.task(
+    name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True, throws=(DeadLettered,)
+)
+def create_marketing_event(
+    self: Task, job: Any = None, *args: Any, **kwargs: Any
+) -> dict[str, Any]:
     """Deliver one job; return its outcome, or raise Retry / DeadLettered for Flower."""
     outcome = get_runtime(settings, app).deliver(job, self.request.id)
     log.info(

@@ -35,8 +35,10 @@ def create_body_validator() -> jsonschema.Draft202012Validator:
     prop = dict(schemas["PropertyValue"])
     prop["required"] = ["name", "value"]
     schemas["PropertyValue"] = prop
-    root = {"$ref": "#/components/schemas/MarketingEventCreateRequestParams",
-            "components": {"schemas": schemas}}
+    root = {
+        "$ref": "#/components/schemas/MarketingEventCreateRequestParams",
+        "components": {"schemas": schemas},
+    }
     return jsonschema.Draft202012Validator(root, format_checker=jsonschema.FormatChecker())
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import signal
 
-import pytest
-
 from fake_hubspot.control import FakeHubSpot
 from producers.enqueue import Producer
 from tests.conftest import TOKEN, Stack, valid_event, wait_for
@@ -19,7 +17,6 @@ from tests.integration.helpers import (
     create_body_validator,
     creates,
     send_raw,
-    status_of,
     wait_state,
 )
 
@@ -77,10 +74,18 @@ def test_two_503s_then_200_is_delivered_on_attempt_3_after_the_policy_gaps(
 def test_429_with_retry_after_2_waits_at_least_2_seconds_without_using_an_attempt(
     stack: Stack, fake: FakeHubSpot
 ) -> None:
-    fake.fail_next(1, 429, headers={"Retry-After": "2"},
-                   body={"status": "error", "message": "You have reached your ten_secondly_rolling "
-                         "limit.", "errorType": "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING",
-                         "correlationId": "c-429"})
+    fake.fail_next(
+        1,
+        429,
+        headers={"Retry-After": "2"},
+        body={
+            "status": "error",
+            "message": "You have reached your ten_secondly_rolling limit.",
+            "errorType": "RATE_LIMIT",
+            "policyName": "TEN_SECONDLY_ROLLING",
+            "correlationId": "c-429",
+        },
+    )
     stack.start_worker()
     job_id, _ = Producer(stack.settings).enqueue(valid_event())
     job = wait_state(stack, job_id, "delivered")
@@ -93,8 +98,16 @@ def test_429_with_retry_after_2_waits_at_least_2_seconds_without_using_an_attemp
 def test_400_is_dead_lettered_after_one_attempt_with_hubspots_message(
     stack: Stack, fake: FakeHubSpot
 ) -> None:
-    fake.fail_next(1, 400, body={"status": "error", "message": "Property values were not valid",
-                                 "category": "VALIDATION_ERROR", "correlationId": "corr-400"})
+    fake.fail_next(
+        1,
+        400,
+        body={
+            "status": "error",
+            "message": "Property values were not valid",
+            "category": "VALIDATION_ERROR",
+            "correlationId": "corr-400",
+        },
+    )
     stack.start_worker()
     job_id, _ = Producer(stack.settings).enqueue(valid_event())
     job = wait_state(stack, job_id, "dead_lettered")
@@ -165,7 +178,7 @@ def test_a_worker_killed_mid_delivery_is_finished_by_another_exactly_once(
     fake.set_latency(ms=2000)
     first = stack.start_worker()
     job_id, _ = Producer(stack.settings).enqueue(valid_event())
-    wait_for(lambda: fake.requests(), 10, "the POST to arrive")
+    wait_for(fake.requests, 10, "the POST to arrive")
     # When that worker is killed outright, and another starts
     first.send_signal(signal.SIGKILL)
     first.wait(5)
@@ -212,17 +225,28 @@ def test_replay_of_a_fixed_entry_is_delivered_and_dry_run_and_purge_behave(
 
 
 BAD_LINES = [
-    ({k: v for k, v in valid_event("m1").items() if k != "externalAccountId"},
-     "externalAccountId: Field required"),
-    ({k: v for k, v in valid_event("m2").items() if k != "externalEventId"},
-     "externalEventId: Field required"),
+    (
+        {k: v for k, v in valid_event("m1").items() if k != "externalAccountId"},
+        "externalAccountId: Field required",
+    ),
+    (
+        {k: v for k, v in valid_event("m2").items() if k != "externalEventId"},
+        "externalEventId: Field required",
+    ),
     ({k: v for k, v in valid_event("m3").items() if k != "eventName"}, "eventName: Field required"),
-    ({k: v for k, v in valid_event("m4").items() if k != "eventOrganizer"},
-     "eventOrganizer: Field required"),
+    (
+        {k: v for k, v in valid_event("m4").items() if k != "eventOrganizer"},
+        "eventOrganizer: Field required",
+    ),
     (valid_event("t1", eventName=["x"]), "eventName: Input should be a valid string"),
-    (valid_event("t2", eventCompleted="sometimes"), "eventCompleted: Input should be a valid boolean"),
-    (valid_event("n1", startDateTime="2027-01-01T10:00:00"),
-     "startDateTime: Input should have timezone info"),
+    (
+        valid_event("t2", eventCompleted="sometimes"),
+        "eventCompleted: Input should be a valid boolean",
+    ),
+    (
+        valid_event("n1", startDateTime="2027-01-01T10:00:00"),
+        "startDateTime: Input should have timezone info",
+    ),
     (valid_event("e1", endDateTime="2020-01-01T00:00:00Z"), "endDateTime is before startDateTime"),
     (valid_event("u1", colour="red"), "colour: Extra inputs are not permitted"),
 ]

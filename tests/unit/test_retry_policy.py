@@ -61,13 +61,15 @@ def test_a_connect_error_is_retried_without_a_check() -> None:
 
 
 def test_not_found_by_the_check_means_send_now() -> None:
-    assert decide_now(NotFound()) == RetryLater(0.0, verify=False,
-                                                reason="not found by the existence check")
+    assert decide_now(NotFound()) == RetryLater(
+        0.0, verify=False, reason="not found by the existence check"
+    )
 
 
 def test_429_pauses_the_bucket_for_retry_after() -> None:
-    decision = decide_now(HttpFailure(429, {"policyName": "TEN_SECONDLY_ROLLING"},
-                                      {"Retry-After": "2"}))
+    decision = decide_now(
+        HttpFailure(429, {"policyName": "TEN_SECONDLY_ROLLING"}, {"Retry-After": "2"})
+    )
     assert isinstance(decision, PauseBucket)
     assert decision.until_s == 1002.0
     assert decision.policy == "TEN_SECONDLY_ROLLING"
@@ -79,7 +81,8 @@ def test_429_is_never_exhausted_by_attempts() -> None:
 
 def test_the_budget_turns_a_retry_into_exhausted() -> None:
     assert decide_now(HttpFailure(503, {}), attempts=5) == DeadLetterNow(
-        "exhausted", "gave up after 5 attempts: HTTP 503: HTTP 503")
+        "exhausted", "gave up after 5 attempts: HTTP 503: HTTP 503"
+    )
     assert isinstance(decide_now(HttpFailure(503, {}), attempts=1, age_s=3600), DeadLetterNow)
 
 

@@ -14,8 +14,10 @@ from tests.conftest import valid_event
 
 def spec_validator() -> jsonschema.Draft202012Validator:
     schemas = spec_schemas()
-    root = {"$ref": "#/components/schemas/MarketingEventCreateRequestParams",
-            "components": {"schemas": schemas}}
+    root = {
+        "$ref": "#/components/schemas/MarketingEventCreateRequestParams",
+        "components": {"schemas": schemas},
+    }
     return jsonschema.Draft202012Validator(root)
 
 
@@ -62,8 +64,11 @@ def test_each_required_field_missing_is_named(field: str) -> None:
         ({"externalEventId": "x" * 300}, "externalEventId", "at most 256"),
         ({"eventCancelled": "maybe"}, "eventCancelled", "boolean"),
         ({"customProperties": [{"name": "a"}]}, "customProperties.0.value", "required"),
-        ({"customProperties": [{"name": "a", "value": "b", "source": "NOPE"}]},
-         "customProperties.0.source", "property sources"),
+        (
+            {"customProperties": [{"name": "a", "value": "b", "source": "NOPE"}]},
+            "customProperties.0.source",
+            "property sources",
+        ),
         ({"eventUrl": "not a url"}, "eventUrl", "pattern"),
     ],
 )

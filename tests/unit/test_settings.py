@@ -33,8 +33,11 @@ def test_a_malformed_setting_is_named_in_one_line(
 
 def test_the_cli_reports_a_bad_setting_without_a_traceback() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "eventq", "status", "x"], capture_output=True, text=True,
-        env={"EVENTQ_RATE_LIMIT": "nope", "PATH": "/usr/bin:/bin"}, check=False,
+        [sys.executable, "-m", "eventq", "status", "x"],
+        capture_output=True,
+        text=True,
+        env={"EVENTQ_RATE_LIMIT": "nope", "PATH": "/usr/bin:/bin"},
+        check=False,
     )
     assert result.returncode == 2
     assert "invalid setting EVENTQ_RATE_LIMIT" in result.stderr
@@ -43,8 +46,13 @@ def test_the_cli_reports_a_bad_setting_without_a_traceback() -> None:
 
 @pytest.mark.parametrize(
     ("text", "requests", "window_s"),
-    [("190/10s", 190, 10.0), ("110/10s", 110, 10.0), ("5/500ms", 5, 0.5), ("60/m", 60, 60.0),
-     ("10/s", 10, 1.0)],
+    [
+        ("190/10s", 190, 10.0),
+        ("110/10s", 110, 10.0),
+        ("5/500ms", 5, 0.5),
+        ("60/m", 60, 60.0),
+        ("10/s", 10, 1.0),
+    ],
 )
 def test_rate_limits_parse(text: str, requests: int, window_s: float) -> None:
     limit = RateLimit.parse(text)

@@ -1,0 +1,48 @@
+# The targets README, CI and developers all run. `make test` and `make run` set everything up.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install lint typecheck test test-fast run bench bench-quick screenshots browser clean
+
+$(STAMP): requirements.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv from the lock file
+
+browser: ## headless Chromium for the browser tests (Debian; needs root)
+	@scripts/ensure-chromium
+
+lint: install ## ruff lint + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install ## mypy --strict on the packages
+	$(BIN)/mypy
+
+test: install browser lint typecheck ## everything CI runs: lint, types, the whole suite
+	$(BIN)/python -m pytest -q
+
+test-fast: install ## unit tests only (no services needed beyond Redis)
+	$(BIN)/python -m pytest -q tests/unit
+
+run: install ## the whole local stack: Redis, fake HubSpot (sandbox), worker, Flower, HTTP
+	$(BIN)/eventq run
+
+bench: install ## the full benchmark (several minutes); writes bench/results/
+	$(BIN)/python -m bench
+
+bench-quick: install ## a short smoke run of the benchmark
+	$(BIN)/python -m bench --quick
+
+screenshots: install browser ## PNGs of Flower and the admin page into docs/img/
+	$(BIN)/python scripts/screenshots.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
