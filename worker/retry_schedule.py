@@ -57,11 +57,12 @@ class ScheduleMover:
 
     def move_due(self) -> int:
         """Publish every job due now; returns how many were moved."""
-        reply = self._claim(
-            keys=[self._keys.schedule],
-            args=[time.time(), self._lease_s, self._batch, self._keys.job("")],
+        now = time.time()
+        # one decimal text for the lease, so confirm compares exactly what claim stored
+        lease = f"{now + self._lease_s:.3f}"
+        rest = self._claim(
+            keys=[self._keys.schedule], args=[now, lease, self._batch, self._keys.job("")]
         )
-        lease, rest = reply[0], reply[1:]
         moved: list[bytes | str] = []
         for job_id, raw in zip(rest[::2], rest[1::2], strict=True):
             if self._publish_one(job_id, raw):

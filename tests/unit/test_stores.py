@@ -1,0 +1,167 @@
+"""Redis stores against a real Redis: job claims, the retry schedule's leases, DLQ paging."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from eventq.jobs import JobStore, create_job
+from eventq.keys import Keys
+from eventq.records import AttemptRecord, DeadLetter
+from eventq.schema import JobEnvelope, MarketingEvent
+from tests.conftest import REDIS_URL, valid_event
+from worker.dead_letters import DeadLetterFilter, DeadLetterStore
+from worker.retry_schedule import ScheduleMover
+
+
+@pytest.fixture
+def keys() -> Iterator[Keys]:
+    made = Keys(f"t-{uuid.uuid4().hex[:10]}")
+    yield made
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(f"{made.prefix}:*"):
+        client.delete(key)
+
+
+@pytest.fixture
+async def store(keys: Keys) -> AsyncIterator[JobStore]:
+    client = aioredis.Redis.from_url(REDIS_URL)
+    yield JobStore(client, keys, ledger_ttl_s=60, job_ttl_s=60)
+    await client.aclose()
+
+
+def envelope(n: int = 1, attempt: int = 1) -> JobEnvelope:
+    return JobEnvelope(event=MarketingEvent.model_validate(valid_event(n)), attempt=attempt)
+
+
+async def begin(store: JobStore, env: JobEnvelope) -> str:
+    begun = await store.begin(
+        env, raw_envelope=env.model_dump_json(), lock_ttl_ms=5000, now=time.time()
+    )
+    return begun.status
+
+
+async def test_an_attempt_can_be_claimed_once_and_a_second_copy_is_refused(store: JobStore) -> None:
+    env = envelope()
+    assert await begin(store, env) == "ok"
+    assert await begin(store, env) == "locked"
+
+
+async def test_a_message_for_an_older_attempt_is_stale(store: JobStore) -> None:
+    env = envelope()
+    assert await begin(store, env) == "ok"
+    record = AttemptRecord(attempt=1, at=time.time(), outcome="retry")
+    await store.reschedule(
+        env.next_attempt(),
+        due_at=time.time(),
+        attempts=1,
+        verify=False,
+        record=record,
+        last_error="x",
+    )
+    assert await begin(store, env) == "stale"
+    assert await begin(store, env.next_attempt()) == "ok"
+
+
+async def test_a_delivered_job_is_done_for_every_later_copy(store: JobStore) -> None:
+    env = envelope()
+    await begin(store, env)
+    await store.mark_delivered(
+        env, "42", AttemptRecord(attempt=1, at=time.time(), outcome="delivered"), attempts=1
+    )
+    assert await begin(store, env) == "done"
+    assert await store.ledger_object_id(env) == "42"
+
+
+async def test_an_attempt_interrupted_mid_way_is_verified_next_time(store: JobStore) -> None:
+    env = envelope()
+    await begin(store, env)
+    await store.release(env.jobId)  # the worker died: its lock is gone, the state is in_progress
+    begun = await store.begin(
+        env, raw_envelope=env.model_dump_json(), lock_ttl_ms=5000, now=time.time()
+    )
+    assert begun.status == "ok"
+    assert begun.verify
+
+
+def test_the_same_event_enqueued_twice_gives_the_same_job(keys: Keys) -> None:
+    client = redis.Redis.from_url(REDIS_URL)
+    first, dup1 = create_job(client, keys, envelope(5), dedupe_ttl_s=60)
+    second, dup2 = create_job(client, keys, envelope(5), dedupe_ttl_s=60)
+    assert (first, dup1) == (second, False) or (second, dup2) == (first, True)
+    assert dup2
+
+
+def test_the_mover_publishes_due_jobs_once_and_leaves_future_ones(keys: Keys) -> None:
+    client = redis.Redis.from_url(REDIS_URL)
+    published: list[str] = []
+    for n, due in [(1, time.time() - 1), (2, time.time() - 1), (3, time.time() + 60)]:
+        env = envelope(n)
+        client.hset(keys.job(env.jobId), "envelope", env.model_dump_json())
+        client.zadd(keys.schedule, {env.jobId: due})
+    mover = ScheduleMover(client, keys, lambda e: published.append(e.event.externalEventId))
+    other = ScheduleMover(client, keys, lambda e: published.append(e.event.externalEventId))
+    assert mover.move_due() + other.move_due() == 2
+    assert sorted(published) == ["evt-1", "evt-2"]
+    assert client.zcard(keys.schedule) == 1
+
+
+def test_a_mover_that_fails_to_publish_leaves_the_job_for_another(keys: Keys) -> None:
+    client = redis.Redis.from_url(REDIS_URL)
+    env = envelope(1)
+    client.hset(keys.job(env.jobId), "envelope", env.model_dump_json())
+    client.zadd(keys.schedule, {env.jobId: time.time() - 1})
+
+    def broken(_: JobEnvelope) -> None:
+        raise ConnectionError("broker down")
+
+    published: list[JobEnvelope] = []
+    assert ScheduleMover(client, keys, broken, lease_s=0.2).move_due() == 0
+    assert ScheduleMover(client, keys, published.append).move_due() == 0  # still leased
+    time.sleep(0.3)
+    assert ScheduleMover(client, keys, published.append).move_due() == 1
+    assert [e.jobId for e in published] == [env.jobId]
+
+
+def dead_letter(n: int, reason: str, at: float) -> DeadLetter:
+    return DeadLetter(
+        id=f"dl-{n}",
+        jobId=f"job-{n}",
+        payload=valid_event(n),
+        reason=reason,  # type: ignore[arg-type]
+        httpStatus=400 if reason == "rejected" else None,
+        firstEnqueuedAt=at,
+        deadLetteredAt=at,
+    )
+
+
+async def test_dlq_pages_are_newest_first_filtered_and_complete(
+    keys: Keys, store: JobStore
+) -> None:
+    now = time.time()
+    for n in range(450):
+        entry = dead_letter(n, "rejected" if n % 3 else "invalid", now + n / 1000)
+        await store.mark_dead_lettered(
+            entry.jobId, entry, AttemptRecord(attempt=1, at=now, outcome="dead_letter")
+        )
+    dlq = DeadLetterStore(redis.Redis.from_url(REDIS_URL), keys)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = dlq.page(DeadLetterFilter(reason="rejected"), limit=70, cursor=cursor)
+        seen += [e.id for e in page.entries]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    expected = [f"dl-{n}" for n in reversed(range(450)) if n % 3]
+    assert seen == expected
+    assert dlq.page(DeadLetterFilter(text='evt-7"'), limit=10).entries[0].id == "dl-7"
+    assert dlq.page(DeadLetterFilter(http_status=400), limit=500).entries[-1].id == "dl-1"
+    assert dlq.delete("dl-1")
+    assert not dlq.delete("dl-1")
+    assert dlq.count() == 449
