@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
-    AliasChoices,
     Field,
     NonNegativeFloat,
     PositiveFloat,
@@ -92,7 +91,7 @@ class Settings(BaseSettings):
     )
     rate_limit: Annotated[RateLimit, NoDecode] = Field(
         default_factory=lambda: RateLimit(100, 10.0),
-        description="HubSpot request budget per app (or per OAuth account), e.g. `190/10s`.",
+        description="Request budget of a private app (its token), e.g. `190/10s`; see ACCOUNT_RATE_LIMIT.",
     )
     rate_limit_margin: float = Field(
         0.0,
@@ -177,16 +176,34 @@ class Settings(BaseSettings):
     oauth_client_secret: SecretStr | None = Field(
         None, description="OAuth app client secret (OAuth mode)."
     )
+    oauth_client_secret_next: SecretStr | None = Field(
+        None,
+        description="A second client secret, tried when HubSpot refuses the first (rotation).",
+    )
     oauth_accounts_file: Path | None = Field(
         None,
-        validation_alias=AliasChoices("EVENTQ_OAUTH_ACCOUNTS_FILE"),
         description="JSON file mapping HubSpot portal id to its refresh token (OAuth mode).",
+    )
+    oauth_accounts: SecretStr | None = Field(
+        None,
+        description="The same JSON object in the environment, instead of or besides the file.",
     )
     default_portal_id: str | None = Field(
         None, description="HubSpot portal used for jobs that name none (OAuth mode)."
     )
     oauth_refresh_margin_s: PositiveFloat = Field(
         60.0, description="Refresh an access token this long before it expires."
+    )
+    oauth_token_url: str | None = Field(
+        None,
+        description="OAuth token endpoint; defaults to EVENTQ_HUBSPOT_BASE_URL + /oauth/v1/token.",
+    )
+    oauth_timeout_s: PositiveFloat = Field(
+        10.0, description="Total timeout of one access-token refresh request."
+    )
+    account_rate_limit: Annotated[RateLimit, NoDecode] = Field(
+        default_factory=lambda: RateLimit(110, 10.0),
+        description="Request budget of each OAuth account (own limiter bucket), e.g. `110/10s`.",
     )
 
     @field_validator("api_keys", "admin_api_keys", mode="before")
@@ -196,7 +213,7 @@ class Settings(BaseSettings):
             return _parse_named_keys(value)
         return value
 
-    @field_validator("rate_limit", mode="before")
+    @field_validator("rate_limit", "account_rate_limit", mode="before")
     @classmethod
     def _parse_rate(cls, value: object) -> object:
         if isinstance(value, str):
@@ -210,22 +227,30 @@ class Settings(BaseSettings):
             raise ValueError(f"expected a URL such as redis://host:6379/0, got {value!r}")
         return value
 
-    @field_validator("hubspot_base_url")
+    @field_validator("hubspot_base_url", "oauth_token_url")
     @classmethod
-    def _check_http_url(cls, value: str) -> str:
+    def _check_http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"expected an http(s) URL, got {value!r}")
         return value.rstrip("/")
 
     @model_validator(mode="after")
     def _check_oauth(self) -> Settings:
-        oauth = (self.oauth_client_id, self.oauth_client_secret, self.oauth_accounts_file)
+        accounts = self.oauth_accounts_file or self.oauth_accounts
+        oauth = (self.oauth_client_id, self.oauth_client_secret, accounts)
         if any(oauth) and not all(oauth):
             raise ValueError(
                 "OAuth mode needs EVENTQ_OAUTH_CLIENT_ID, EVENTQ_OAUTH_CLIENT_SECRET "
-                "and EVENTQ_OAUTH_ACCOUNTS_FILE together"
+                "and EVENTQ_OAUTH_ACCOUNTS_FILE (or EVENTQ_OAUTH_ACCOUNTS) together"
             )
         return self
+
+    @property
+    def effective_oauth_token_url(self) -> str:
+        """Return the OAuth token endpoint, falling back to HubSpot's under the base URL."""
+        return self.oauth_token_url or self.hubspot_base_url + "/oauth/v1/token"
 
     @property
     def effective_broker_url(self) -> str:

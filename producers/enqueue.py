@@ -12,6 +12,7 @@ import redis
 from celery import Celery
 from pydantic import ValidationError
 
+from eventq.accounts import AccountsWatcher, UnknownAccount
 from eventq.jobs import create_job
 from eventq.keys import Keys
 from eventq.messaging import make_celery, send_job
@@ -92,6 +93,8 @@ class Producer:
         self.app = app or make_celery(self.settings, "eventq-producer")
         self.redis = redis.Redis.from_url(self.settings.redis_url)
         self.keys = Keys(self.settings.key_prefix)
+        # OAuth: jobs must name a configured account (or get the default); SettingsError if bad
+        self.accounts = AccountsWatcher(self.settings) if self.settings.oauth_enabled else None
 
     def enqueue(
         self,
@@ -102,8 +105,12 @@ class Producer:
         priority: Literal["live", "bulk"] = "live",
         idempotency_key: str | None = None,
     ) -> tuple[str, bool]:
-        """Validate and enqueue one event; returns (job id, duplicate). Raises RejectedEvent."""
+        """Validate and enqueue one event; returns (job id, duplicate).
+
+        Raises RejectedEvent for an invalid event or (OAuth mode) an unknown `portalId`.
+        """
         model = validate_event(event)
+        portal_id = self.account_for(portal_id)
         envelope = JobEnvelope(event=model, source=source, portalId=portal_id, priority=priority)
         idem = hashlib.sha256(idempotency_key.encode()).hexdigest() if idempotency_key else None
         job_id, duplicate = create_job(
@@ -121,6 +128,19 @@ class Producer:
                 self.redis.delete(self.keys.dedupe_for(envelope))
                 raise
         return job_id, duplicate
+
+    def account_for(self, portal_id: str | None) -> str | None:
+        """Return the job's account: its own if configured, else the default (OAuth mode).
+
+        Without OAuth the id passes through unchanged. Raises RejectedEvent naming `portalId`
+        for an account that is not configured (or none given and no default).
+        """
+        if self.accounts is None:
+            return portal_id
+        try:
+            return self.accounts.current().resolve(portal_id)
+        except UnknownAccount as error:
+            raise RejectedEvent([FieldError("portalId", str(error))]) from None
 
     def enqueue_many(
         self, events: Iterable[Mapping[str, Any] | MarketingEvent], **options: Any

@@ -1,19 +1,33 @@
-"""Where access tokens come from: a static private-app token, or OAuth per HubSpot account."""
+"""Where access tokens come from: a static private-app token, or OAuth per HubSpot account.
+
+CredentialsError            no usable token: the job is dead-lettered as `auth`
+ └── CredentialsUnavailable the token endpoint is down or busy: the job waits, no attempt used
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import SecretStr
 
+from worker.attempts import HttpFailure
+
 __all__ = [
+    "WRITE_SCOPE",
     "AccessToken",
     "Credentials",
     "CredentialsError",
+    "CredentialsUnavailable",
     "StaticCredentials",
     "bucket_for_token",
+    "describe_auth_failure",
+    "is_expired_token",
 ]
+
+WRITE_SCOPE = "crm.objects.marketing_events.write"  # what the create endpoint requires
+_REPLAY = "`eventq dlq replay --all --reason auth`"
 
 
 def bucket_for_token(token: str) -> str:
@@ -24,11 +38,54 @@ def bucket_for_token(token: str) -> str:
 
 
 class CredentialsError(Exception):
-    """No usable token for this account; `reason` says what an admin must do."""
+    """No usable token for this account; the message says what an admin must do."""
 
     def __init__(self, message: str, *, portal_id: str | None = None) -> None:
         super().__init__(message)
         self.portal_id = portal_id
+
+
+class CredentialsUnavailable(CredentialsError):
+    """No token right now (token endpoint down, slow or rate limited); try after `retry_after_s`."""
+
+    def __init__(
+        self, message: str, *, portal_id: str | None = None, retry_after_s: float = 1.0
+    ) -> None:
+        super().__init__(message, portal_id=portal_id)
+        self.retry_after_s = retry_after_s
+
+
+def is_expired_token(failure: HttpFailure) -> bool:
+    """Return True for HubSpot's 401 saying the access token expired (a refresh fixes it)."""
+    return failure.status == 401 and failure.category == "EXPIRED_AUTHENTICATION"
+
+
+def describe_auth_failure(failure: HttpFailure, portal_id: str | None) -> str:
+    """Return the DLQ message of a 401/403: HubSpot's own, naming any missing scope and the fix."""
+    if failure.status != 403 or not _is_scope_failure(failure):
+        return failure.message
+    scopes = sorted(set(_required_scopes(failure.body))) or [WRITE_SCOPE]
+    account = f"portal {portal_id}" if portal_id else "the private app"
+    return (
+        f"missing scope {', '.join(scopes)}: the token of {account} was not granted it. Add the "
+        f"scope to the app and re-authorize it (OAuth) or update the private app, then {_REPLAY}."
+        f" HubSpot: {failure.message}"
+    )
+
+
+def _is_scope_failure(failure: HttpFailure) -> bool:
+    return failure.category == "MISSING_SCOPES" or any(_required_scopes(failure.body))
+
+
+def _required_scopes(body: Mapping[str, Any]) -> Iterator[str]:
+    # HubSpot lists them in errors[].context.requiredGranularScopes (older: requiredScopes)
+    for error in body.get("errors") or []:
+        context = error.get("context") if isinstance(error, dict) else None
+        if not isinstance(context, dict):
+            continue
+        for key, values in context.items():
+            if key.startswith("required") and "Scope" in key and isinstance(values, list):
+                yield from (str(v) for v in values)
 
 
 @dataclass(frozen=True)

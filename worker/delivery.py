@@ -20,7 +20,14 @@ from eventq.records import AttemptRecord, DeadLetter, DeadLetterReason, HubSpotE
 from eventq.schema import JobEnvelope
 from worker.attempts import AttemptResult, HttpFailure, NetworkFailure, NotFound
 from worker.circuit_breaker import CircuitBreaker
-from worker.credentials import AccessToken, Credentials, CredentialsError
+from worker.credentials import (
+    AccessToken,
+    Credentials,
+    CredentialsError,
+    CredentialsUnavailable,
+    describe_auth_failure,
+    is_expired_token,
+)
 from worker.hubspot_client import HubSpotClient
 from worker.metrics import ATTEMPT_LATENCY, DELIVERIES, RATE_LIMITED
 from worker.rate_limit import RateLimiter, next_daily_reset
@@ -177,6 +184,8 @@ class _Attempt:
             return await self._delivered(object_id, None, "already in the delivered ledger")
         try:
             token = await self.d.credentials.token_for(self.envelope.portalId)
+        except CredentialsUnavailable as error:  # token endpoint down: wait, use no attempt
+            return await self._park(time.time() + error.retry_after_s, str(error))
         except CredentialsError as error:
             return await self._dead_letter("auth", str(error), None)
         gate = await self._gate(token)
@@ -187,10 +196,14 @@ class _Attempt:
             if found is not None:
                 return found
         result = await self._create(token)
-        expired = isinstance(result, HttpFailure) and result.status == 401
+        return await self._retry_if_expired(result, token) or await self._act(result, token)
+
+    async def _retry_if_expired(self, result: AttemptResult, token: AccessToken) -> Outcome | None:
+        """Park the job for an immediate retry (no attempt used) after an expired-token 401."""
+        expired = isinstance(result, HttpFailure) and is_expired_token(result)
         if expired and await self.d.credentials.refresh_after_401(token):
             return await self._park(time.time(), "token refreshed, retrying at once")
-        return await self._act(result, token)
+        return None
 
     async def _check_first(self, token: AccessToken) -> Outcome | None:
         """Look for the event before POSTing; returns an outcome unless it is safe to POST now."""
@@ -200,7 +213,7 @@ class _Attempt:
         )
         await self._observe(found, token)
         if not isinstance(found, NotFound):
-            return await self._act(found, token)
+            return await self._retry_if_expired(found, token) or await self._act(found, token)
         self.verify = False  # HubSpot has no such event: a POST cannot duplicate it
         return await self._gate(token)
 
@@ -259,6 +272,10 @@ class _Attempt:
         if isinstance(decision, RetryLater):
             self.verify = decision.verify
             return await self._park(time.time() + decision.delay_s, decision.reason, result)
+        if decision.reason == "auth" and isinstance(result, HttpFailure):
+            message = describe_auth_failure(result, self.envelope.portalId)
+            detail = f"HTTP {result.status}: {message}"
+            return await self._dead_letter("auth", detail, result, message=message)
         return await self._dead_letter(decision.reason, decision.detail, result)
 
     def _pause_end(self, decision: PauseBucket) -> float:
@@ -301,14 +318,19 @@ class _Attempt:
         return Outcome("retrying", self.envelope.jobId, why, next_attempt_at=due)
 
     async def _dead_letter(
-        self, reason: DeadLetterReason, detail: str, result: AttemptResult | None
+        self,
+        reason: DeadLetterReason,
+        detail: str,
+        result: AttemptResult | None,
+        *,
+        message: str | None = None,
     ) -> Outcome:
         record = self._record("dead_letter", detail, result)
         history = [*await self.d.jobs.history(self.envelope.jobId), record]
         error = HubSpotErrorInfo(message=detail)
         if isinstance(result, HttpFailure):
             error = HubSpotErrorInfo(
-                message=result.message,
+                message=message or result.message,
                 category=result.category,
                 correlationId=result.correlation_id,
                 errors=[e for e in result.body.get("errors", []) if isinstance(e, dict)],

@@ -1,0 +1,414 @@
+"""OAuth credentials against the real Redis on localhost, with a scripted token endpoint.
+
+Several `OAuthCredentials`, each with its own Redis connection pool, stand for worker processes.
+The token endpoint itself is tested against the fake HubSpot served in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import aiohttp
+import pytest
+import redis.asyncio
+from aiohttp.test_utils import TestServer
+from pydantic import SecretStr
+
+from eventq.accounts import AccountsWatcher
+from eventq.settings import RateLimit, load_settings
+from fake_hubspot import FakeConfig, create_app
+from fake_hubspot.config import RefreshGrant
+from fake_hubspot.state import STATE
+from worker.attempts import HttpFailure
+from worker.credentials import (
+    AccessToken,
+    CredentialsError,
+    CredentialsUnavailable,
+    describe_auth_failure,
+    is_expired_token,
+)
+from worker.oauth import OAuthCredentials
+from worker.rate_limit import RateLimiter
+from worker.token_endpoint import (
+    Granted,
+    Rejected,
+    TokenAnswer,
+    TokenEndpoint,
+    Unavailable,
+)
+
+REDIS_URL = "redis://localhost:6379/0"
+CLIENT_SECRET = "client-secret-" + uuid4().hex
+RT_1 = "refresh-one-" + uuid4().hex
+RT_2 = "refresh-two-" + uuid4().hex
+WRITE_SCOPE = "crm.objects.marketing_events.write"
+
+
+class ScriptedEndpoint:
+    """Stands for HubSpot's token endpoint: counts refreshes per refresh token."""
+
+    def __init__(self, lifetime_s: float = 30.0, delay_s: float = 0.05) -> None:
+        self.lifetime_s = lifetime_s
+        self.delay_s = delay_s
+        self.calls: list[str] = []
+        self.rejected: dict[str, TokenAnswer] = {}
+
+    async def refresh(self, refresh_token: SecretStr) -> TokenAnswer:
+        secret = refresh_token.get_secret_value()
+        self.calls.append(secret)
+        await asyncio.sleep(self.delay_s)  # long enough for other workers to pile up
+        if secret in self.rejected:
+            return self.rejected[secret]
+        token = f"access-{len(self.calls)}-{uuid4().hex}"
+        return Granted(SecretStr(token), self.lifetime_s, refresh_token_changed=False)
+
+    def count(self, refresh_token: str) -> int:
+        return self.calls.count(refresh_token)
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"test-oauth-{uuid4().hex}"
+
+
+@pytest.fixture
+async def pools(prefix: str) -> AsyncIterator[list[redis.asyncio.Redis]]:
+    conns = [redis.asyncio.Redis.from_url(REDIS_URL) for _ in range(3)]
+    yield conns
+    keys = [key async for key in conns[0].scan_iter(match=f"{prefix}:*")]
+    if keys:
+        await conns[0].delete(*keys)
+    for conn in conns:
+        await conn.aclose()
+
+
+@pytest.fixture
+def accounts_file(tmp_path: Path) -> Path:
+    path = tmp_path / "accounts.json"
+    path.write_text(json.dumps({"1": RT_1, "2": RT_2}))
+    return path
+
+
+def workers(
+    pools: list[redis.asyncio.Redis],
+    prefix: str,
+    endpoint: ScriptedEndpoint,
+    accounts_file: Path,
+    margin_s: float = 1.0,
+) -> list[OAuthCredentials]:
+    settings = load_settings(
+        oauth_client_id="client-1",
+        oauth_client_secret=CLIENT_SECRET,
+        oauth_accounts_file=accounts_file,
+        default_portal_id="1",
+        key_prefix=prefix,
+    )
+    return [
+        OAuthCredentials(
+            redis=conn,
+            endpoint=endpoint,  # type: ignore[arg-type]
+            accounts=AccountsWatcher(settings, check_every_s=0.0),
+            limiter=RateLimiter(conn, prefix=prefix, limit=settings.rate_limit),
+            account_limit=RateLimit(110, 10.0),
+            key_prefix=prefix,
+            margin_s=margin_s,
+            timeout_s=2.0,
+        )
+        for conn in pools
+    ]
+
+
+async def tokens_from_all(creds: list[OAuthCredentials], portal: str | None, n: int) -> list[Any]:
+    calls = [creds[i % len(creds)].token_for(portal) for i in range(n)]
+    return await asyncio.gather(*calls, return_exceptions=True)
+
+
+def values(tokens: list[Any]) -> set[str]:
+    return {t.value.get_secret_value() for t in tokens if isinstance(t, AccessToken)}
+
+
+async def test_sixty_concurrent_requests_in_three_workers_cause_one_refresh(
+    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+) -> None:
+    # Given three workers and no token yet
+    endpoint = ScriptedEndpoint()
+    creds = workers(pools, prefix, endpoint, accounts_file)
+    # When 60 jobs of the default account ask at once
+    tokens = await tokens_from_all(creds, None, 60)
+    # Then HubSpot was asked once and every job got that token, in the account's bucket
+    assert endpoint.count(RT_1) == 1
+    assert len(values(tokens)) == 1
+    assert {t.bucket for t in tokens} == {"portal:1"}
+    assert {t.portal_id for t in tokens} == {"1"}
+
+
+async def test_a_token_is_refreshed_once_ahead_of_its_expiry(
+    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+) -> None:
+    # Given tokens living 2 s, refreshed 1 s early
+    endpoint = ScriptedEndpoint(lifetime_s=2.0)
+    creds = workers(pools, prefix, endpoint, accounts_file, margin_s=1.0)
+    first = values(await tokens_from_all(creds, "1", 3))
+    # When the refresh margin is reached and 30 jobs ask at once
+    await asyncio.sleep(1.1)
+    during = await tokens_from_all(creds, "1", 30)
+    after = values(await tokens_from_all(creds, "1", 3))
+    # Then there was exactly one more refresh; jobs used the old (still valid) or the new one
+    assert endpoint.count(RT_1) == 2
+    assert values(during) <= first | after
+    assert after.isdisjoint(first)
+
+
+async def test_an_expired_token_401_causes_one_refresh_and_a_replaced_token_none(
+    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+) -> None:
+    # Given a token that has been in use for over a second
+    endpoint = ScriptedEndpoint()
+    creds = workers(pools, prefix, endpoint, accounts_file)
+    old = await creds[0].token_for("1")
+    await asyncio.sleep(1.05)
+    # When HubSpot says it expired to jobs in all three workers
+    retry = await asyncio.gather(*(c.refresh_after_401(old) for c in creds))
+    tokens = await tokens_from_all(creds, "1", 30)
+    # Then each job retries at once, and one refresh served them all
+    assert retry == [True, True, True]
+    assert endpoint.count(RT_1) == 2
+    assert values(tokens) == values([await creds[0].token_for("1")])
+    assert old.value.get_secret_value() not in values(tokens)
+    # and a late 401 for the old token does not throw the new one away
+    assert await creds[1].refresh_after_401(old)
+    await tokens_from_all(creds, "1", 3)
+    assert endpoint.count(RT_1) == 2
+
+
+async def test_a_token_reported_expired_right_after_it_was_issued_is_not_refreshed_again(
+    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+) -> None:
+    endpoint = ScriptedEndpoint()
+    [cred, *_] = workers(pools, prefix, endpoint, accounts_file)
+    token = await cred.token_for("1")
+    assert await cred.refresh_after_401(token) is False
+    assert endpoint.count(RT_1) == 1
+
+
+async def test_invalid_grant_pauses_only_that_account_until_its_refresh_token_changes(
+    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+) -> None:
+    # Given HubSpot rejects account 1's refresh token
+    endpoint = ScriptedEndpoint()
+    endpoint.rejected[RT_1] = Rejected("invalid_grant", 400, "missing or unknown refresh token")
+    creds = workers(pools, prefix, endpoint, accounts_file)
+    # When 20 jobs of each account ask at once
+    one, two = await asyncio.gather(
+        tokens_from_all(creds, "1", 20), tokens_from_all(creds, "2", 20)
+    )
+    # Then account 1's jobs get a CredentialsError saying what to do, after one refusal
+    assert endpoint.count(RT_1) == 1
+    assert all(isinstance(e, CredentialsError) for e in one)
+    message = str(one[0])
+    assert message.startswith("refresh token for portal 1 was rejected (invalid_grant")
+    assert "re-authorize the app for this account" in message
+    assert "EVENTQ_OAUTH_ACCOUNTS_FILE" in message
+    assert "`eventq dlq replay --all --reason auth`" in message
+    assert RT_1 not in message
+    # and account 2 is unaffected
+    assert len(values(two)) == 1
+    # When an admin puts a new refresh token for account 1 in the file
+    new_rt = "refresh-one-rotated-" + uuid4().hex
+    rotated = accounts_file.with_suffix(".new")
+    rotated.write_text(json.dumps({"1": new_rt, "2": RT_2}))
+    os.replace(rotated, accounts_file)
+    # Then account 1 works again, with the new refresh token
+    token = await creds[2].token_for("1")
+    assert token.portal_id == "1"
+    assert endpoint.count(new_rt) == 1
+    assert len(values(await tokens_from_all(creds, "1", 6))) == 1
+
+
+async def test_an_unavailable_token_endpoint_makes_jobs_wait_without_asking_again(
+    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+) -> None:
+    endpoint = ScriptedEndpoint()
+    endpoint.rejected[RT_1] = Unavailable("token endpoint answered HTTP 503", 2.0)
+    creds = workers(pools, prefix, endpoint, accounts_file)
+    answers = await tokens_from_all(creds, "1", 10)
+    assert all(isinstance(a, CredentialsUnavailable) for a in answers)
+    assert all(0.1 <= a.retry_after_s <= 2.0 for a in answers)
+    assert endpoint.count(RT_1) == 1
+
+
+async def test_a_due_token_keeps_working_while_the_token_endpoint_is_down(
+    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+) -> None:
+    # Given a token due for refresh (2 s life, 1 s margin) and a token endpoint that is down
+    endpoint = ScriptedEndpoint(lifetime_s=2.0)
+    creds = workers(pools, prefix, endpoint, accounts_file, margin_s=1.0)
+    old = await creds[0].token_for("1")
+    await asyncio.sleep(1.1)
+    endpoint.rejected[RT_1] = Unavailable("token endpoint answered HTTP 503", 5.0)
+    # When jobs in every worker ask
+    during = await tokens_from_all(creds, "1", 12)
+    # Then they keep sending with the old token, and HubSpot was asked once more, not 12 times
+    assert values(during) == {old.value.get_secret_value()}
+    assert endpoint.count(RT_1) == 2
+    # and once it has expired, jobs wait instead of being dead-lettered
+    await asyncio.sleep(1.0)
+    with pytest.raises(CredentialsUnavailable):
+        await creds[1].token_for("1")
+    assert endpoint.count(RT_1) == 2
+
+
+async def test_an_unknown_portal_is_a_credentials_error_naming_portal_id(
+    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+) -> None:
+    endpoint = ScriptedEndpoint()
+    [cred, *_] = workers(pools, prefix, endpoint, accounts_file)
+    with pytest.raises(CredentialsError) as caught:
+        await cred.token_for("999")
+    assert str(caught.value).startswith("portalId '999' is not a configured HubSpot account")
+    assert endpoint.calls == []
+
+
+async def test_each_account_spends_from_its_own_bucket_with_the_account_budget(
+    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+) -> None:
+    [cred, *_] = workers(pools, prefix, ScriptedEndpoint(), accounts_file)
+    token = await cred.token_for("2")
+    state = await RateLimiter(pools[1], prefix=prefix, limit=RateLimit(5, 1.0)).state(token.bucket)
+    assert token.bucket == "portal:2"
+    assert (state.budget, state.window_s) == (110, 10.0)
+
+
+async def test_redis_holds_the_access_token_only_in_its_cache_key_and_never_a_refresh_token(
+    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+) -> None:
+    endpoint = ScriptedEndpoint()
+    endpoint.rejected[RT_2] = Rejected("invalid_grant", 400, "missing or unknown refresh token")
+    creds = workers(pools, prefix, endpoint, accounts_file)
+    access = (await creds[0].token_for("1")).value.get_secret_value()
+    with pytest.raises(CredentialsError):
+        await creds[0].token_for("2")  # leaves a pause record in Redis
+    dump = await dump_prefix(pools[0], prefix)
+    for key, value in dump.items():
+        for secret in (RT_1, RT_2, CLIENT_SECRET):
+            assert secret not in value, key
+        if access in value:
+            assert key == f"{prefix}:oauth:1:token"
+
+
+async def dump_prefix(conn: redis.asyncio.Redis, prefix: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    async for raw in conn.scan_iter(match=f"{prefix}:*"):
+        key = raw.decode()
+        kind = (await conn.type(key)).decode()
+        if kind == "string":
+            found[key] = str(await conn.get(key))
+        elif kind == "hash":
+            found[key] = str(await conn.hgetall(key))
+        elif kind == "zset":
+            found[key] = str(await conn.zrange(key, 0, -1))
+        elif kind == "list":
+            found[key] = str(await conn.lrange(key, 0, -1))
+    return found
+
+
+async def test_the_token_endpoint_maps_hubspots_answers_to_typed_results() -> None:
+    # Given the fake HubSpot in-process, with one good and one revoked refresh token
+    config = FakeConfig(
+        oauth_client_secret=CLIENT_SECRET,
+        refresh_tokens=(RefreshGrant(RT_1, 1), RefreshGrant(RT_2, 2)),
+        access_token_lifetime_s=5.0,
+    )
+    app = create_app(config)
+    app[STATE].auth.revoke(RT_2)
+    async with TestServer(app) as server, aiohttp.ClientSession() as session:
+        url = str(server.make_url("/oauth/v1/token"))
+
+        def endpoint(secret: str = CLIENT_SECRET) -> TokenEndpoint:
+            return TokenEndpoint(
+                session,
+                url,
+                client_id="fake-client-id",
+                client_secret=SecretStr(secret),
+                timeout_s=2.0,
+            )
+
+        granted = await endpoint().refresh(SecretStr(RT_1))
+        revoked = await endpoint().refresh(SecretStr(RT_2))
+        bad_client = await endpoint("wrong").refresh(SecretStr(RT_1))
+    closed = TokenEndpoint(
+        aiohttp.ClientSession(),
+        url,
+        client_id="fake-client-id",
+        client_secret=SecretStr(CLIENT_SECRET),
+        timeout_s=1.0,
+    )
+    try:
+        unreachable = await closed.refresh(SecretStr(RT_1))
+    finally:
+        await closed._session.close()
+    assert isinstance(granted, Granted)
+    assert granted.expires_in_s == 5.0
+    assert not granted.refresh_token_changed
+    assert revoked == Rejected("invalid_grant", 400, "missing or unknown refresh token")
+    assert isinstance(bad_client, Rejected)
+    assert bad_client.kind == "invalid_client"
+    assert isinstance(unreachable, Unavailable)
+    for answer in (granted, revoked, bad_client, unreachable):
+        assert RT_1 not in repr(answer)
+        assert CLIENT_SECRET not in repr(answer)
+
+
+async def test_a_second_client_secret_is_used_when_hubspot_refuses_the_first() -> None:
+    # Given HubSpot knows only the new client secret, and eventq has the old one first
+    config = FakeConfig(oauth_client_secret=CLIENT_SECRET, refresh_tokens=(RefreshGrant(RT_1, 1),))
+    app = create_app(config)
+    async with TestServer(app) as server, aiohttp.ClientSession() as session:
+        endpoint = TokenEndpoint(
+            session,
+            str(server.make_url("/oauth/v1/token")),
+            client_id="fake-client-id",
+            client_secret=SecretStr("old-secret"),
+            next_client_secret=SecretStr(CLIENT_SECRET),
+            timeout_s=2.0,
+        )
+        # When it refreshes twice
+        first = await endpoint.refresh(SecretStr(RT_1))
+        second = await endpoint.refresh(SecretStr(RT_1))
+    # Then both succeed, and only the first refresh tried the old secret
+    assert isinstance(first, Granted)
+    assert isinstance(second, Granted)
+    assert [r["status"] for r in app[STATE].recorder.since(0)] == [400, 200, 200]
+
+
+def test_a_missing_scope_403_names_the_scope_and_what_to_do() -> None:
+    body = {
+        "status": "error",
+        "message": "This app hasn't been granted all required scopes to make this call.",
+        "category": "MISSING_SCOPES",
+        "errors": [{"context": {"requiredGranularScopes": [WRITE_SCOPE]}}],
+    }
+    message = describe_auth_failure(HttpFailure(403, body), "42")
+    assert message.startswith(f"missing scope {WRITE_SCOPE}: the token of portal 42")
+    assert "`eventq dlq replay --all --reason auth`" in message
+    bare = describe_auth_failure(HttpFailure(403, {"category": "MISSING_SCOPES"}), None)
+    assert WRITE_SCOPE in bare
+    assert "private app" in bare
+
+
+def test_other_401_and_403_keep_hubspots_message() -> None:
+    failure = HttpFailure(401, {"message": "Authentication credentials not found."})
+    assert describe_auth_failure(failure, "1") == "Authentication credentials not found."
+    assert describe_auth_failure(HttpFailure(403, {"message": "no"}), "1") == "no"
+
+
+def test_only_an_expired_authentication_401_counts_as_an_expired_token() -> None:
+    assert is_expired_token(HttpFailure(401, {"category": "EXPIRED_AUTHENTICATION"}))
+    assert not is_expired_token(HttpFailure(401, {"category": "INVALID_AUTHENTICATION"}))
+    assert not is_expired_token(HttpFailure(403, {"category": "EXPIRED_AUTHENTICATION"}))

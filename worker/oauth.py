@@ -1,0 +1,418 @@
+"""OAuth credentials: one access token per HubSpot account, refreshed once for all workers.
+
+`token_for(portal)` looks for a token, cheapest first:
+
+1. this process's cache (no I/O; looked at again in Redis every few seconds);
+2. Redis `{prefix}:oauth:{portal}:token`, shared by every worker on every host;
+3. the token endpoint, called by exactly one worker per expiry: it takes
+   `{prefix}:oauth:{portal}:lock` (SET NX PX), looks once more, refreshes, stores the token with
+   its lifetime as the key's TTL and releases the lock. The others keep sending with the
+   still-valid token, or, when there is none, wait (bounded) for the winner's result.
+
+A token is refreshed `EVENTQ_OAUTH_REFRESH_MARGIN_S` before it expires (at most half its life
+early). `{prefix}:oauth:{portal}:hold` stops refreshing for an account: `paused` after
+`invalid_grant` (until a different refresh token is configured), `failed` for a short while after
+another refusal, `unavailable` while the token endpoint is down. Other accounts are unaffected.
+
+Redis holds the access token (short-lived; Redis is already trusted with every job) and
+truncated SHA-256 fingerprints of tokens for comparisons; never a refresh token or the client
+secret. No log line, exception or DLQ message from here contains a token or the secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib.resources import files
+from typing import TYPE_CHECKING, Any
+
+from pydantic import SecretStr
+
+from eventq.accounts import Accounts, AccountsWatcher, UnknownAccount
+from eventq.settings import RateLimit, Settings, SettingsError
+from worker.credentials import AccessToken, CredentialsError, CredentialsUnavailable
+from worker.rate_limit import RateLimiter, bucket_for_portal
+from worker.token_endpoint import Granted, Rejected, TokenEndpoint, Unavailable
+
+if TYPE_CHECKING:
+    import aiohttp
+    import redis.asyncio
+
+__all__ = ["OAuthCredentials", "fingerprint"]
+
+log = logging.getLogger("eventq.oauth")
+
+_REPLAY = "`eventq dlq replay --all --reason auth`"
+_LOCAL_RECHECK_S = 5.0  # how stale this process's view of a pause or a replaced token may be
+_POLL_S = 0.02  # how often a waiting worker looks for the refresh winner's token
+_MIN_VALID_MS = 250  # a token closer to expiry than this is not worth sending
+_MIN_EXPIRED_AGE_MS = 1_000  # "expired" for a younger token: clocks disagree, do not loop
+_FAILED_HOLD_MS = 30_000  # after a refusal other than invalid_grant, ask HubSpot again after this
+_LOCK_SLACK_S = 5.0
+_BUDGET_EVERY_S = 86_400.0  # re-write each account's budget well inside its 30-day Redis TTL
+
+
+def fingerprint(secret: str) -> str:
+    """Return a short SHA-256 fingerprint of a token, to compare tokens without storing them."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:16]
+
+
+def _script(name: str) -> str:
+    return (files(__package__ or "worker") / "lua" / name).read_text(encoding="utf-8")
+
+
+def _text(value: Any) -> str:
+    # The runtime's client returns bytes; tests may use decode_responses=True.
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """One consistent read of an account's Redis state."""
+
+    token: str | None
+    fp: str
+    lifetime_ms: int
+    left_ms: int  # PTTL of the token key
+    hold: Mapping[str, str]
+    hold_left_ms: int
+
+    def usable(self, margin_ms: int) -> bool:
+        """Return True when the token need not be refreshed yet."""
+        early_ms = min(margin_ms, self.lifetime_ms // 2)
+        return self.token is not None and self.left_ms > early_ms
+
+    def valid(self) -> bool:
+        """Return True when the token still works, though it is due for refresh."""
+        return self.token is not None and self.left_ms > _MIN_VALID_MS
+
+
+@dataclass(frozen=True)
+class _Cached:
+    token: AccessToken
+    fp: str
+    recheck_at: float  # monotonic seconds
+
+
+@dataclass(frozen=True)
+class _Keys:
+    prefix: str
+
+    def token(self, portal: str) -> str:
+        return f"{self.prefix}:oauth:{portal}:token"
+
+    def lock(self, portal: str) -> str:
+        return f"{self.prefix}:oauth:{portal}:lock"
+
+    def hold(self, portal: str) -> str:
+        return f"{self.prefix}:oauth:{portal}:hold"
+
+
+class OAuthCredentials:
+    """Access tokens for many HubSpot accounts, refreshed single-flight across all workers."""
+
+    def __init__(
+        self,
+        *,
+        redis: redis.asyncio.Redis,
+        endpoint: TokenEndpoint,
+        accounts: AccountsWatcher,
+        limiter: RateLimiter,
+        account_limit: RateLimit,
+        key_prefix: str,
+        margin_s: float,
+        timeout_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._redis = redis
+        self._endpoint = endpoint
+        self._accounts = accounts
+        self._limiter = limiter
+        self._account_limit = account_limit
+        self._keys = _Keys(key_prefix)
+        self._margin_ms = int(margin_s * 1000)
+        self._lock_ttl_ms = int((timeout_s + _LOCK_SLACK_S) * 1000)
+        self._wait_s = timeout_s + _LOCK_SLACK_S + 1.0
+        self._clock = clock
+        self._cache: dict[str, _Cached] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._budgeted: dict[str, float] = {}  # portal -> when its budget was last written
+        self._unlock_script = redis.register_script(_script("oauth_unlock.lua"))
+        self._invalidate_script = redis.register_script(_script("oauth_invalidate.lua"))
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, redis: redis.asyncio.Redis, session: aiohttp.ClientSession
+    ) -> OAuthCredentials:
+        """Return credentials built from the OAuth settings, refreshing over `session`.
+
+        Raises SettingsError when the client or the accounts are missing or malformed.
+        """
+        if settings.oauth_client_id is None or settings.oauth_client_secret is None:
+            raise SettingsError(
+                "invalid setting EVENTQ_OAUTH_CLIENT_ID: OAuth mode needs the client id and "
+                "EVENTQ_OAUTH_CLIENT_SECRET"
+            )
+        endpoint = TokenEndpoint(
+            session,
+            settings.effective_oauth_token_url,
+            client_id=settings.oauth_client_id,
+            client_secret=settings.oauth_client_secret,
+            next_client_secret=settings.oauth_client_secret_next,
+            timeout_s=settings.oauth_timeout_s,
+        )
+        # Only budget_for is used: it writes the account's budget where every limiter reads it.
+        limiter = RateLimiter(
+            redis,
+            prefix=settings.key_prefix,
+            limit=settings.rate_limit,
+            margin=settings.rate_limit_margin,
+            pad_ms=settings.rate_limit_pad_ms,
+            daily_reset_utc_hour=settings.daily_reset_utc_hour,
+        )
+        return cls(
+            redis=redis,
+            endpoint=endpoint,
+            accounts=AccountsWatcher(settings),
+            limiter=limiter,
+            account_limit=settings.account_rate_limit,
+            key_prefix=settings.key_prefix,
+            margin_s=settings.oauth_refresh_margin_s,
+            timeout_s=settings.oauth_timeout_s,
+        )
+
+    async def token_for(self, portal_id: str | None) -> AccessToken:
+        """Return a valid access token of the job's account (the default when None).
+
+        Raises CredentialsError (dead-letter as `auth`) for an unknown or paused account or a
+        refusal by HubSpot, CredentialsUnavailable (wait, then retry) when no token can be had
+        now. Redis errors propagate.
+        """
+        accounts = self._accounts.current()
+        try:
+            portal = accounts.resolve(portal_id)
+        except UnknownAccount as error:
+            raise CredentialsError(f"{error}, then {_REPLAY}", portal_id=portal_id) from None
+        cached = self._fresh(portal)
+        if cached is not None:
+            return cached
+        lock = self._locks.setdefault(portal, asyncio.Lock())
+        async with lock:  # one coroutine per process goes to Redis for this account
+            cached = self._fresh(portal)
+            if cached is not None:
+                return cached
+            await self._ensure_budget(portal)
+            return await self._obtain(portal, accounts)
+
+    async def refresh_after_401(self, token: AccessToken) -> bool:
+        """Forget `token` after HubSpot said it expired, if it is still the cached one.
+
+        Returns True to retry at once (the next `token_for` refreshes, single-flight, or picks
+        up the token another worker already got); False when the token is too young to have
+        expired, so refreshing again would loop. Redis errors propagate.
+        """
+        portal = token.portal_id
+        if portal is None:
+            return False
+        fp = fingerprint(token.value.get_secret_value())
+        cached = self._cache.get(portal)
+        if cached is not None and cached.fp == fp:
+            del self._cache[portal]
+        verdict = _text(
+            await self._invalidate_script([self._keys.token(portal)], [fp, _MIN_EXPIRED_AGE_MS])
+        )
+        if verdict == "too_new":
+            log.warning(
+                "HubSpot says the access token of portal %s expired less than %d ms after it "
+                "was issued; not refreshing again",
+                portal,
+                _MIN_EXPIRED_AGE_MS,
+            )
+            return False
+        if verdict == "invalidated":
+            log.info("access token of portal %s expired at HubSpot; refreshing", portal)
+        return True
+
+    def _fresh(self, portal: str) -> AccessToken | None:
+        cached = self._cache.get(portal)
+        if cached is not None and self._clock() < cached.recheck_at:
+            return cached.token
+        return None
+
+    async def _ensure_budget(self, portal: str) -> None:
+        written = self._budgeted.get(portal)
+        if written is None or self._clock() - written > _BUDGET_EVERY_S:
+            await self._limiter.budget_for(bucket_for_portal(portal), self._account_limit)
+            self._budgeted[portal] = self._clock()
+
+    async def _obtain(self, portal: str, accounts: Accounts) -> AccessToken:
+        refresh_fp = fingerprint(accounts.refresh_tokens[portal].get_secret_value())
+        deadline = self._clock() + self._wait_s
+        while True:
+            snap = await self._read(portal)
+            if snap.usable(self._margin_ms):
+                return self._remember(portal, snap)
+            held = _while_held(portal, snap, refresh_fp)
+            if held is not None:
+                return held
+            holder = await self._try_lock(portal)
+            if holder is not None:
+                try:
+                    return await self._refresh_holding_lock(portal, accounts, refresh_fp)
+                finally:
+                    await self._unlock_script([self._keys.lock(portal)], [holder])
+            if snap.valid() and snap.token is not None:
+                return _access(portal, snap.token)  # another worker is refreshing; this still works
+            if self._clock() >= deadline:
+                raise CredentialsUnavailable(
+                    f"timed out waiting for another worker to refresh portal {portal}'s token",
+                    portal_id=portal,
+                )
+            await asyncio.sleep(_POLL_S)
+
+    async def _try_lock(self, portal: str) -> str | None:
+        """Return this worker's holder id if it won the account's refresh lock, else None."""
+        holder = secrets.token_hex(8)
+        won = await self._redis.set(self._keys.lock(portal), holder, nx=True, px=self._lock_ttl_ms)
+        return holder if won else None
+
+    async def _refresh_holding_lock(
+        self, portal: str, accounts: Accounts, refresh_fp: str
+    ) -> AccessToken:
+        snap = await self._read(portal)  # the previous holder may have refreshed a moment ago
+        if snap.usable(self._margin_ms):
+            return self._remember(portal, snap)
+        held = _while_held(portal, snap, refresh_fp)
+        if held is not None:
+            return held
+        answer = await self._endpoint.refresh(accounts.refresh_tokens[portal])
+        if isinstance(answer, Granted):
+            return await self._store(portal, answer)
+        if isinstance(answer, Unavailable):
+            message = f"cannot refresh portal {portal}'s access token now: {answer.detail}"
+            await self._hold(portal, "unavailable", message, refresh_fp, answer.retry_after_s)
+            log.warning("%s; asking again in %.0f s", message, answer.retry_after_s)
+        else:
+            message = _rejection_message(portal, accounts, answer)
+            if answer.kind == "invalid_grant":
+                await self._hold(portal, "paused", message, refresh_fp, None)
+            else:
+                await self._hold(portal, "failed", message, refresh_fp, _FAILED_HOLD_MS / 1000)
+            log.error("OAuth refresh refused: %s", message)
+        held = _while_held(portal, await self._read(portal), refresh_fp)
+        if held is None:  # the hold vanished at once (clock jump): let the job wait a moment
+            raise CredentialsUnavailable(message, portal_id=portal)
+        return held
+
+    async def _read(self, portal: str) -> _Snapshot:
+        token_key, hold_key = self._keys.token(portal), self._keys.hold(portal)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hmget(token_key, ["token", "fp", "lifetime_ms"])
+            pipe.pttl(token_key)
+            pipe.hgetall(hold_key)
+            pipe.pttl(hold_key)
+            (token, fp, lifetime), left, hold, hold_left = await pipe.execute()
+        return _Snapshot(
+            token=None if token is None else _text(token),
+            fp="" if fp is None else _text(fp),
+            lifetime_ms=int(_text(lifetime)) if lifetime is not None else 0,
+            left_ms=int(left),
+            hold={_text(k): _text(v) for k, v in hold.items()},
+            hold_left_ms=int(hold_left),
+        )
+
+    async def _store(self, portal: str, answer: Granted) -> AccessToken:
+        token = answer.access_token.get_secret_value()
+        fp = fingerprint(token)
+        lifetime_ms = max(1, int(answer.expires_in_s * 1000))
+        token_key = self._keys.token(portal)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(token_key)
+            pipe.hset(token_key, mapping={"token": token, "fp": fp, "lifetime_ms": lifetime_ms})
+            pipe.pexpire(token_key, lifetime_ms)
+            pipe.delete(self._keys.hold(portal))  # a new refresh token ends a pause
+            await pipe.execute()
+        log.info(
+            "refreshed the access token of portal %s (valid %.0f s)", portal, answer.expires_in_s
+        )
+        if answer.refresh_token_changed:
+            log.warning(
+                "HubSpot answered portal %s's refresh with a different refresh token; eventq "
+                "keeps using the configured one",
+                portal,
+            )
+        return self._remember(portal, _Snapshot(token, fp, lifetime_ms, lifetime_ms, {}, 0))
+
+    async def _hold(
+        self, portal: str, kind: str, message: str, refresh_fp: str, for_s: float | None
+    ) -> None:
+        hold_key = self._keys.hold(portal)
+        fields = {"kind": kind, "message": message, "refresh_fp": refresh_fp}
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(hold_key)
+            pipe.hset(hold_key, mapping=fields)
+            if for_s is not None:
+                pipe.pexpire(hold_key, max(1, int(for_s * 1000)))
+            if kind == "paused":
+                pipe.delete(self._keys.token(portal))  # the account's jobs stop at once
+            await pipe.execute()
+
+    def _remember(self, portal: str, snap: _Snapshot) -> AccessToken:
+        assert snap.token is not None  # callers checked usable()
+        access = _access(portal, snap.token)
+        now = self._clock()
+        early_ms = min(self._margin_ms, snap.lifetime_ms // 2)
+        refresh_at = now + (snap.left_ms - early_ms) / 1000
+        self._cache[portal] = _Cached(access, snap.fp, min(refresh_at, now + _LOCAL_RECHECK_S))
+        return access
+
+
+def _access(portal: str, token: str) -> AccessToken:
+    return AccessToken(SecretStr(token), bucket_for_portal(portal), portal)
+
+
+def _while_held(portal: str, snap: _Snapshot, refresh_fp: str) -> AccessToken | None:
+    """Return None when the account is not on hold; else its still-valid token, or raise.
+
+    A paused account (invalid_grant) raises CredentialsError until a different refresh token is
+    configured; after another refusal or while the token endpoint is down, the current token is
+    used until it expires, then the job is dead-lettered or waits.
+    """
+    kind = snap.hold.get("kind")
+    if kind is None:
+        return None
+    if kind == "paused":
+        if snap.hold.get("refresh_fp") != refresh_fp:
+            return None  # rotated since: try the new refresh token (success ends the pause)
+    elif snap.valid() and snap.token is not None:
+        return _access(portal, snap.token)
+    message = snap.hold.get("message", f"portal {portal} is on hold")
+    if kind == "unavailable":
+        wait_s = max(0.1, snap.hold_left_ms / 1000)
+        raise CredentialsUnavailable(message, portal_id=portal, retry_after_s=wait_s)
+    raise CredentialsError(message, portal_id=portal)
+
+
+def _rejection_message(portal: str, accounts: Accounts, answer: Rejected) -> str:
+    """Return what an admin reads in the DLQ: what happened and what to do."""
+    if answer.kind == "invalid_grant":
+        return (
+            f"refresh token for portal {portal} was rejected (invalid_grant: {answer.message}): "
+            f"re-authorize the app for this account and put the new refresh token in "
+            f"{accounts.source_of(portal)}, then {_REPLAY}"
+        )
+    if answer.kind == "invalid_client":
+        return (
+            f"HubSpot rejected the OAuth client while refreshing portal {portal}'s token "
+            f"(invalid_client: {answer.message}): check EVENTQ_OAUTH_CLIENT_ID and "
+            f"EVENTQ_OAUTH_CLIENT_SECRET, restart the workers, then {_REPLAY}"
+        )
+    return (
+        f"HubSpot refused to refresh portal {portal}'s access token (HTTP {answer.status}: "
+        f"{answer.message}): check the app and the account, then {_REPLAY}"
+    )
