@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from importlib import resources
-from collections.abc import Awaitable
 from typing import Any, Literal, cast
 
 import redis
@@ -15,7 +15,15 @@ from eventq.keys import Keys, event_identity
 from eventq.records import AttemptRecord, DeadLetter, JobStatus
 from eventq.schema import JobEnvelope
 
-__all__ = ["BeginStatus", "Begun", "JobStore", "create_job", "load_lua"]
+__all__ = [
+    "BeginStatus",
+    "Begun",
+    "Created",
+    "JobStore",
+    "create_job",
+    "load_lua",
+    "mark_published",
+]
 
 BeginStatus = Literal["ok", "done", "stale", "locked"]
 
@@ -30,6 +38,15 @@ def _identity(envelope: JobEnvelope) -> str:
     return event_identity(envelope.portalId, event.externalAccountId, event.externalEventId)
 
 
+@dataclass(frozen=True)
+class Created:
+    """What `create_job` did: the job id, whether it already existed, whether to publish it."""
+
+    job_id: str
+    duplicate: bool
+    needs_publish: bool
+
+
 def create_job(
     client: redis.Redis,
     keys: Keys,
@@ -37,15 +54,21 @@ def create_job(
     *,
     dedupe_ttl_s: int,
     idempotency_hash: str | None = None,
-) -> tuple[str, bool]:
+) -> Created:
     """Record `envelope` as a queued job unless the same event already has a live job.
 
-    Returns (job id, duplicate): the existing job's id and True for a duplicate.
+    A duplicate answers the existing job; `needs_publish` is also True for a duplicate whose
+    message was never published (its producer died between the two steps).
     """
     script = client.register_script(load_lua("create_job"))
     idem_key = keys.idempotency(idempotency_hash) if idempotency_hash else ""
-    job_id, duplicate = script(
-        keys=[keys.job(envelope.jobId), keys.dedupe(_identity(envelope)), idem_key],
+    job_id, duplicate, needs_publish = script(
+        keys=[
+            keys.job(envelope.jobId),
+            keys.dedupe(_identity(envelope)),
+            idem_key,
+            keys.unfinished,
+        ],
         args=[
             envelope.jobId,
             time.time(),
@@ -56,7 +79,12 @@ def create_job(
             envelope.model_dump_json(),
         ],
     )
-    return _text(job_id), bool(duplicate)
+    return Created(_text(job_id), bool(duplicate), bool(needs_publish))
+
+
+def mark_published(client: redis.Redis, keys: Keys, job_id: str) -> None:
+    """Record that the job's message reached the broker."""
+    client.hset(keys.job(job_id), "published", 1)
 
 
 def _wait(reply: Any) -> Awaitable[Any]:
@@ -97,7 +125,11 @@ class JobStore:
     ) -> Begun:
         """Claim the attempt `envelope.attempt` for this worker; returns why not when refused."""
         status, verify, attempts = await self._begin(
-            keys=[self._keys.job(envelope.jobId), self._keys.job_lock(envelope.jobId)],
+            keys=[
+                self._keys.job(envelope.jobId),
+                self._keys.job_lock(envelope.jobId),
+                self._keys.unfinished,
+            ],
             args=[
                 envelope.jobId,
                 envelope.attempt,
@@ -137,6 +169,7 @@ class JobStore:
             pipe.expire(keys.job(envelope.jobId), self._job_ttl_s)
             pipe.expire(keys.job_history(envelope.jobId), self._job_ttl_s)
             pipe.hincrby(keys.counters, "delivered", 1)
+            pipe.zrem(keys.unfinished, envelope.jobId)
             pipe.delete(keys.job_lock(envelope.jobId))
             await pipe.execute()
 
@@ -167,6 +200,7 @@ class JobStore:
             pipe.hset(keys.job(envelope.jobId), mapping=fields)
             self._append(pipe, envelope.jobId, record)
             pipe.zadd(keys.schedule, {envelope.jobId: due_at})
+            pipe.zrem(keys.unfinished, envelope.jobId)
             pipe.delete(keys.job_lock(envelope.jobId))
             await pipe.execute()
 
@@ -195,6 +229,7 @@ class JobStore:
             if dedupe:
                 pipe.delete(_text(dedupe))
             pipe.hincrby(keys.counters, f"dead_lettered:{entry.reason}", 1)
+            pipe.zrem(keys.unfinished, job_id)
             pipe.delete(keys.job_lock(job_id))
             await pipe.execute()
 

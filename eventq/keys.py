@@ -64,6 +64,15 @@ class Keys:
         return f"{self.prefix}:schedule"
 
     @property
+    def unfinished(self) -> str:
+        """Return the sorted set of unfinished jobs out of the schedule (score: last progress).
+
+        The recovery sweep republishes a job that makes no progress for too long: its message
+        was lost (a Redis crash between the broker's pop and its unacked record, say).
+        """
+        return f"{self.prefix}:unfinished"
+
+    @property
     def dlq(self) -> str:
         """Return the sorted set of dead-letter ids (score: dead-lettered time)."""
         return f"{self.prefix}:dlq"
@@ -74,8 +83,12 @@ class Keys:
 
     @property
     def audit(self) -> str:
-        """Return the list of admin actions (JSON), newest first."""
+        """Return the stream of admin actions (one JSON field `entry` per action)."""
         return f"{self.prefix}:audit"
+
+    def session(self, session_hash: str) -> str:
+        """Return the key of one admin-page session (by the hash of its cookie value)."""
+        return f"{self.prefix}:session:{session_hash}"
 
     @property
     def counters(self) -> str:

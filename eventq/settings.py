@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     )
     rate_limit: Annotated[RateLimit, NoDecode] = Field(
         default_factory=lambda: RateLimit(100, 10.0),
-        description="Request budget of a private app (its token), e.g. `190/10s`; see ACCOUNT_RATE_LIMIT.",
+        description="Request budget of a private app (its token), e.g. `190/10s`.",
     )
     rate_limit_margin: float = Field(
         0.0,
@@ -148,6 +148,11 @@ class Settings(BaseSettings):
     )
     scheduler_interval_s: PositiveFloat = Field(
         0.2, description="How often each worker moves due jobs from the retry schedule."
+    )
+    recover_after_s: PositiveFloat | None = Field(
+        None,
+        description="A job with no progress this long (and an empty queue) is republished; "
+        "default: visibility timeout + attempt lock + 30 s.",
     )
     ledger_ttl_s: PositiveInt = Field(
         30 * 86_400, description="How long delivered events are remembered for deduplication."

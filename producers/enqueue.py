@@ -6,14 +6,14 @@ import hashlib
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import redis
 from celery import Celery
 from pydantic import ValidationError
 
 from eventq.accounts import AccountsWatcher, UnknownAccount
-from eventq.jobs import create_job
+from eventq.jobs import create_job, mark_published
 from eventq.keys import Keys
 from eventq.messaging import make_celery, send_job
 from eventq.schema import JobEnvelope, JobSource, MarketingEvent
@@ -113,21 +113,34 @@ class Producer:
         portal_id = self.account_for(portal_id)
         envelope = JobEnvelope(event=model, source=source, portalId=portal_id, priority=priority)
         idem = hashlib.sha256(idempotency_key.encode()).hexdigest() if idempotency_key else None
-        job_id, duplicate = create_job(
+        return self.submit(envelope, idempotency_hash=idem)
+
+    def submit(
+        self, envelope: JobEnvelope, *, idempotency_hash: str | None = None
+    ) -> tuple[str, bool]:
+        """Register and publish a validated envelope; returns (job id, duplicate).
+
+        The job is recorded before its message is published and marked published after, so a
+        producer that dies in between leaves a record that the next identical request (or the
+        workers' recovery sweep) publishes: an accepted job always has a message.
+        """
+        created = create_job(
             self.redis,
             self.keys,
             envelope,
             dedupe_ttl_s=self.settings.ledger_ttl_s,
-            idempotency_hash=idem,
+            idempotency_hash=idempotency_hash,
         )
-        if not duplicate:
-            try:
-                send_job(self.app, envelope, self.settings)
-            except Exception:
-                self.redis.delete(self.keys.job(job_id))
-                self.redis.delete(self.keys.dedupe_for(envelope))
-                raise
-        return job_id, duplicate
+        if created.needs_publish:
+            stored = envelope if not created.duplicate else self._stored(created.job_id)
+            if stored is not None:
+                send_job(self.app, stored, self.settings)
+                mark_published(self.redis, self.keys, created.job_id)
+        return created.job_id, created.duplicate
+
+    def _stored(self, job_id: str) -> JobEnvelope | None:
+        raw = cast(bytes | None, self.redis.hget(self.keys.job(job_id), "envelope"))
+        return None if raw is None else JobEnvelope.model_validate_json(raw)
 
     def account_for(self, portal_id: str | None) -> str | None:
         """Return the job's account: its own if configured, else the default (OAuth mode).

@@ -134,6 +134,7 @@ class Replayer:
             pipe.hsetnx(keys.job(envelope.jobId), "createdAt", str(now))
             pipe.hdel(keys.job(envelope.jobId), "deadLetterId", "lastError")
             pipe.persist(keys.job(envelope.jobId))
+            pipe.zadd(keys.unfinished, {envelope.jobId: now})
             pipe.rpush(
                 keys.job_history(envelope.jobId),
                 AttemptRecord(

@@ -68,7 +68,9 @@ class ScheduleMover:
             if self._publish_one(job_id, raw):
                 moved.append(job_id)
         if moved:
-            self._confirm(keys=[self._keys.schedule], args=[lease, *moved])
+            self._confirm(
+                keys=[self._keys.schedule, self._keys.unfinished], args=[lease, now, *moved]
+            )
         return len(moved)
 
     def _publish_one(self, job_id: bytes | str, raw: bytes | str) -> bool:

@@ -10,8 +10,9 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
 from celery import Task
-from celery.exceptions import Retry
+from celery.exceptions import Reject, Retry
 
 from eventq.messaging import TASK_NAME
 from worker.celery_app import app, settings
@@ -33,7 +34,13 @@ def create_marketing_event(
     self: Task, job: Any = None, *args: Any, **kwargs: Any
 ) -> dict[str, Any]:
     """Deliver one job; return its outcome, or raise Retry / DeadLettered for Flower."""
-    outcome = get_runtime(settings, app).deliver(job, self.request.id)
+    try:
+        outcome = get_runtime(settings, app).deliver(job, self.request.id)
+    except (redis.ConnectionError, redis.TimeoutError) as error:
+        # our state is out of reach, so the attempt did not finish: the message must not be
+        # acked as done; requeued now (or redelivered after the visibility timeout)
+        log.warning("Redis unavailable, message requeued: %s", type(error).__name__)
+        raise Reject(f"Redis unavailable: {type(error).__name__}", requeue=True) from None
     log.info(
         "attempt finished",
         extra={"jobId": outcome.job_id, "outcome": outcome.kind, "detail": outcome.detail},

@@ -1,5 +1,5 @@
 -- Claim one attempt of a job for this worker, or say why not.
--- KEYS: job, lock   ARGV: jobId, attempt, now, lock_ttl_ms, source, summary, envelope JSON
+-- KEYS: job, lock, unfinished   ARGV: jobId, attempt, now, lock_ttl_ms, source, summary, envelope JSON
 -- Returns {status, verify, attempts}: status is ok | done | stale | locked.
 if redis.call('EXISTS', KEYS[1]) == 0 then
   -- a raw Celery message nobody registered: adopt it
@@ -18,4 +18,5 @@ end
 local verify = 0
 if state == 'in_progress' or job[4] == '1' then verify = 1 end
 redis.call('HSET', KEYS[1], 'state', 'in_progress', 'updatedAt', ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 return {'ok', verify, attempts}

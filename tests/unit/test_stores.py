@@ -91,10 +91,23 @@ async def test_an_attempt_interrupted_mid_way_is_verified_next_time(store: JobSt
 
 def test_the_same_event_enqueued_twice_gives_the_same_job(keys: Keys) -> None:
     client = redis.Redis.from_url(REDIS_URL)
-    first, dup1 = create_job(client, keys, envelope(5), dedupe_ttl_s=60)
-    second, dup2 = create_job(client, keys, envelope(5), dedupe_ttl_s=60)
-    assert (first, dup1) == (second, False) or (second, dup2) == (first, True)
-    assert dup2
+    first = create_job(client, keys, envelope(5), dedupe_ttl_s=60)
+    second = create_job(client, keys, envelope(5), dedupe_ttl_s=60)
+    assert not first.duplicate
+    assert first.needs_publish
+    assert (second.job_id, second.duplicate) == (first.job_id, True)
+    assert second.needs_publish  # the first was never marked published
+
+
+def test_a_duplicate_of_a_published_job_needs_no_publish(keys: Keys) -> None:
+    from eventq.jobs import mark_published
+
+    client = redis.Redis.from_url(REDIS_URL)
+    first = create_job(client, keys, envelope(6), dedupe_ttl_s=60)
+    mark_published(client, keys, first.job_id)
+    second = create_job(client, keys, envelope(6), dedupe_ttl_s=60)
+    assert second.duplicate
+    assert not second.needs_publish
 
 
 def test_the_mover_publishes_due_jobs_once_and_leaves_future_ones(keys: Keys) -> None:
@@ -165,3 +178,39 @@ async def test_dlq_pages_are_newest_first_filtered_and_complete(
     assert dlq.delete("dl-1")
     assert not dlq.delete("dl-1")
     assert dlq.count() == 449
+
+
+def test_the_sweep_republishes_a_job_whose_message_was_lost_and_only_that(keys: Keys) -> None:
+    from worker.recovery import RecoverySweep
+
+    client = redis.Redis.from_url(REDIS_URL)
+    lost, busy, waiting = envelope(1), envelope(2), envelope(3)
+    for env in (lost, busy, waiting):
+        create_job(client, keys, env, dedupe_ttl_s=60)
+        client.zadd(keys.unfinished, {env.jobId: time.time() - 100})  # no progress for 100 s
+    client.set(keys.job_lock(busy.jobId), "worker")  # a worker is on it
+    depth = {lost.jobId: 0, waiting.jobId: 5}  # `waiting` sits behind a backlog
+    published: list[JobEnvelope] = []
+    sweep = RecoverySweep(
+        client, keys, published.append, lambda e: depth.get(e.jobId, 0), stale_after_s=30
+    )
+    assert sweep.sweep() == 1
+    assert [(e.jobId, e.attempt) for e in published] == [(lost.jobId, 2)]
+    assert client.hget(keys.job(lost.jobId), "attempt") == b"2"
+    assert sweep.sweep() == 0  # one sweep per interval, across processes
+
+
+def test_the_sweep_forgets_finished_and_scheduled_jobs(keys: Keys) -> None:
+    from worker.recovery import RecoverySweep
+
+    client = redis.Redis.from_url(REDIS_URL)
+    done, parked = envelope(1), envelope(2)
+    for env in (done, parked):
+        create_job(client, keys, env, dedupe_ttl_s=60)
+        client.zadd(keys.unfinished, {env.jobId: time.time() - 100})
+    client.hset(keys.job(done.jobId), "state", "delivered")
+    client.zadd(keys.schedule, {parked.jobId: time.time() + 60})
+    published: list[JobEnvelope] = []
+    assert RecoverySweep(client, keys, published.append, lambda e: 0, stale_after_s=30).sweep() == 0
+    assert published == []
+    assert client.zcard(keys.unfinished) == 0

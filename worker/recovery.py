@@ -1,0 +1,126 @@
+"""The recovery sweep: republish jobs whose message was lost, so an accepted job is never lost.
+
+A job out of the retry schedule and not finished is watched in `keys.unfinished` (score: its
+last progress). A message can vanish without the job finishing: Redis killed between the
+broker's pop and its unacked record, or the last second of writes lost with `appendfsync
+everysec`. When a job makes no progress for `stale_after_s`, holds no lock and its queue is
+empty (so its message is not merely waiting behind others), one worker process republishes it
+with the next attempt number, which turns any surviving old copy into a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, cast
+
+import redis
+
+from eventq.keys import Keys
+from eventq.schema import JobEnvelope
+
+__all__ = ["RecoverySweep"]
+
+log = logging.getLogger("eventq.recovery")
+
+_FINISHED = (b"delivered", b"dead_lettered")
+
+
+class RecoverySweep:
+    """Finds and republishes stuck jobs, in a daemon thread."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        publish: Callable[[JobEnvelope], None],
+        queue_depth: Callable[[JobEnvelope], int | None],
+        *,
+        stale_after_s: float,
+        batch: int = 200,
+    ) -> None:
+        self._redis, self._keys = client, keys
+        self._publish, self._queue_depth = publish, queue_depth
+        self._stale_after_s, self._batch = stale_after_s, batch
+        self._interval_s = max(1.0, min(10.0, stale_after_s / 4))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the sweep thread (idempotent)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="eventq-recovery", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the sweep thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def sweep(self) -> int:
+        """Republish every stuck job found now (one process per interval); returns how many."""
+        lock_ms = int(self._interval_s * 1000)
+        if not self._redis.set(f"{self._keys.unfinished}:sweep", 1, nx=True, px=lock_ms):
+            return 0
+        cutoff = time.time() - self._stale_after_s
+        ids = cast(
+            list[bytes],
+            self._redis.zrangebyscore(
+                self._keys.unfinished, "-inf", cutoff, start=0, num=self._batch
+            ),
+        )
+        return sum(self._recover(job_id.decode()) for job_id in ids)
+
+    def _recover(self, job_id: str) -> bool:
+        keys = self._keys
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.job(job_id), "state", "envelope")
+            pipe.exists(keys.job_lock(job_id))
+            pipe.zscore(keys.schedule, job_id)
+            (state, raw), locked, scheduled = cast(list[Any], pipe.execute())
+        if state is None or state in _FINISHED or scheduled is not None:
+            self._redis.zrem(keys.unfinished, job_id)  # finished, expired or parked: not ours
+            return False
+        if locked or raw is None:
+            self._redis.zadd(keys.unfinished, {job_id: time.time()})
+            return False
+        envelope = JobEnvelope.model_validate_json(raw)
+        depth = self._queue_depth(envelope)
+        if depth is None and state != b"in_progress":
+            return False  # cannot see the queue (AMQP): its message may be waiting there
+        if depth:
+            return False  # a backlog: the message may be waiting behind others
+        return self._republish(job_id, envelope.next_attempt(), state)
+
+    def _republish(self, job_id: str, envelope: JobEnvelope, state: bytes) -> bool:
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                self._keys.job(job_id),
+                mapping={
+                    "attempt": envelope.attempt,
+                    "envelope": envelope.model_dump_json(),
+                    "updatedAt": time.time(),
+                },
+            )
+            pipe.zadd(self._keys.unfinished, {job_id: time.time()})
+            pipe.execute()
+        self._publish(envelope)
+        log.warning(
+            "job %s (%s) made no progress for %.0fs: its message was lost, republished",
+            job_id,
+            state.decode(),
+            self._stale_after_s,
+        )
+        return True
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                self.sweep()
+            except redis.RedisError as error:
+                log.warning("recovery sweep skipped: %s", type(error).__name__)
+            except Exception:
+                log.exception("recovery sweep failed")
