@@ -18,9 +18,13 @@ from eventq.messaging import TASK_NAME
 from worker.celery_app import app, settings
 from worker.runtime import get_runtime
 
-__all__ = ["DeadLettered", "create_marketing_event"]
+__all__ = ["DeadLettered", "Parked", "create_marketing_event"]
 
 log = logging.getLogger("eventq.task")
+
+
+class Parked(Exception):
+    """The job waits in the retry schedule for its next attempt; the message says why."""
 
 
 class DeadLettered(Exception):
@@ -47,7 +51,7 @@ def create_marketing_event(
     )
     if outcome.kind == "retrying":
         when = datetime.fromtimestamp(outcome.next_attempt_at or 0, UTC)
-        raise Retry(f"parked: {outcome.detail}", when=when)
+        raise Retry(exc=Parked(outcome.detail), when=when)
     if outcome.kind == "dead_lettered":
         raise DeadLettered(outcome.detail)
     return {"jobId": outcome.job_id, "outcome": outcome.kind, "objectId": outcome.object_id}

@@ -131,6 +131,8 @@ def test_flower_shows_named_tasks_with_their_states_and_summaries_but_no_secrets
     second_try = by_args[f"acct-1/evt-fl-{tag}-retry 'Webinar fl-{tag}-retry' attempt 2"]
     dead = by_args[f"acct-1/evt-fl-{tag}-bad 'Webinar fl-{tag}-bad' attempt 1"]
     assert first_try["state"] == "RETRY"
+    assert "Parked" in first_try["exception"]
+    assert "HTTP 503" in first_try["exception"]
     assert second_try["state"] == "SUCCESS"
     assert dead["state"] == "FAILURE"
     assert "DeadLettered" in dead["exception"]
