@@ -238,7 +238,8 @@ class _Attempt:
     async def _observe(self, result: AttemptResult, token: AccessToken) -> None:
         if result.headers:
             await self.d.limiter.observe(token.bucket, result.headers)
-        failed = isinstance(result, NetworkFailure) and result.kind != "connect"
+        # timeouts, refused or dropped connections and 5xx all mean HubSpot is struggling
+        failed = isinstance(result, NetworkFailure)
         failed = failed or (isinstance(result, HttpFailure) and result.status >= 500)
         if failed:
             await self.d.breaker.record_failure(self.d.client.base_url)
