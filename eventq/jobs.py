@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal, cast
@@ -21,11 +21,15 @@ __all__ = [
     "Created",
     "JobStore",
     "create_job",
+    "create_jobs",
     "load_lua",
     "mark_published",
 ]
 
 BeginStatus = Literal["ok", "done", "stale", "locked"]
+
+# a duplicate of a job created this recently is not republished: its producer is publishing it
+PUBLISH_GRACE_S = 30
 
 
 def load_lua(name: str) -> str:
@@ -47,6 +51,48 @@ class Created:
     needs_publish: bool
 
 
+def create_jobs(
+    client: redis.Redis,
+    keys: Keys,
+    items: Sequence[tuple[JobEnvelope, str | None]],
+    *,
+    dedupe_ttl_s: int,
+) -> list[Created]:
+    """Record each (envelope, idempotency hash) as a queued job, in one pipeline.
+
+    Each item is atomic on its own (create_job.lua): a duplicate answers the existing job, and
+    `needs_publish` is also True for a duplicate whose message was never published (its
+    producer died between the two steps, or is still publishing it after a grace period).
+    """
+    if not items:
+        return []
+    script = client.register_script(load_lua("create_job"))
+    now = time.time()
+    with client.pipeline(transaction=False) as pipe:
+        for envelope, idempotency_hash in items:
+            script(
+                keys=[
+                    keys.job(envelope.jobId),
+                    keys.dedupe(_identity(envelope)),
+                    keys.idempotency(idempotency_hash) if idempotency_hash else "",
+                    keys.unfinished,
+                ],
+                args=[
+                    envelope.jobId,
+                    now,
+                    envelope.source,
+                    envelope.summary(),
+                    dedupe_ttl_s,
+                    keys.job(""),
+                    envelope.model_dump_json(),
+                    PUBLISH_GRACE_S,
+                ],
+                client=pipe,
+            )
+        answers = pipe.execute()
+    return [Created(_text(job), bool(dup), bool(publish)) for job, dup, publish in answers]
+
+
 def create_job(
     client: redis.Redis,
     keys: Keys,
@@ -55,36 +101,16 @@ def create_job(
     dedupe_ttl_s: int,
     idempotency_hash: str | None = None,
 ) -> Created:
-    """Record `envelope` as a queued job unless the same event already has a live job.
-
-    A duplicate answers the existing job; `needs_publish` is also True for a duplicate whose
-    message was never published (its producer died between the two steps).
-    """
-    script = client.register_script(load_lua("create_job"))
-    idem_key = keys.idempotency(idempotency_hash) if idempotency_hash else ""
-    job_id, duplicate, needs_publish = script(
-        keys=[
-            keys.job(envelope.jobId),
-            keys.dedupe(_identity(envelope)),
-            idem_key,
-            keys.unfinished,
-        ],
-        args=[
-            envelope.jobId,
-            time.time(),
-            envelope.source,
-            envelope.summary(),
-            dedupe_ttl_s,
-            keys.job(""),
-            envelope.model_dump_json(),
-        ],
-    )
-    return Created(_text(job_id), bool(duplicate), bool(needs_publish))
+    """Record one job; see `create_jobs`."""
+    return create_jobs(client, keys, [(envelope, idempotency_hash)], dedupe_ttl_s=dedupe_ttl_s)[0]
 
 
-def mark_published(client: redis.Redis, keys: Keys, job_id: str) -> None:
-    """Record that the job's message reached the broker."""
-    client.hset(keys.job(job_id), "published", 1)
+def mark_published(client: Any, keys: Keys, job_ids: Iterable[str]) -> None:
+    """Record that the jobs' messages reached the broker (`client` may be a pipeline)."""
+    with client.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.hset(keys.job(job_id), "published", 1)
+        pipe.execute()
 
 
 def _wait(reply: Any) -> Awaitable[Any]:

@@ -37,7 +37,9 @@ def make_celery(settings: Settings, name: str = "eventq") -> Celery:
         task_serializer="json",
         accept_content=["json"],
         worker_prefetch_multiplier=settings.prefetch_multiplier,
-        worker_send_task_events=True,
+        # Three events per task cost a worker ~40% of its throughput (bench/RESULTS.md); Flower
+        # switches them on (`enable_events`) while it watches, `-E` forces them on.
+        worker_send_task_events=False,
         task_send_sent_event=True,
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=True,
@@ -56,12 +58,26 @@ def queue_for(envelope: JobEnvelope, settings: Settings) -> str:
     return settings.bulk_queue if envelope.priority == "bulk" else settings.queue
 
 
-def send_job(app: Celery, envelope: JobEnvelope, settings: Settings) -> None:
-    """Publish one job as `eventq.create_marketing_event`, summarised for Flower."""
+def send_job(
+    app: Celery,
+    envelope: JobEnvelope,
+    settings: Settings,
+    *,
+    producer: Any = None,
+    declare: bool = True,
+) -> None:
+    """Publish one job as `eventq.create_marketing_event`, summarised for Flower.
+
+    `producer` reuses a held kombu producer (batch publishing); `declare=False` skips declaring
+    the queue again (a batch declares it once).
+    """
+    options: dict[str, Any] = {} if declare else {"declare": []}
     app.send_task(
         TASK_NAME,
         args=[envelope.model_dump(mode="json")],
         queue=queue_for(envelope, settings),
         argsrepr=envelope.summary(),
         kwargsrepr="{}",
+        producer=producer,
+        **options,
     )

@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "AttemptRecord",
+    "AuditAction",
+    "AuditEntry",
     "DeadLetter",
     "DeadLetterReason",
     "HubSpotErrorInfo",
@@ -17,6 +19,7 @@ __all__ = [
 
 JobState = Literal["queued", "in_progress", "retrying", "delivered", "dead_lettered"]
 DeadLetterReason = Literal["invalid", "rejected", "auth", "exhausted"]
+AuditAction = Literal["login", "logout", "replay", "dry_run", "delete"]
 
 
 class AttemptRecord(BaseModel):
@@ -73,3 +76,16 @@ class DeadLetter(BaseModel):
     source: str = "raw"
     firstEnqueuedAt: float
     deadLetteredAt: float
+
+
+class AuditEntry(BaseModel):
+    """One admin action: who (the key's name, never the key), what, on which entries, outcome."""
+
+    id: str = Field("", description="Stream id of the entry (also the pagination cursor).")
+    at: float = Field(description="Epoch seconds when the action finished.")
+    keyName: str
+    via: Literal["bearer", "session"]
+    action: AuditAction
+    ids: list[str] = Field(default_factory=list, description="Dead-letter ids acted on.")
+    outcome: str = Field(description="What happened, e.g. `replayed=2 invalid=1` or `deleted`.")
+    patched: bool = Field(False, description="True when a merge patch or new payload was applied.")

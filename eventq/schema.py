@@ -113,6 +113,14 @@ class MarketingEvent(_Strict):
     startDateTime: AwareDatetime | None = None
     endDateTime: AwareDatetime | None = None
 
+    @field_validator("startDateTime", "endDateTime")
+    @classmethod
+    def _expressible_in_utc(cls, value: datetime | None) -> datetime | None:
+        try:
+            return None if value is None else value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("cannot be expressed as a UTC time (out of range)") from None
+
     @model_validator(mode="after")
     def _end_not_before_start(self) -> MarketingEvent:
         if self.startDateTime and self.endDateTime and self.endDateTime < self.startDateTime:

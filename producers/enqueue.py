@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import redis
 from celery import Celery
 from pydantic import ValidationError
 
 from eventq.accounts import AccountsWatcher, UnknownAccount
-from eventq.jobs import create_job, mark_published
+from eventq.jobs import Created, create_jobs, mark_published
 from eventq.keys import Keys
-from eventq.messaging import make_celery, send_job
+from eventq.messaging import make_celery, queue_for, send_job
 from eventq.schema import JobEnvelope, JobSource, MarketingEvent
 from eventq.settings import Settings, get_settings
 
@@ -93,6 +93,7 @@ class Producer:
         self.app = app or make_celery(self.settings, "eventq-producer")
         self.redis = redis.Redis.from_url(self.settings.redis_url)
         self.keys = Keys(self.settings.key_prefix)
+        self._declared: set[str] = set()  # queues this producer has declared
         # OAuth: jobs must name a configured account (or get the default); SettingsError if bad
         self.accounts = AccountsWatcher(self.settings) if self.settings.oauth_enabled else None
 
@@ -112,35 +113,62 @@ class Producer:
         model = validate_event(event)
         portal_id = self.account_for(portal_id)
         envelope = JobEnvelope(event=model, source=source, portalId=portal_id, priority=priority)
-        idem = hashlib.sha256(idempotency_key.encode()).hexdigest() if idempotency_key else None
-        return self.submit(envelope, idempotency_hash=idem)
+        return self.submit(envelope, idempotency_hash=idempotency_hash(idempotency_key))
 
     def submit(
         self, envelope: JobEnvelope, *, idempotency_hash: str | None = None
     ) -> tuple[str, bool]:
-        """Register and publish a validated envelope; returns (job id, duplicate).
-
-        The job is recorded before its message is published and marked published after, so a
-        producer that dies in between leaves a record that the next identical request (or the
-        workers' recovery sweep) publishes: an accepted job always has a message.
-        """
-        created = create_job(
-            self.redis,
-            self.keys,
-            envelope,
-            dedupe_ttl_s=self.settings.ledger_ttl_s,
-            idempotency_hash=idempotency_hash,
-        )
-        if created.needs_publish:
-            stored = envelope if not created.duplicate else self._stored(created.job_id)
-            if stored is not None:
-                send_job(self.app, stored, self.settings)
-                mark_published(self.redis, self.keys, created.job_id)
+        """Register and publish a validated envelope; returns (job id, duplicate)."""
+        created = self.submit_many([(envelope, idempotency_hash)])[0]
         return created.job_id, created.duplicate
 
-    def _stored(self, job_id: str) -> JobEnvelope | None:
-        raw = cast(bytes | None, self.redis.hget(self.keys.job(job_id), "envelope"))
-        return None if raw is None else JobEnvelope.model_validate_json(raw)
+    def submit_many(self, items: Sequence[tuple[JobEnvelope, str | None]]) -> list[Created]:
+        """Register validated envelopes in one pipeline and publish them in one kombu batch.
+
+        Each job is recorded before its message is published and marked published after, so a
+        producer that dies in between leaves a record that the next identical request (after a
+        grace period) or the workers' recovery sweep publishes: an accepted job always gets a
+        message. Returns one `Created` per item, in order.
+        """
+        created = create_jobs(self.redis, self.keys, items, dedupe_ttl_s=self.settings.ledger_ttl_s)
+        fresh = [
+            env
+            for (env, _), c in zip(items, created, strict=True)
+            if c.needs_publish and not c.duplicate
+        ]
+        fresh_ids = {env.jobId for env in fresh}
+        # a repeat of an item earlier in this same call is published with it, not again
+        stale = {c.job_id for c in created if c.needs_publish and c.duplicate} - fresh_ids
+        self._publish([*fresh, *self._stored(sorted(stale))])
+        return created
+
+    def _stored(self, job_ids: list[str]) -> list[JobEnvelope]:
+        if not job_ids:
+            return []
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hget(self.keys.job(job_id), "envelope")
+            raws = pipe.execute()
+        return [JobEnvelope.model_validate_json(raw) for raw in raws if raw is not None]
+
+    def _publish(self, envelopes: list[JobEnvelope]) -> None:
+        """Publish through one held kombu producer (one pipeline), then mark them published."""
+        if not envelopes:
+            return
+        declared: set[str] = set()
+        with self.app.producer_or_acquire() as producer, producer.batch(3 * len(envelopes)):
+            for envelope in envelopes:
+                queue = queue_for(envelope, self.settings)
+                send_job(
+                    self.app,
+                    envelope,
+                    self.settings,
+                    producer=producer,
+                    declare=queue not in declared and queue not in self._declared,
+                )
+                declared.add(queue)
+        self._declared |= declared
+        mark_published(self.redis, self.keys, [e.jobId for e in envelopes])
 
     def account_for(self, portal_id: str | None) -> str | None:
         """Return the job's account: its own if configured, else the default (OAuth mode).
@@ -156,18 +184,46 @@ class Producer:
             raise RejectedEvent([FieldError("portalId", str(error))]) from None
 
     def enqueue_many(
-        self, events: Iterable[Mapping[str, Any] | MarketingEvent], **options: Any
+        self,
+        events: Iterable[Mapping[str, Any] | MarketingEvent],
+        *,
+        source: JobSource = "api",
+        portal_id: str | None = None,
+        priority: Literal["live", "bulk"] = "live",
+        idempotency_key: str | None = None,
     ) -> list[EnqueueResult]:
-        """Enqueue each valid event; invalid ones are reported, never block the others."""
-        results = []
-        for index, event in enumerate(events):
+        """Enqueue each valid event (one pipeline, one publish batch); returns one result each.
+
+        Invalid items are reported with their field errors and never block the others. An
+        `idempotency_key` applies per item (the key and the item's index).
+        """
+        items = list(events)
+        try:
+            portal = self.account_for(portal_id)
+        except RejectedEvent as rejected:  # an unknown account: no item can be enqueued
+            return [EnqueueResult(i, errors=rejected.errors) for i in range(len(items))]
+        results: dict[int, EnqueueResult] = {}
+        pending: list[tuple[int, JobEnvelope, str | None]] = []
+        for index, item in enumerate(items):
             try:
-                job_id, duplicate = self.enqueue(event, **options)
+                event = validate_event(item)
             except RejectedEvent as rejected:
-                results.append(EnqueueResult(index, errors=rejected.errors))
-            else:
-                results.append(EnqueueResult(index, job_id, duplicate))
-        return results
+                results[index] = EnqueueResult(index, errors=rejected.errors)
+                continue
+            envelope = JobEnvelope(event=event, source=source, portalId=portal, priority=priority)
+            pending.append((index, envelope, idempotency_hash(idempotency_key, index)))
+        created = self.submit_many([(envelope, idem) for _, envelope, idem in pending])
+        for (index, _, _), done in zip(pending, created, strict=True):
+            results[index] = EnqueueResult(index, done.job_id, done.duplicate)
+        return [results[index] for index in range(len(items))]
+
+
+def idempotency_hash(key: str | None, index: int | None = None) -> str | None:
+    """Return the hash naming an `Idempotency-Key` (per item of a batch when `index` is given)."""
+    if key is None:
+        return None
+    scoped = key if index is None else f"{key}\x00{index}"
+    return hashlib.sha256(scoped.encode()).hexdigest()
 
 
 _default: Producer | None = None

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import cast
 
 import redis
 
@@ -77,10 +77,10 @@ class RecoverySweep:
     def _recover(self, job_id: str) -> bool:
         keys = self._keys
         with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(keys.job(job_id), "state", "envelope")
+            pipe.hmget(keys.job(job_id), ["state", "envelope"])
             pipe.exists(keys.job_lock(job_id))
             pipe.zscore(keys.schedule, job_id)
-            (state, raw), locked, scheduled = cast(list[Any], pipe.execute())
+            (state, raw), locked, scheduled = pipe.execute()
         if state is None or state in _FINISHED or scheduled is not None:
             self._redis.zrem(keys.unfinished, job_id)  # finished, expired or parked: not ours
             return False

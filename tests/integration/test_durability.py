@@ -194,6 +194,8 @@ def test_an_enqueue_retried_after_redis_died_before_the_publish_is_delivered(
     envelope = JobEnvelope(event=MarketingEvent.model_validate(valid_event("orphan")))
     client = redis.Redis.from_url(settings.redis_url)
     create_job(client, Keys(settings.key_prefix), envelope, dedupe_ttl_s=600)
+    # (a minute ago: past the grace period in which its producer could still be publishing)
+    client.hset(Keys(settings.key_prefix).job(envelope.jobId), "createdAt", time.time() - 60)
     stack.start_worker()
     # When the caller retries the same event once Redis is back, and gets a job id
     job_id, duplicate = Producer(settings).enqueue(valid_event("orphan"))

@@ -12,7 +12,10 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 def test_the_readme_settings_table_matches_the_settings_model() -> None:
     generated = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "settings_table.py")],
-        capture_output=True, text=True, check=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     ).stdout
     readme = (ROOT / "README.md").read_text()
     start = readme.index("<!-- settings-table:start -->\n") + len("<!-- settings-table:start -->\n")

@@ -96,7 +96,20 @@ def test_the_same_event_enqueued_twice_gives_the_same_job(keys: Keys) -> None:
     assert not first.duplicate
     assert first.needs_publish
     assert (second.job_id, second.duplicate) == (first.job_id, True)
-    assert second.needs_publish  # the first was never marked published
+    assert not second.needs_publish  # within the grace period: its producer is publishing it
+
+
+def test_an_unpublished_job_is_published_by_one_later_duplicate(keys: Keys) -> None:
+    # Given a job recorded a minute ago whose producer died before publishing it
+    client = redis.Redis.from_url(REDIS_URL)
+    first = create_job(client, keys, envelope(7), dedupe_ttl_s=60)
+    client.hset(keys.job(first.job_id), "createdAt", time.time() - 60)
+    # When the same event is enqueued again, twice
+    again = create_job(client, keys, envelope(7), dedupe_ttl_s=60)
+    third = create_job(client, keys, envelope(7), dedupe_ttl_s=60)
+    # Then the first repeat publishes it, the second does not
+    assert (again.duplicate, again.needs_publish) == (True, True)
+    assert (third.duplicate, third.needs_publish) == (True, False)
 
 
 def test_a_duplicate_of_a_published_job_needs_no_publish(keys: Keys) -> None:
@@ -104,7 +117,7 @@ def test_a_duplicate_of_a_published_job_needs_no_publish(keys: Keys) -> None:
 
     client = redis.Redis.from_url(REDIS_URL)
     first = create_job(client, keys, envelope(6), dedupe_ttl_s=60)
-    mark_published(client, keys, first.job_id)
+    mark_published(client, keys, [first.job_id])
     second = create_job(client, keys, envelope(6), dedupe_ttl_s=60)
     assert second.duplicate
     assert not second.needs_publish

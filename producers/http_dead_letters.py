@@ -1,0 +1,198 @@
+"""The DLQ admin API: list with filters and cursors, show, replay (dry run, edit) and delete."""
+
+from __future__ import annotations
+
+from collections import Counter
+from itertools import islice
+from typing import Any
+
+from aiohttp import web
+
+from eventq.records import DeadLetter, HubSpotErrorInfo
+from producers.enqueue import RejectedEvent, validate_event
+from producers.http_auth import PRINCIPAL
+from producers.http_bodies import json_response, read_json, validate_model, validate_query
+from producers.http_errors import ApiError, problems_of
+from producers.http_models import (
+    DeadLetterPageBody,
+    DeadLetterQuery,
+    DeadLetterSelector,
+    DeleteResponse,
+    ErrorBody,
+    ReplayItem,
+    ReplayRequest,
+    ReplayResponse,
+)
+from producers.http_routes import Route
+from producers.http_state import state_of
+from producers.replay import Replayer, merge_patch
+from worker.dead_letters import DeadLetterFilter
+
+__all__ = ["dead_letter_routes", "replacement_patch"]
+
+_ENTRY_ID = {"type": "string", "minLength": 1, "maxLength": 256}
+
+
+def replacement_patch(old: Any, new: Any) -> Any:
+    """Return the JSON merge patch that turns `old` into `new` (edit-and-replay sends `new`)."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return new
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        patch[key] = replacement_patch(old.get(key), value)
+    return patch
+
+
+def _filter(selector: DeadLetterSelector) -> DeadLetterFilter:
+    return DeadLetterFilter(
+        reason=selector.reason,
+        http_status=selector.httpStatus,
+        since=selector.since.timestamp() if selector.since else None,
+        until=selector.until.timestamp() if selector.until else None,
+        text=selector.text,
+    )
+
+
+def _not_found(entry_id: str) -> ApiError:
+    return ApiError(404, "not_found", f"no dead-letter entry {entry_id!r}")
+
+
+async def list_dead_letters(request: web.Request) -> web.Response:
+    """Return one page of entries, newest first, matching every given filter."""
+    state = state_of(request)
+    query = validate_query(DeadLetterQuery, request)
+    page = await state.run(
+        state.replayer.store.page, _filter(query), limit=query.limit, cursor=query.cursor
+    )
+    return json_response(DeadLetterPageBody(entries=page.entries, nextCursor=page.next_cursor))
+
+
+async def get_dead_letter(request: web.Request) -> web.Response:
+    """Return one entry: payload, error, every attempt."""
+    state = state_of(request)
+    entry_id = request.match_info["id"]
+    entry = await state.run(state.replayer.store.get, entry_id)
+    if entry is None:
+        raise _not_found(entry_id)
+    return json_response(entry)
+
+
+def _selected(replayer: Replayer, ask: ReplayRequest) -> list[tuple[str, DeadLetter | None]]:
+    store = replayer.store
+    if ask.ids is not None:
+        return [(entry_id, store.get(entry_id)) for entry_id in ask.ids[: ask.limit]]
+    assert ask.filter is not None  # the model requires ids or filter
+    matching = islice(store.iter_matching(_filter(ask.filter)), ask.limit)
+    return [(entry.id, entry) for entry in matching]
+
+
+def _refuse(replayer: Replayer, entry: DeadLetter, ask: ReplayRequest, detail: str) -> None:
+    """Record on the entry why its replay was refused (as `eventq dlq replay` does)."""
+    if not ask.dryRun:
+        info = HubSpotErrorInfo(message=f"replay refused: {detail}", category="INVALID")
+        replayer.store.save(entry.model_copy(update={"error": info}))
+
+
+def _replay_one(replayer: Replayer, entry: DeadLetter, ask: ReplayRequest) -> ReplayItem:
+    patch = ask.patch if ask.payload is None else replacement_patch(entry.payload, ask.payload)
+    payload = merge_patch(entry.payload, patch) if patch else entry.payload
+    try:
+        validate_event(payload)
+    except RejectedEvent as rejected:
+        _refuse(replayer, entry, ask, str(rejected))
+        problems = problems_of(rejected.errors)
+        return ReplayItem(id=entry.id, status="invalid", detail=str(rejected), errors=problems)
+    result = replayer.replay(entry, dry_run=ask.dryRun, patch=patch)
+    return ReplayItem(id=entry.id, status=result.status, jobId=result.job_id, detail=result.detail)
+
+
+def _replay(replayer: Replayer, ask: ReplayRequest) -> list[ReplayItem]:
+    items = []
+    for entry_id, entry in _selected(replayer, ask):
+        if entry is None:
+            items.append(ReplayItem(id=entry_id, status="missing", detail="no such entry"))
+        else:
+            items.append(_replay_one(replayer, entry, ask))
+    return items
+
+
+async def replay_dead_letters(request: web.Request) -> web.Response:
+    """Re-validate and re-enqueue entries (by ids or filter); `dryRun` changes nothing."""
+    state = state_of(request)
+    body = await read_json(request, state.settings.max_body_bytes)
+    ask = validate_model(ReplayRequest, body)
+    items = await state.run(_replay, state.replayer, ask)
+    counts = dict(Counter(item.status for item in items))
+    outcome = " ".join(f"{status}={n}" for status, n in sorted(counts.items())) or "nothing"
+    await state.audit.record(
+        request[PRINCIPAL],
+        "dry_run" if ask.dryRun else "replay",
+        [item.id for item in items],
+        outcome,
+        patched=ask.patch is not None or ask.payload is not None,
+    )
+    return json_response(ReplayResponse(dryRun=ask.dryRun, counts=counts, results=items))
+
+
+async def delete_dead_letter(request: web.Request) -> web.Response:
+    """Delete one entry for good; 404 when there is no such entry."""
+    state = state_of(request)
+    entry_id = request.match_info["id"]
+    deleted = await state.run(state.replayer.store.delete, entry_id)
+    await state.audit.record(
+        request[PRINCIPAL], "delete", [entry_id], "deleted" if deleted else "missing"
+    )
+    if not deleted:
+        raise _not_found(entry_id)
+    return json_response(DeleteResponse(id=entry_id))
+
+
+def dead_letter_routes() -> list[Route]:
+    """Return the DLQ admin routes."""
+    body_errors = {400: ErrorBody, 413: ErrorBody, 415: ErrorBody, 422: ErrorBody}
+    return [
+        Route(
+            "GET",
+            "/v1/dead-letters",
+            list_dead_letters,
+            "admin",
+            "listDeadLetters",
+            "Dead-letter entries, newest first, by reason, HTTP status, time range or text",
+            "dead-letters",
+            {200: DeadLetterPageBody, 422: ErrorBody},
+            query=DeadLetterQuery,
+        ),
+        Route(
+            "GET",
+            "/v1/dead-letters/{id}",
+            get_dead_letter,
+            "admin",
+            "getDeadLetter",
+            "One entry: payload, error and attempt timeline",
+            "dead-letters",
+            {200: DeadLetter, 404: ErrorBody},
+            path_params={"id": _ENTRY_ID},
+        ),
+        Route(
+            "POST",
+            "/v1/dead-letters/replay",
+            replay_dead_letters,
+            "admin",
+            "replayDeadLetters",
+            "Replay entries by ids or filter, optionally edited (merge patch or new payload)",
+            "dead-letters",
+            {200: ReplayResponse, **body_errors},
+            body=ReplayRequest,
+        ),
+        Route(
+            "DELETE",
+            "/v1/dead-letters/{id}",
+            delete_dead_letter,
+            "admin",
+            "deleteDeadLetter",
+            "Delete one entry",
+            "dead-letters",
+            {200: DeleteResponse, 404: ErrorBody},
+            path_params={"id": _ENTRY_ID},
+        ),
+    ]

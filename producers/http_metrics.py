@@ -1,0 +1,234 @@
+"""Prometheus metrics of the HTTP service and `GET /metrics`.
+
+Request and ingest counters live in this process; queue depths, the retry schedule, the DLQ by
+reason and the delivered/dead-lettered totals are read from Redis (and the broker) per scrape.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter as Tally
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import redis
+import redis.asyncio as aioredis
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import generate_latest as render
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from eventq.keys import Keys
+from producers.http_routes import Reply, Route
+from producers.http_state import ServiceState, state_of
+
+__all__ = ["ClusterSnapshot", "HttpMetrics", "metrics_routes"]
+
+log = logging.getLogger("eventq.http")
+
+DLQ_SCAN_EVERY_S = 5.0
+DLQ_SCAN_MAX = 100_000
+_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")  # kombu's Redis priority lists
+_REJECT_REASONS = {
+    400: "malformed_json",
+    401: "unauthorized",
+    403: "forbidden",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    503: "unavailable",
+}
+_INGEST_PREFIX = "/v1/events"
+
+
+@dataclass
+class ClusterSnapshot:
+    """Cluster-wide numbers read from Redis at scrape time."""
+
+    queues: dict[str, int] | None
+    schedule: int
+    dead_letters: dict[str, int]
+    counters: dict[str, int]
+
+
+class ClusterCollector(Collector):
+    """Exposes the latest ClusterSnapshot (nothing when Redis could not be read)."""
+
+    def __init__(self) -> None:
+        self.snapshot: ClusterSnapshot | None = None
+
+    def describe(self) -> list[Any]:
+        """Return nothing: the families depend on what Redis holds."""
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        """Yield queue, schedule and DLQ depths and the delivered/dead-lettered totals."""
+        snap = self.snapshot
+        if snap is None:
+            return
+        if snap.queues is not None:
+            queues = GaugeMetricFamily(
+                "eventq_queue_depth", "Messages waiting in each Celery queue.", labels=["queue"]
+            )
+            for name, depth in snap.queues.items():
+                queues.add_metric([name], depth)
+            yield queues
+        yield GaugeMetricFamily(
+            "eventq_retry_schedule_depth", "Jobs waiting to be retried.", value=snap.schedule
+        )
+        dlq = GaugeMetricFamily(
+            "eventq_dlq_entries", "Dead-letter entries by reason.", labels=["reason"]
+        )
+        for reason in ("invalid", "rejected", "auth", "exhausted"):
+            dlq.add_metric([reason], snap.dead_letters.get(reason, 0))
+        yield dlq
+        yield CounterMetricFamily(
+            "eventq_jobs_delivered",
+            "Jobs delivered to HubSpot (all workers).",
+            value=snap.counters.get("delivered", 0),
+        )
+        failed = CounterMetricFamily(
+            "eventq_jobs_dead_lettered", "Jobs dead-lettered (all workers).", labels=["reason"]
+        )
+        for name, value in sorted(snap.counters.items()):
+            if name.startswith("dead_lettered:"):
+                failed.add_metric([name.partition(":")[2]], value)
+        yield failed
+
+
+@dataclass
+class HttpMetrics:
+    """The service's own registry: request and ingest counters plus the cluster collector."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    cluster: ClusterCollector = field(default_factory=ClusterCollector)
+    _dlq_cache: tuple[float, dict[str, int]] = (0.0, {})
+
+    def __post_init__(self) -> None:
+        reg = self.registry
+        self.requests = Counter(
+            "eventq_http_requests", "HTTP requests.", ["method", "route", "status"], registry=reg
+        )
+        self.latency = Histogram(
+            "eventq_http_request_seconds",
+            "HTTP request latency.",
+            ["route"],
+            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+            registry=reg,
+        )
+        self.enqueued_events = Counter(
+            "eventq_http_events_enqueued", "Events enqueued as new jobs.", ["route"], registry=reg
+        )
+        self.duplicate_events = Counter(
+            "eventq_http_events_duplicate",
+            "Events answered with an existing live job.",
+            ["route"],
+            registry=reg,
+        )
+        self.rejected_events = Counter(
+            "eventq_http_events_rejected",
+            "Ingest requests or batch items refused, by reason.",
+            ["reason"],
+            registry=reg,
+        )
+        reg.register(self.cluster)
+
+    def enqueued(self, route: str, *, duplicate: bool = False, count: int = 1) -> None:
+        """Count events that got a new job (or, with `duplicate`, an existing one)."""
+        if count > 0:
+            target = self.duplicate_events if duplicate else self.enqueued_events
+            target.labels(route).inc(count)
+
+    def rejected(self, reason: str, count: int = 1) -> None:
+        """Count refused ingest requests or batch items."""
+        if count > 0:
+            self.rejected_events.labels(reason).inc(count)
+
+    def observe(self, request: web.Request, route: str, status: int, elapsed_s: float) -> None:
+        """Record one finished request."""
+        self.requests.labels(request.method, route, str(status)).inc()
+        self.latency.labels(route).observe(elapsed_s)
+        if route.startswith(_INGEST_PREFIX) and status in _REJECT_REASONS:
+            self.rejected(_REJECT_REASONS[status])
+
+    def dead_letters_by_reason(self, client: redis.Redis, keys: Keys) -> dict[str, int]:
+        """Return DLQ entries by reason (blocking; rescanned at most every few seconds)."""
+        scanned_at, counts = self._dlq_cache
+        if time.monotonic() - scanned_at < DLQ_SCAN_EVERY_S:
+            return counts
+        tally: Tally[str] = Tally()
+        ids = cast(list[bytes], client.zrange(keys.dlq, 0, DLQ_SCAN_MAX - 1))
+        for start in range(0, len(ids), 500):
+            chunk = [keys.dlq_entry(_text(i)) for i in ids[start : start + 500]]
+            for raw in cast(list[bytes | None], client.mget(chunk)):
+                if raw is not None:
+                    tally[str(json.loads(raw).get("reason"))] += 1
+        self._dlq_cache = (time.monotonic(), dict(tally))
+        return dict(tally)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def _queue_depths(client: aioredis.Redis | None, queues: list[str]) -> dict[str, int] | None:
+    if client is None:
+        return None
+    async with client.pipeline(transaction=False) as pipe:
+        for queue in queues:
+            for suffix in _PRIORITY_SUFFIXES:
+                pipe.llen(queue + suffix)
+        lengths = await pipe.execute()
+    per = len(_PRIORITY_SUFFIXES)
+    return {q: sum(lengths[i * per : (i + 1) * per]) for i, q in enumerate(queues)}
+
+
+async def read_snapshot(state: ServiceState) -> ClusterSnapshot:
+    """Return the cluster-wide numbers; raises redis.RedisError when Redis is unreachable."""
+    keys, settings = state.producer.keys, state.settings
+    async with state.redis.pipeline(transaction=False) as pipe:
+        pipe.zcard(keys.schedule)
+        pipe.hgetall(keys.counters)
+        schedule, counters = await pipe.execute()
+    queues = await _queue_depths(state.broker_redis, [settings.queue, settings.bulk_queue])
+    dead = await state.run(state.metrics.dead_letters_by_reason, state.producer.redis, keys)
+    return ClusterSnapshot(
+        queues=queues,
+        schedule=int(schedule),
+        dead_letters=dead,
+        counters={_text(k): int(v) for k, v in counters.items()},
+    )
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    """Return the Prometheus text exposition (process metrics even when Redis is down)."""
+    state = state_of(request)
+    try:
+        state.metrics.cluster.snapshot = await read_snapshot(state)
+    except redis.RedisError:
+        log.warning("metrics: Redis unreachable; cluster numbers left out")
+        state.metrics.cluster.snapshot = None
+    return web.Response(
+        body=render(state.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+def metrics_routes() -> list[Route]:
+    """Return the Prometheus route."""
+    text = Reply("Prometheus text exposition", "text/plain")
+    return [
+        Route(
+            "GET",
+            "/metrics",
+            get_metrics,
+            "public",
+            "getMetrics",
+            "Prometheus metrics: ingest, queue and DLQ depths, delivered/failed",
+            "operations",
+            {200: text},
+        )
+    ]

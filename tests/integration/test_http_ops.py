@@ -1,0 +1,119 @@
+"""Operations routes: /healthz, /readyz, /metrics (Prometheus) and /openapi.json (OpenAPI 3.1)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+from jsonschema import Draft202012Validator
+from prometheus_client.parser import text_string_to_metric_families
+from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
+
+from eventq.schema import MarketingEvent
+from fake_hubspot.control import FakeHubSpot
+from producers.http_service import create_app
+from tests.conftest import Stack, valid_event
+from tests.integration.helpers import wait_state
+from tests.integration.http_support import (
+    ADMIN_KEY,
+    Api,
+    keyed_settings,
+    running_service,
+    seed_dead_letter,
+)
+
+
+@pytest.fixture
+def api(stack: Stack) -> Iterator[Api]:
+    with running_service(keyed_settings(stack)) as base_url:
+        yield Api(base_url, key=None)
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def test_healthz_and_readyz_answer_without_a_key(api: Api) -> None:
+    assert api.get("/healthz").json() == {"status": "ok"}
+    ready = api.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "checks": {"redis": "ok", "broker": "ok"}}
+
+
+def test_metrics_count_ingest_and_read_queue_schedule_dlq_and_worker_totals(
+    stack: Stack, fake: FakeHubSpot, api: Api, redis_client: redis.Redis
+) -> None:
+    # Given a delivered event, two queued ones, rejections, a scheduled retry and DLQ entries
+    producer = Api(api.base_url)
+    stack.start_worker()
+    delivered = producer.post("/v1/events", json=valid_event("d")).json()["jobId"]
+    wait_state(stack, delivered, "delivered")
+    stack.stop_workers()
+    producer.post("/v1/events/batch", json={"events": [valid_event(1), valid_event(2), {}]})
+    producer.post("/v1/events", data=b"{", headers={"Content-Type": "application/json"})
+    Api(api.base_url, "wrong").post("/v1/events", json=valid_event())
+    redis_client.zadd(f"{stack.settings.key_prefix}:schedule", {"some-job": 1.0})
+    seed_dead_letter(stack.settings, {"eventName": "x"})
+    seed_dead_letter(stack.settings, valid_event(), reason="rejected", http_status=400)
+    # When Prometheus scrapes
+    response = api.get("/metrics")
+    # Then every figure is there
+    assert response.headers["Content-Type"].startswith("text/plain")
+    found = samples(response.text)
+    queue = stack.env["EVENTQ_QUEUE"]
+    assert found[("eventq_http_events_enqueued_total", (("route", "single"),))] == 1
+    assert found[("eventq_http_events_enqueued_total", (("route", "batch"),))] == 2
+    assert found[("eventq_http_events_rejected_total", (("reason", "validation_failed"),))] == 1
+    assert found[("eventq_http_events_rejected_total", (("reason", "malformed_json"),))] == 1
+    assert found[("eventq_http_events_rejected_total", (("reason", "unauthorized"),))] == 1
+    assert found[("eventq_queue_depth", (("queue", queue),))] == 2
+    assert found[("eventq_retry_schedule_depth", ())] == 1
+    assert found[("eventq_dlq_entries", (("reason", "invalid"),))] == 1
+    assert found[("eventq_dlq_entries", (("reason", "rejected"),))] == 1
+    assert found[("eventq_jobs_delivered_total", ())] == 1
+    assert found[("eventq_jobs_dead_lettered_total", (("reason", "invalid"),))] == 1
+    route = (("method", "POST"), ("route", "/v1/events"), ("status", "202"))
+    assert found[("eventq_http_requests_total", route)] == 1
+
+
+def test_openapi_is_a_valid_3_1_document_covering_every_route(stack: Stack, api: Api) -> None:
+    # Given the published document and the application's router
+    doc = api.get("/openapi.json").json()
+    app = create_app(keyed_settings(stack))
+    routed = {
+        (route.method.lower(), route.resource.canonical)
+        for route in app.router.routes()
+        if route.resource is not None and route.method != "HEAD"
+    }
+    # Then it is valid OpenAPI 3.1 and documents exactly the routes the service serves
+    OPENAPI_31_VALIDATOR.validate(doc)
+    for schema in doc["components"]["schemas"].values():
+        Draft202012Validator.check_schema(schema)
+    assert doc["openapi"] == "3.1.0"
+    documented = {(method, path) for path, item in doc["paths"].items() for method in item}
+    assert documented == routed
+    assert {"/v1/events", "/v1/dead-letters/replay", "/v1/audit", "/admin/"} <= set(doc["paths"])
+
+
+def test_openapi_schemas_are_the_pydantic_models(api: Api) -> None:
+    doc = api.get("/openapi.json").json()
+    body = doc["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/MarketingEvent"}
+    published = doc["components"]["schemas"]["MarketingEvent"]
+    expected = MarketingEvent.model_json_schema(ref_template="#/components/schemas/{model}")
+    expected.pop("$defs", None)
+    assert published == expected
+    admin_only = doc["paths"]["/v1/dead-letters"]["get"]
+    assert admin_only["security"] == [{"bearerAuth": []}, {"adminSession": []}]
+    assert "403" in admin_only["responses"]
+
+
+def test_an_admin_can_read_the_metrics_and_schema_too(api: Api) -> None:
+    admin = Api(api.base_url, ADMIN_KEY)
+    assert admin.get("/metrics").status_code == 200
+    assert admin.get("/openapi.json").status_code == 200
