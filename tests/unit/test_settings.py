@@ -65,3 +65,24 @@ def test_keys_are_secret_and_named(monkeypatch: pytest.MonkeyPatch) -> None:
     assert set(settings.api_keys) == {"billing", "crm"}
     assert "k1" not in repr(settings)
     assert settings.api_keys["billing"].get_secret_value() == "k1"
+
+
+def test_log_lines_carry_their_fields_in_text_and_in_json(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+    import logging
+
+    from eventq.logs import configure_logging
+
+    configure_logging(load_settings(log_format="text"))
+    logging.getLogger("eventq.test").info("attempt delivered", extra={"jobId": "j1"})
+    text_line = capsys.readouterr().err.strip()
+    assert text_line.endswith("attempt delivered jobId=j1")
+    assert "asctime=" not in text_line
+    configure_logging(load_settings(log_format="json"))
+    logging.getLogger("eventq.test").info("attempt delivered", extra={"jobId": "j1"})
+    entry = json.loads(capsys.readouterr().err.strip())
+    assert entry["jobId"] == "j1"
+    assert entry["message"] == "attempt delivered"
+    assert entry["level"] == "INFO"
