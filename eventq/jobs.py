@@ -129,6 +129,7 @@ class Begun:
     status: BeginStatus
     verify: bool
     attempts: int
+    delivered_object_id: str | None = None  # from the delivered ledger: already in HubSpot
 
 
 class JobStore:
@@ -150,11 +151,12 @@ class JobStore:
         self, envelope: JobEnvelope, *, raw_envelope: str, lock_ttl_ms: int, now: float
     ) -> Begun:
         """Claim the attempt `envelope.attempt` for this worker; returns why not when refused."""
-        status, verify, attempts = await self._begin(
+        status, verify, attempts, ledger = await self._begin(
             keys=[
                 self._keys.job(envelope.jobId),
                 self._keys.job_lock(envelope.jobId),
                 self._keys.unfinished,
+                self._keys.ledger(_identity(envelope)),
             ],
             args=[
                 envelope.jobId,
@@ -166,12 +168,8 @@ class JobStore:
                 raw_envelope,
             ],
         )
-        return Begun(_text(status), bool(int(verify)), int(attempts))  # type: ignore[arg-type]
-
-    async def ledger_object_id(self, envelope: JobEnvelope) -> str | None:
-        """Return the objectId if this event was already delivered, else None."""
-        value = await self._redis.get(self._keys.ledger(_identity(envelope)))
-        return None if value is None else _text(value)
+        state = cast(BeginStatus, _text(status))
+        return Begun(state, bool(int(verify)), int(attempts), _text(ledger) or None)
 
     async def mark_delivered(
         self, envelope: JobEnvelope, object_id: str, record: AttemptRecord, *, attempts: int

@@ -121,7 +121,8 @@ class Delivery:
         if begun.status == "locked":
             return await self._wait_for_lock(envelope)
         try:
-            return await _Attempt(self, envelope, begun.attempts, begun.verify).run()
+            attempt = _Attempt(self, envelope, begun.attempts, begun.verify)
+            return await attempt.run(begun.delivered_object_id)
         except BaseException:
             await self.jobs.release(envelope.jobId)  # the message will be redelivered
             raise
@@ -178,8 +179,8 @@ class _Attempt:
         self.d, self.envelope, self.attempts, self.verify = d, envelope, attempts, verify
         self.event = envelope.event
 
-    async def run(self) -> Outcome:
-        object_id = await self.d.jobs.ledger_object_id(self.envelope)
+    async def run(self, object_id: str | None) -> Outcome:
+        """Run the attempt; `object_id` is the ledger's answer when the event was delivered."""
         if object_id is not None:
             return await self._delivered(object_id, None, "already in the delivered ledger")
         try:

@@ -6,6 +6,7 @@ import hashlib
 import math
 import random
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.resources import files
@@ -133,6 +134,8 @@ class RateLimiter:
         self._pad_ms = pad_ms
         self._daily_reset_utc_hour = daily_reset_utc_hour
         self._budgets: dict[str, RateLimit] = {}
+        # (Max, Interval-Milliseconds) last written per bucket, with when (monotonic s)
+        self._observed: dict[str, tuple[tuple[int, int], float]] = {}
         self._acquire_script = redis.register_script(_script("rate_limit_acquire.lua"))
         self._pause_script = redis.register_script(_script("rate_limit_pause.lua"))
 
@@ -192,11 +195,18 @@ class RateLimiter:
             reported = RateLimit(max_requests, interval_ms / 1000)
             # Stored even when larger than configured: acquire enforces both, so the budget is
             # min(configured, observed) and a later raise by HubSpot replaces an older cut.
-            key = self._key(bucket, "obs")
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping={"req": max_requests, "window_ms": interval_ms})
-                pipe.pexpire(key, _OBS_TTL_MS)
-                await pipe.execute()
+            # HubSpot repeats the same figures on every answer: write them only when they
+            # change or half their TTL has passed, not once per request.
+            seen = (max_requests, interval_ms)
+            last = self._observed.get(bucket)
+            now_s = time.monotonic()
+            if last is None or last[0] != seen or now_s - last[1] > _OBS_TTL_MS / 2000:
+                key = self._key(bucket, "obs")
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    pipe.hset(key, mapping={"req": max_requests, "window_ms": interval_ms})
+                    pipe.pexpire(key, _OBS_TTL_MS)
+                    await pipe.execute()
+                self._observed[bucket] = (seen, now_s)
         if _int_header(lowered, "remaining") == 0:
             # HubSpot's count includes requests we did not make (other apps on this token).
             limit = reported or self._budgets.get(bucket, self._limit)

@@ -1,6 +1,7 @@
 -- Claim one attempt of a job for this worker, or say why not.
--- KEYS: job, lock, unfinished   ARGV: jobId, attempt, now, lock_ttl_ms, source, summary, envelope JSON
--- Returns {status, verify, attempts}: status is ok | done | stale | locked.
+-- KEYS: job, lock, unfinished, ledger   ARGV: jobId, attempt, now, lock_ttl_ms, source, summary,
+-- envelope JSON
+-- Returns {status, verify, attempts, ledger objectId or ''}: status is ok | done | stale | locked.
 if redis.call('EXISTS', KEYS[1]) == 0 then
   -- a raw Celery message nobody registered: adopt it
   redis.call('HSET', KEYS[1], 'jobId', ARGV[1], 'state', 'queued', 'attempt', ARGV[2],
@@ -9,14 +10,14 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 local job = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'attempts', 'verify')
 local state, attempts = job[1], tonumber(job[3] or '0')
-if state == 'delivered' or state == 'dead_lettered' then return {'done', 0, attempts} end
-if tonumber(job[2]) ~= tonumber(ARGV[2]) then return {'stale', 0, attempts} end
+if state == 'delivered' or state == 'dead_lettered' then return {'done', 0, attempts, ''} end
+if tonumber(job[2]) ~= tonumber(ARGV[2]) then return {'stale', 0, attempts, ''} end
 if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[4]) then
-  return {'locked', 0, attempts}
+  return {'locked', 0, attempts, ''}
 end
 -- in_progress here means a worker died mid-attempt: the request may have reached HubSpot
 local verify = 0
 if state == 'in_progress' or job[4] == '1' then verify = 1 end
 redis.call('HSET', KEYS[1], 'state', 'in_progress', 'updatedAt', ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
-return {'ok', verify, attempts}
+return {'ok', verify, attempts, redis.call('GET', KEYS[4]) or ''}

@@ -75,7 +75,12 @@ async def test_a_delivered_job_is_done_for_every_later_copy(store: JobStore) -> 
         env, "42", AttemptRecord(attempt=1, at=time.time(), outcome="delivered"), attempts=1
     )
     assert await begin(store, env) == "done"
-    assert await store.ledger_object_id(env) == "42"
+    # and another job carrying the same event learns from the ledger that it is already there
+    twin = envelope()
+    begun = await store.begin(
+        twin, raw_envelope=twin.model_dump_json(), lock_ttl_ms=5000, now=time.time()
+    )
+    assert (begun.status, begun.delivered_object_id) == ("ok", "42")
 
 
 async def test_an_attempt_interrupted_mid_way_is_verified_next_time(store: JobStore) -> None:
