@@ -28,6 +28,12 @@ class BreakerDecision:
     state: str  # "closed" | "open" | "half_open"
     retry_at: float  # epoch seconds when to try again if not allowed
     probe: bool  # this call is the half-open probe
+    failures: int = 0  # consecutive failures recorded so far (closed state)
+
+    @property
+    def clean(self) -> bool:
+        """Return True when closed with no failure on record: a success changes nothing."""
+        return self.state == "closed" and self.failures == 0
 
 
 def _script(name: str) -> str:
@@ -78,7 +84,7 @@ class CircuitBreaker:
         """
         # The probe holder gets one cooldown to report before someone else may probe.
         args = [self._cooldown_ms, self._key_ttl_ms]
-        allowed, state, retry_at_ms, probe, transitioned, _ = await self._allow_script(
+        allowed, state, retry_at_ms, probe, transitioned, _, failures = await self._allow_script(
             [self._key(target)], args
         )
         decision = BreakerDecision(
@@ -86,6 +92,7 @@ class CircuitBreaker:
             state=_text(state),
             retry_at=int(retry_at_ms) / 1000,
             probe=bool(int(probe)),
+            failures=int(failures),
         )
         if int(transitioned):
             logger.info("circuit breaker half-open for %s: this worker sends the probe", target)

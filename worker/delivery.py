@@ -178,6 +178,7 @@ class _Attempt:
     def __init__(self, d: Delivery, envelope: JobEnvelope, attempts: int, verify: bool) -> None:
         self.d, self.envelope, self.attempts, self.verify = d, envelope, attempts, verify
         self.event = envelope.event
+        self.breaker_clean = False
 
     async def run(self, object_id: str | None) -> Outcome:
         """Run the attempt; `object_id` is the ledger's answer when the event was delivered."""
@@ -221,6 +222,7 @@ class _Attempt:
     async def _gate(self, token: AccessToken) -> Outcome | None:
         """Return a parked outcome when the breaker or limiter says not now, else None."""
         verdict = await self.d.breaker.allow(self.d.client.base_url)
+        self.breaker_clean = verdict.clean
         if not verdict.allowed:
             return await self._park(verdict.retry_at, f"circuit breaker {verdict.state}")
         grant = await self.d.limiter.acquire(token.bucket, self.d.max_limiter_wait_s)
@@ -244,7 +246,7 @@ class _Attempt:
         failed = failed or (isinstance(result, HttpFailure) and result.status >= 500)
         if failed:
             await self.d.breaker.record_failure(self.d.client.base_url)
-        else:
+        elif not self.breaker_clean:  # a success only matters when there is something to reset
             await self.d.breaker.record_success(self.d.client.base_url)
 
     async def _act(self, result: AttemptResult, token: AccessToken) -> Outcome:
