@@ -163,7 +163,6 @@ def worker(celery_args: tuple[str, ...]) -> None:
         queues,
         "--loglevel",
         "INFO",
-        "-E",
         *celery_args,
     ]
     os.execvp(sys.executable, [sys.executable, "-m", *argv])  # noqa: S606 - replaces this process

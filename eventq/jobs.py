@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from typing import Any, Literal, cast
 
@@ -32,6 +33,7 @@ BeginStatus = Literal["ok", "done", "stale", "locked"]
 PUBLISH_GRACE_S = 30
 
 
+@cache
 def load_lua(name: str) -> str:
     """Return the text of the Lua script `eventq/lua/<name>.lua`."""
     return resources.files("eventq").joinpath(f"lua/{name}.lua").read_text()

@@ -112,7 +112,10 @@ class Settings(BaseSettings):
         "marketing-events-bulk",
         description="Lower-priority Celery queue for replays and backfills.",
     )
-    key_prefix: str = Field("eventq", description="Prefix of every Redis key eventq writes.")
+    key_prefix: str = Field(
+        "eventq",
+        description="Prefix of every Redis key eventq writes; one per deployment (token, queues).",
+    )
     max_attempts: PositiveInt = Field(8, description="Attempts before a job is dead-lettered.")
     max_age_s: PositiveFloat = Field(
         86_400.0, description="Age (since first enqueue) after which a job is dead-lettered."
@@ -127,7 +130,7 @@ class Settings(BaseSettings):
     connect_timeout_s: PositiveFloat = Field(5.0, description="HubSpot TCP connect timeout.")
     read_timeout_s: PositiveFloat = Field(20.0, description="HubSpot response read timeout.")
     concurrency: PositiveInt = Field(
-        64, description="Deliveries in flight per worker process (Celery thread pool size)."
+        64, description="Deliveries in flight per worker process (on its event loop)."
     )
     prefetch_multiplier: PositiveInt = Field(
         1, description="Celery prefetch multiplier; prefetch = concurrency x this."

@@ -136,7 +136,6 @@ def run_stack(settings: Settings, fake_port: int, flower_port: int, http: bool) 
                         "worker",
                         "-Q",
                         queues,
-                        "-E",
                         "--loglevel",
                         "INFO",
                         "--hostname",

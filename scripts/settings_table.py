@@ -1,4 +1,4 @@
-"""Print the README's settings table from the Settings model (`python scripts/settings_table.py`)."""
+"""Print the README settings table from the Settings model: `python scripts/settings_table.py`."""
 
 from __future__ import annotations
 

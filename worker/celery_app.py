@@ -16,7 +16,8 @@ settings = get_settings()
 app = make_celery(settings, "eventq")
 app.conf.update(
     include=["worker.tasks"],
-    worker_pool="threads",
+    # deliveries run on the runtime's event loop, not one thread each (bench/RESULTS.md)
+    worker_pool="worker.pool:AsyncioPool",
     worker_concurrency=settings.concurrency,
     task_queues=app.conf.task_queues,
 )

@@ -1,7 +1,9 @@
 """One per worker process: the event loop thread, the HTTP session, Redis clients, the mover.
 
-Celery's pool threads hand each job to this loop (`Runtime.run`) and wait for its outcome, so
-many deliveries share one aiohttp session and one loop while Celery keeps acks and prefetch.
+`worker.pool.AsyncioPool` starts each job's attempt on this loop and reports the outcome to
+Celery when it is recorded (other pools call `Runtime.deliver` and wait), so many deliveries
+share one aiohttp session, one loop and batched Redis round trips while Celery keeps acks and
+prefetch.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import logging
 import os
 import threading
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis
 import redis.asyncio as aioredis
@@ -19,7 +21,7 @@ from celery import Celery
 
 from eventq.jobs import JobStore
 from eventq.keys import Keys
-from eventq.messaging import send_job
+from eventq.messaging import queue_for, send_job
 from eventq.schema import JobEnvelope
 from eventq.settings import Settings
 from worker.circuit_breaker import CircuitBreaker
@@ -28,6 +30,8 @@ from worker.delivery import Delivery, Outcome
 from worker.hubspot_client import HubSpotClient, new_session
 from worker.metrics import serve_metrics
 from worker.rate_limit import RateLimiter
+from worker.recovery import RecoverySweep
+from worker.redis_batching import BatchingRedis
 from worker.retry_policy import Backoff
 from worker.retry_schedule import ScheduleMover
 
@@ -60,6 +64,10 @@ class Runtime:
         self.settings = settings
         self.app = app
         self.keys = Keys(settings.key_prefix)
+        self._prepared: dict[str, Outcome | BaseException] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        broker = settings.effective_broker_url
+        self._broker_redis = redis.Redis.from_url(broker) if broker.startswith("redis") else None
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self.loop.run_forever, name="eventq-loop", daemon=True
@@ -73,6 +81,15 @@ class Runtime:
             interval_s=settings.scheduler_interval_s,
         )
         self.mover.start()
+        self.recovery = RecoverySweep(
+            redis.Redis.from_url(settings.redis_url),
+            self.keys,
+            self._publish,
+            self._queue_depth,
+            stale_after_s=settings.recover_after_s
+            or settings.visibility_timeout_s + lock_ttl_ms(settings) / 1000 + 30,
+        )
+        self.recovery.start()
         serve_metrics(
             settings.metrics_port,
             redis.Redis.from_url(settings.redis_url),
@@ -82,7 +99,8 @@ class Runtime:
 
     async def _build(self) -> Delivery:
         s = self.settings
-        client = aioredis.Redis.from_url(s.redis_url, max_connections=max(16, s.concurrency))
+        # one pipelined round trip per loop iteration for every delivery in flight
+        client = BatchingRedis.from_url(s.redis_url, max_connections=max(16, s.concurrency))
         self.session = new_session(
             connect_timeout_s=s.connect_timeout_s,
             read_timeout_s=s.read_timeout_s,
@@ -121,17 +139,42 @@ class Runtime:
     def _publish(self, envelope: JobEnvelope) -> None:
         send_job(self.app, envelope, self.settings)
 
+    def _queue_depth(self, envelope: JobEnvelope) -> int | None:
+        """Return how many messages wait in the job's queue; None when the broker is not Redis."""
+        if self._broker_redis is None:
+            return None
+        return int(cast(int, self._broker_redis.llen(queue_for(envelope, self.settings))))
+
     def call(self, coro: Coroutine[Any, Any, T], timeout_s: float | None = None) -> T:
         """Run `coro` on the runtime's loop and return its result (blocks the calling thread)."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
 
     def deliver(self, raw: object, task_id: str) -> Outcome:
-        """Run one attempt of the job carried by a message; returns its outcome."""
+        """Return the outcome of one attempt of the job carried by a message.
+
+        Under `worker.pool.AsyncioPool` the attempt already ran on the loop and its outcome (or
+        error) was prepared; otherwise (solo, threads) it runs now, blocking this thread.
+        """
+        prepared = self._prepared.pop(task_id, None)
+        if isinstance(prepared, BaseException):
+            raise prepared
+        if prepared is not None:
+            return prepared
         return self.call(self.delivery.run(raw, task_id))
+
+    def prepare(self, task_id: str, result: Outcome | BaseException) -> None:
+        """Hold an attempt that already ran on the loop (`worker.pool`) for `deliver` to report."""
+        self._prepared[task_id] = result
+
+    def keep(self, task: asyncio.Task[Any]) -> None:
+        """Keep a reference to a delivery task until it finishes (the loop holds weak ones)."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def close(self) -> None:
         """Stop the mover, close the session and stop the loop."""
         self.mover.stop()
+        self.recovery.stop()
         try:
             self.call(self.session.close(), timeout_s=5)
         finally:

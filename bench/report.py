@@ -1,0 +1,249 @@
+"""Turn the benchmark's runs into results.json, ratelimit.png, summary.md and a printed table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["TARGETS", "print_table", "ratios", "write_json", "write_plot", "write_summary"]
+
+TARGETS = {
+    "eventq_vs_noop": 0.8,
+    "eventq_vs_naive_prefork": 15.0,
+    "eventq_vs_naive_threads": 1.5,
+    "rate_limit_sustained": 0.95,
+    "rate_limit_429_fraction": 0.01,
+    "peak_rss_mb": 200.0,
+    "retry_schedule_rss_growth": 0.10,
+}
+
+
+def _rate(results: dict[str, Any], name: str) -> float | None:
+    run = results.get(name)
+    return float(run["events_per_s"]) if run else None
+
+
+def _ratio(top: float | None, bottom: float | None) -> float | None:
+    return round(top / bottom, 2) if top and bottom else None
+
+
+def ratios(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Return every measured figure that has a target, with the target and whether it is met."""
+    eventq = _rate(results, "eventq")
+    measured: dict[str, float | None] = {
+        "eventq_vs_noop": _ratio(eventq, _rate(results, "noop")),
+        "eventq_vs_naive_prefork": _ratio(eventq, _rate(results, "naive_prefork")),
+        "eventq_vs_naive_threads": _ratio(eventq, _rate(results, "naive_threads")),
+    }
+    limited = results.get("rate_limit", {}).get("eventq")
+    if limited:
+        measured["rate_limit_sustained"] = limited["sustained_fraction"]
+        measured["rate_limit_429_fraction"] = limited["rate_limited_fraction"]
+    if results.get("eventq"):
+        measured["peak_rss_mb"] = results["eventq"]["peak_rss_mb"]
+    if results.get("retry_schedule_rss"):
+        measured["retry_schedule_rss_growth"] = results["retry_schedule_rss"]["growth_fraction"]
+    upper = {"rate_limit_429_fraction", "peak_rss_mb", "retry_schedule_rss_growth"}
+    out: dict[str, dict[str, Any]] = {}
+    for name, value in measured.items():
+        target = TARGETS[name]
+        met = None if value is None else (value <= target if name in upper else value >= target)
+        out[name] = {
+            "value": value,
+            "target": target,
+            "at_most" if name in upper else "at_least": True,
+            "met": met,
+        }
+    return out
+
+
+def write_json(results: dict[str, Any], path: Path) -> None:
+    """Write every figure of the run (and the ratios against the targets) to `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
+
+def write_plot(results: dict[str, Any], path: Path) -> None:
+    """Plot delivered requests per 10 s window against the limit, eventq and naive, to `path`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = results.get("rate_limit", {})
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True)
+    limit = None
+    for key, colour in (("eventq", "tab:blue"), ("naive", "tab:red")):
+        run = runs.get(key)
+        if not run:
+            continue
+        limit, window_s = run["limit"], run["window_s"]
+        starts = [i * window_s for i in range(len(run["delivered_per_window"]))]
+        offset = -1.2 if key == "eventq" else 1.2
+        top.bar(
+            [s + window_s / 2 + offset for s in starts],
+            run["delivered_per_window"],
+            width=2.4,
+            color=colour,
+            label=f"{run['name']}: delivered per {window_s:g} s",
+        )
+        bottom.bar(
+            [s + window_s / 2 + offset for s in starts],
+            run["rejected_per_window"],
+            width=2.4,
+            color=colour,
+            label=f"{run['name']}: 429s per {window_s:g} s",
+        )
+    if limit is not None:
+        top.axhline(limit, color="black", linestyle="--", label=f"HubSpot limit ({limit} per 10 s)")
+    top.set_ylabel("delivered (HTTP 200)")
+    top.set_title("Fake HubSpot enforcing 100 requests per 10 s rolling, 50 ms latency")
+    top.legend(loc="lower right", fontsize=8)
+    bottom.set_ylabel("rejected (HTTP 429)")
+    bottom.set_xlabel("seconds since the first request")
+    bottom.legend(loc="upper right", fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _fmt(value: Any, suffix: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.2f}{suffix}" if value < 100 else f"{value:,.0f}{suffix}"
+    return f"{value}{suffix}"
+
+
+def _throughput_rows(results: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for key, label in (
+        ("noop", "Celery no-op task (prefork, default)"),
+        ("naive_prefork", "naive requests task, prefork (default)"),
+        ("naive_threads", "naive requests task, --pool threads -c 32"),
+        ("eventq", "eventq"),
+        ("eventq_with_events", "eventq, task events on (Flower attached)"),
+    ):
+        run = results.get(key)
+        if not run:
+            continue
+        rows.append(
+            [
+                label,
+                _fmt(run["events"]),
+                _fmt(run["events_per_s"]),
+                _fmt(run["worker_cpu_ms_per_event"]),
+                _fmt(run["redis_cpu_ms_per_event"]),
+                _fmt(run["fake_cpu_ms_per_event"]),
+                _fmt(run["peak_rss_mb"]),
+            ]
+        )
+    return rows
+
+
+def print_table(results: dict[str, Any], console: Console | None = None) -> None:
+    """Print the figures and the ratios against the targets."""
+    console = console or Console()
+    table = Table(title="Throughput at 50 ms fake latency (pre-queued, one run)")
+    for column in (
+        "run",
+        "events",
+        "events/s",
+        "worker CPU ms/ev",
+        "Redis CPU ms/ev",
+        "fake CPU ms/ev",
+        "peak RSS MB",
+    ):
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for row in _throughput_rows(results):
+        table.add_row(*row)
+    console.print(table)
+    limited = Table(title="Rate-limit run: fake enforcing 100 per 10 s rolling")
+    for column in (
+        "run",
+        "s",
+        "delivered per 10 s window",
+        "sustained",
+        "requests",
+        "429s",
+        "429 share",
+        "max in any 10 s",
+        "gave up",
+    ):
+        limited.add_column(column, justify="left" if column == "run" else "right")
+    for key in ("eventq", "naive"):
+        run = results.get("rate_limit", {}).get(key)
+        if run:
+            limited.add_row(
+                run["name"],
+                _fmt(run["duration_s"]),
+                " ".join(str(n) for n in run["delivered_per_window"]),
+                f"{run['sustained_fraction']:.1%}",
+                _fmt(run["requests"]),
+                _fmt(run["rate_limited"]),
+                f"{run['rate_limited_fraction']:.1%}",
+                _fmt(run["max_in_any_window"]),
+                _fmt(run.get("gave_up", 0)),
+            )
+    console.print(limited)
+    rss = results.get("retry_schedule_rss")
+    if rss:
+        console.print(
+            f"Worker RSS idle {rss['idle_rss_mb']} MB, with {rss['jobs']:,} jobs in the retry "
+            f"schedule {rss['loaded_rss_mb']} MB ({rss['growth_fraction']:+.1%}); those jobs "
+            f"take {rss['redis_memory_mb']} MB in Redis"
+        )
+    targets = Table(title="Targets")
+    for column in ("figure", "measured", "target", "met"):
+        targets.add_column(column)
+    for name, row in results.get("ratios", {}).items():
+        bound = "≤" if row.get("at_most") else "≥"
+        met = {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}[row["met"]]
+        targets.add_row(name, _fmt(row["value"]), f"{bound} {row['target']}", met)
+    console.print(targets)
+
+
+def write_summary(results: dict[str, Any], path: Path, command: str) -> None:
+    """Write a README-ready Markdown summary of the run to `path`."""
+    meta = results.get("meta", {})
+    lines = [
+        "<!-- written by `python -m bench`; do not edit by hand -->",
+        f"Measured with `{command}` on {meta.get('date', '?')} ({meta.get('cpus', '?')} CPUs, "
+        f"load average {meta.get('load_before', '?')} before the run).",
+        "",
+        "| run | events/s | worker CPU ms/event | Redis CPU ms/event | peak worker RSS MB |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    lines += [f"| {r[0]} | {r[2]} | {r[3]} | {r[4]} | {r[6]} |" for r in _throughput_rows(results)]
+    lines += [
+        "",
+        "| rate-limit run (100 per 10 s) | delivered per window | sustained | 429s |",
+        "| --- | --- | ---: | ---: |",
+    ]
+    for key in ("eventq", "naive"):
+        run = results.get("rate_limit", {}).get(key)
+        if run:
+            windows = " ".join(str(n) for n in run["delivered_per_window"])
+            lines.append(
+                f"| {run['name']} | {windows} | {run['sustained_fraction']:.1%} | "
+                f"{run['rate_limited']} of {run['requests']} ({run['rate_limited_fraction']:.1%}) |"
+            )
+    rss = results.get("retry_schedule_rss")
+    if rss:
+        lines += [
+            "",
+            f"Worker RSS idle {rss['idle_rss_mb']} MB; with {rss['jobs']:,} jobs waiting in the "
+            f"retry schedule {rss['loaded_rss_mb']} MB ({rss['growth_fraction']:+.1%}).",
+        ]
+    lines += ["", "| figure | measured | target | met |", "| --- | ---: | ---: | :---: |"]
+    for name, row in results.get("ratios", {}).items():
+        bound = "≤" if row.get("at_most") else "≥"
+        met = {True: "yes", False: "**no**", None: "-"}[row["met"]]
+        lines.append(f"| {name} | {_fmt(row['value'])} | {bound} {row['target']} | {met} |")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
