@@ -153,18 +153,9 @@ def status(job_id: str, as_json: bool) -> None:
 def worker(celery_args: tuple[str, ...]) -> None:
     """Run a delivery worker (extra arguments go to `celery worker`)."""
     settings = settings_or_exit()
-    queues = f"{settings.queue},{settings.bulk_queue}"
-    argv = [
-        "celery",
-        "-A",
-        "worker.celery_app",
-        "worker",
-        "-Q",
-        queues,
-        "--loglevel",
-        "INFO",
-        *celery_args,
-    ]
+    from eventq.messaging import worker_argv
+
+    argv = worker_argv(settings, *celery_args)
     os.execvp(sys.executable, [sys.executable, "-m", *argv])  # noqa: S606 - replaces this process
 
 

@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 import redis
 from rich.console import Console
 
+from eventq.messaging import worker_argv
 from eventq.settings import Settings
 
 __all__ = ["run_stack"]
@@ -122,25 +123,11 @@ def run_stack(settings: Settings, fake_port: int, flower_port: int, http: bool) 
             )
             env["EVENTQ_HUBSPOT_BASE_URL"] = f"http://127.0.0.1:{fake_port}"
             env["EVENTQ_HUBSPOT_ACCESS_TOKEN"] = SANDBOX_TOKEN
-        queues = f"{settings.queue},{settings.bulk_queue}"
         procs.append(
             (
                 "worker",
                 subprocess.Popen(
-                    [
-                        py,
-                        "-m",
-                        "celery",
-                        "-A",
-                        "worker.celery_app",
-                        "worker",
-                        "-Q",
-                        queues,
-                        "--loglevel",
-                        "INFO",
-                        "--hostname",
-                        "eventq@%h",
-                    ],
+                    [py, "-m", *worker_argv(settings, "--hostname", "eventq@%h")],
                     env=env,
                 ),
             )

@@ -167,14 +167,7 @@ class OAuthCredentials:
             timeout_s=settings.oauth_timeout_s,
         )
         # Only budget_for is used: it writes the account's budget where every limiter reads it.
-        limiter = RateLimiter(
-            redis,
-            prefix=settings.key_prefix,
-            limit=settings.rate_limit,
-            margin=settings.rate_limit_margin,
-            pad_ms=settings.rate_limit_pad_ms,
-            daily_reset_utc_hour=settings.daily_reset_utc_hour,
-        )
+        limiter = RateLimiter.from_settings(redis, settings)
         return cls(
             redis=redis,
             endpoint=endpoint,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
-from eventq.settings import RateLimit
+from eventq.settings import RateLimit, Settings
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -144,6 +144,18 @@ class RateLimiter:
 
     def _keys(self, bucket: str) -> list[str]:
         return [self._key(bucket, part) for part in ("log", "pause", "conf", "obs")]
+
+    @classmethod
+    def from_settings(cls, redis: redis.asyncio.Redis, settings: Settings) -> RateLimiter:
+        """Return the limiter configured by the EVENTQ_RATE_LIMIT* settings."""
+        return cls(
+            redis,
+            prefix=settings.key_prefix,
+            limit=settings.rate_limit,
+            margin=settings.rate_limit_margin,
+            pad_ms=settings.rate_limit_pad_ms,
+            daily_reset_utc_hour=settings.daily_reset_utc_hour,
+        )
 
     async def acquire(self, bucket: str, max_wait_s: float) -> Grant:
         """Reserve the earliest send slot of `bucket` if it is at most `max_wait_s` away.

@@ -109,14 +109,7 @@ class Runtime:
         return Delivery(
             jobs=JobStore(client, self.keys, ledger_ttl_s=s.ledger_ttl_s, job_ttl_s=s.job_ttl_s),
             client=HubSpotClient(self.session, s.hubspot_base_url),
-            limiter=RateLimiter(
-                client,
-                prefix=s.key_prefix,
-                limit=s.rate_limit,
-                margin=s.rate_limit_margin,
-                pad_ms=s.rate_limit_pad_ms,
-                daily_reset_utc_hour=s.daily_reset_utc_hour,
-            ),
+            limiter=RateLimiter.from_settings(client, s),
             breaker=CircuitBreaker(
                 client,
                 prefix=s.key_prefix,
