@@ -85,6 +85,20 @@ def validate_event(event: Mapping[str, Any] | MarketingEvent) -> MarketingEvent:
         raise RejectedEvent(field_errors(error)) from None
 
 
+def make_envelope(
+    event: MarketingEvent,
+    *,
+    source: JobSource,
+    portal_id: str | None,
+    priority: Literal["live", "bulk"],
+) -> JobEnvelope:
+    """Return the job envelope of a validated event; raise RejectedEvent for a bad option."""
+    try:
+        return JobEnvelope(event=event, source=source, portalId=portal_id, priority=priority)
+    except ValidationError as error:
+        raise RejectedEvent(field_errors(error)) from None
+
+
 class Producer:
     """Enqueues jobs: one Redis client and one Celery producer app, reused across calls."""
 
@@ -112,7 +126,7 @@ class Producer:
         """
         model = validate_event(event)
         portal_id = self.account_for(portal_id)
-        envelope = JobEnvelope(event=model, source=source, portalId=portal_id, priority=priority)
+        envelope = make_envelope(model, source=source, portal_id=portal_id, priority=priority)
         return self.submit(envelope, idempotency_hash=idempotency_hash(idempotency_key))
 
     def submit(
@@ -210,7 +224,11 @@ class Producer:
             except RejectedEvent as rejected:
                 results[index] = EnqueueResult(index, errors=rejected.errors)
                 continue
-            envelope = JobEnvelope(event=event, source=source, portalId=portal, priority=priority)
+            try:
+                envelope = make_envelope(event, source=source, portal_id=portal, priority=priority)
+            except RejectedEvent as rejected:
+                results[index] = EnqueueResult(index, errors=rejected.errors)
+                continue
             pending.append((index, envelope, idempotency_hash(idempotency_key, index)))
         created = self.submit_many([(envelope, idem) for _, envelope, idem in pending])
         for (index, _, _), done in zip(pending, created, strict=True):

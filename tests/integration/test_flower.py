@@ -142,8 +142,15 @@ def test_flower_shows_named_tasks_with_their_states_and_summaries_but_no_secrets
         == ["FAILURE", "RETRY", "SUCCESS", "SUCCESS"] + ["SUCCESS"] * 2
     )
     assert all(t["kwargs"] == "{}" for t in ours)
+
     # and the queue lengths of eventq's queues
-    queues = {q["name"]: q["messages"] for q in flower.get("/api/queues/length")["active_queues"]}
+    # (Flower learns the queues from its periodic inspection of the workers)
+    def lengths() -> dict[str, int] | None:
+        found = flower.get("/api/queues/length")["active_queues"]
+        queues = {q["name"]: q["messages"] for q in found}
+        return queues if stack.settings.queue in queues else None
+
+    queues = wait_for(lengths, 30, "Flower to list eventq's queues", every_s=1)
     assert queues[stack.settings.queue] == 0
     assert queues[stack.settings.bulk_queue] == 0
     # and nowhere the token or a custom property value (the whole answer, every task)
