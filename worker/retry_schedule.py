@@ -8,7 +8,6 @@ mid-way leaves its lease to expire and another mover publishes the jobs.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 
@@ -17,14 +16,17 @@ import redis
 from eventq.jobs import load_lua
 from eventq.keys import Keys
 from eventq.schema import JobEnvelope
+from worker.background import Periodic
 
 __all__ = ["ScheduleMover"]
 
 log = logging.getLogger("eventq.schedule")
 
 
-class ScheduleMover:
+class ScheduleMover(Periodic):
     """Moves due jobs from the retry schedule to the queue, in a daemon thread."""
+
+    name = "eventq-schedule"
 
     def __init__(
         self,
@@ -37,23 +39,15 @@ class ScheduleMover:
         batch: int = 500,
     ) -> None:
         self._redis, self._keys, self._publish = client, keys, publish
-        self._interval_s, self._lease_s, self._batch = interval_s, lease_s, batch
+        super().__init__(interval_s, log)
+        self._lease_s, self._batch = lease_s, batch
         self._claim = client.register_script(load_lua("claim_due"))
         self._confirm = client.register_script(load_lua("confirm_moved"))
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        """Start the mover thread (idempotent)."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="eventq-schedule", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        """Stop the mover thread and wait briefly for it."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+    def step(self) -> None:
+        """Move everything due, a batch at a time."""
+        while self.move_due() >= self._batch:
+            pass
 
     def move_due(self) -> int:
         """Publish every job due now; returns how many were moved."""
@@ -83,12 +77,3 @@ class ScheduleMover:
             log.exception("could not publish scheduled job %r", job_id)
             return False
         return True
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                while self.move_due() >= self._batch:
-                    pass
-            except redis.RedisError as error:
-                log.warning("retry schedule unavailable: %s", type(error).__name__)
-            self._stop.wait(self._interval_s)

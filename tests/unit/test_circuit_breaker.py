@@ -11,9 +11,9 @@ from uuid import uuid4
 import pytest
 import redis.asyncio
 
+from tests.conftest import REDIS_URL
 from worker.circuit_breaker import CircuitBreaker
 
-REDIS_URL = "redis://localhost:6379/0"
 TARGET = "https://api.hubapi.com"
 COOLDOWN_S = 0.3
 FAILURES = 3

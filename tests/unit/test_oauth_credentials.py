@@ -25,6 +25,7 @@ from eventq.settings import RateLimit, load_settings
 from fake_hubspot import FakeConfig, create_app
 from fake_hubspot.config import RefreshGrant
 from fake_hubspot.state import STATE
+from tests.conftest import REDIS_URL
 from worker.attempts import HttpFailure
 from worker.credentials import (
     AccessToken,
@@ -43,7 +44,6 @@ from worker.token_endpoint import (
     Unavailable,
 )
 
-REDIS_URL = "redis://localhost:6379/0"
 CLIENT_SECRET = "client-secret-" + uuid4().hex
 RT_1 = "refresh-one-" + uuid4().hex
 RT_2 = "refresh-two-" + uuid4().hex

@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio
 
 from eventq.settings import RateLimit
+from tests.conftest import REDIS_URL
 from worker.rate_limit import (
     RateLimiter,
     bucket_for_portal,
@@ -22,7 +23,6 @@ from worker.rate_limit import (
     next_daily_reset,
 )
 
-REDIS_URL = "redis://localhost:6379/0"
 ROOT = Path(__file__).resolve().parents[2]
 WINDOW_S = 1.0
 PAD_MS = 50
@@ -77,7 +77,7 @@ from eventq.settings import RateLimit
 from worker.rate_limit import RateLimiter
 
 async def main(prefix, bucket, deadline):
-    conn = redis.asyncio.Redis.from_url("redis://localhost:6379/0")
+    conn = redis.asyncio.Redis.from_url({REDIS_URL!r})
     limiter = RateLimiter(conn, prefix=prefix, limit=RateLimit({BUDGET}, {WINDOW_S}),
                           pad_ms={PAD_MS})
     sends = []
