@@ -7,9 +7,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-from uuid import uuid4
 
 import pytest
 import redis.asyncio
@@ -27,29 +25,6 @@ ROOT = Path(__file__).resolve().parents[2]
 WINDOW_S = 1.0
 PAD_MS = 50
 BUDGET = 10
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"test-{uuid4().hex}"
-
-
-@pytest.fixture
-async def client(prefix: str) -> AsyncIterator[redis.asyncio.Redis]:
-    conn = redis.asyncio.Redis.from_url(REDIS_URL)
-    yield conn
-    keys = [key async for key in conn.scan_iter(match=f"{prefix}:*")]
-    if keys:
-        await conn.delete(*keys)
-    await conn.aclose()
-
-
-@pytest.fixture
-async def other_client() -> AsyncIterator[redis.asyncio.Redis]:
-    # A second connection pool stands for another worker process.
-    conn = redis.asyncio.Redis.from_url(REDIS_URL, decode_responses=True)
-    yield conn
-    await conn.aclose()
 
 
 def limiter(conn: redis.asyncio.Redis, prefix: str, **kwargs: object) -> RateLimiter:
