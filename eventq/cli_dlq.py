@@ -118,19 +118,42 @@ def replay(
         e.id for e in replayer.store.iter_matching(_filters(reason, None, None, None))
     ]
     counts: dict[str, int] = {}
-    with Progress(console=err, disable=len(ids) < 200 or as_json) as progress:
-        task = progress.add_task("replaying", total=len(ids))
-        for result in replayer.replay_ids(ids, dry_run=dry_run, patch=patch_doc):
-            counts[result.status] = counts.get(result.status, 0) + 1
-            if as_json:
-                out.print_json(data=result.__dict__)
-            elif result.status not in ("replayed", "would_replay"):
-                err.print(f"{result.entry_id}: {result.status}: {result.detail}", highlight=False)
-            progress.advance(task)
+    done: list[str] = []
+    try:
+        with Progress(console=err, disable=len(ids) < 200 or as_json) as progress:
+            task = progress.add_task("replaying", total=len(ids))
+            for result in replayer.replay_ids(ids, dry_run=dry_run, patch=patch_doc):
+                done.append(result.entry_id)
+                counts[result.status] = counts.get(result.status, 0) + 1
+                if as_json:
+                    out.print_json(data=result.__dict__)
+                elif result.status not in ("replayed", "would_replay"):
+                    err.print(
+                        f"{result.entry_id}: {result.status}: {result.detail}", highlight=False
+                    )
+                progress.advance(task)
+    finally:
+        # Audited like the HTTP admin actions, also when interrupted part way
+        outcome = " ".join(f"{status}={n}" for status, n in sorted(counts.items()))
+        _audit(
+            replayer,
+            "dry_run" if dry_run else "replay",
+            done,
+            outcome or "nothing",
+            patch_doc is not None,
+        )
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to do"
     err.print(("dry run: " if dry_run else "") + summary)
     if counts.get("invalid") or counts.get("missing"):
         raise SystemExit(1)
+
+
+def _audit(replayer: Any, action: Any, ids: list[str], outcome: str, patched: bool = False) -> None:
+    """Write a CLI admin action to the audit log, named by the operating-system user."""
+    from eventq.audit import audit_entry, cli_user, record_sync
+
+    entry = audit_entry(cli_user(), "cli", action, ids, outcome, patched=patched)
+    record_sync(replayer.producer.redis, replayer.producer.keys, entry)
 
 
 def _parse_patch(patch: str | None) -> dict[str, Any] | None:
@@ -156,9 +179,17 @@ def purge(entry_ids: tuple[str, ...], all_: bool, yes: bool) -> None:
         raise click.UsageError("give entry ids, or --all --yes")
     if all_ and not yes:
         raise click.UsageError("--all deletes every entry: add --yes to confirm")
-    store = _store().store
+    replayer = _store()
+    store = replayer.store
     ids = list(entry_ids) or [e.id for e in store.iter_matching()]
-    missing = [i for i in ids if not store.delete(i)]
+    deleted: list[str] = []
+    missing: list[str] = []
+    try:
+        for entry_id in ids:
+            (deleted if store.delete(entry_id) else missing).append(entry_id)
+    finally:
+        outcome = f"deleted={len(deleted)}" + (f" missing={len(missing)}" if missing else "")
+        _audit(replayer, "delete", deleted + missing, outcome)
     for entry_id in missing:
         err.print(f"{entry_id}: no such entry")
     err.print(f"{len(ids) - len(missing)} purged")

@@ -10,6 +10,7 @@ __all__ = [
     "AttemptRecord",
     "AuditAction",
     "AuditEntry",
+    "AuditVia",
     "DeadLetter",
     "DeadLetterReason",
     "HubSpotErrorInfo",
@@ -20,6 +21,7 @@ __all__ = [
 JobState = Literal["queued", "in_progress", "retrying", "delivered", "dead_lettered"]
 DeadLetterReason = Literal["invalid", "rejected", "auth", "exhausted"]
 AuditAction = Literal["login", "logout", "replay", "dry_run", "delete"]
+AuditVia = Literal["bearer", "session", "cli"]
 
 
 class AttemptRecord(BaseModel):
@@ -83,8 +85,8 @@ class AuditEntry(BaseModel):
 
     id: str = Field("", description="Stream id of the entry (also the pagination cursor).")
     at: float = Field(description="Epoch seconds when the action finished.")
-    keyName: str
-    via: Literal["bearer", "session"]
+    keyName: str = Field(description="The API key's configured name; for `via: cli`, the OS user.")
+    via: AuditVia
     action: AuditAction
     ids: list[str] = Field(default_factory=list, description="Dead-letter ids acted on.")
     outcome: str = Field(description="What happened, e.g. `replayed=2 invalid=1` or `deleted`.")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from eventq.audit import AUDIT_MAX_ENTRIES, audit_entry, xadd_args
 from eventq.keys import Keys
 from eventq.records import AuditAction, AuditEntry
 from producers.http_auth import Principal
@@ -19,9 +18,6 @@ from producers.http_state import state_of
 
 __all__ = ["AUDIT_MAX_ENTRIES", "AuditLog", "audit_routes"]
 
-log = logging.getLogger("eventq.audit")
-
-AUDIT_MAX_ENTRIES = 100_000
 MAX_STREAM_PART = 2**64 - 1
 
 
@@ -58,23 +54,8 @@ class AuditLog:
         patched: bool = False,
     ) -> None:
         """Append one action: the key's name (never the key), ids, time and outcome."""
-        entry = AuditEntry(
-            at=time.time(),
-            keyName=principal.name,
-            via=principal.via,
-            action=action,
-            ids=list(ids),
-            outcome=outcome,
-            patched=patched,
-        )
-        await self._redis.xadd(
-            self._keys.audit,
-            {"entry": entry.model_dump_json(exclude={"id"})},
-            maxlen=self._max_entries,
-            approximate=True,
-        )
-        details = {"keyName": principal.name, "action": action, "ids": len(ids)}
-        log.info("admin action: %s", outcome, extra=details)
+        entry = audit_entry(principal.name, principal.via, action, ids, outcome, patched=patched)
+        await self._redis.xadd(**xadd_args(self._keys, entry, self._max_entries))  # type: ignore[arg-type]
 
     async def page(self, limit: int, cursor: str | None = None) -> AuditPage:
         """Return up to `limit` entries, newest first, older than `cursor` (an entry id)."""

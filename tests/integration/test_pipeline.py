@@ -7,9 +7,14 @@ fall short of its lower jitter bound.
 
 from __future__ import annotations
 
+import getpass
 import json
 import signal
 
+import redis
+
+from eventq.keys import Keys
+from eventq.records import AuditEntry
 from fake_hubspot.control import FakeHubSpot
 from producers.enqueue import Producer
 from tests.conftest import TOKEN, Stack, valid_event, wait_for
@@ -222,6 +227,17 @@ def test_replay_of_a_fixed_entry_is_delivered_and_dry_run_and_purge_behave(
     # Purge removes the other
     assert stack.run_cli("dlq", "purge", entry_b).returncode == 0
     assert json.loads(stack.run_cli("dlq", "list", "--json").stdout)["entries"] == []
+    # And every one of those CLI actions is in the audit log, named by the OS user
+    client = redis.Redis.from_url(stack.settings.redis_url)
+    rows = client.xrange(Keys(stack.settings.key_prefix).audit)
+    audit = [AuditEntry.model_validate_json(fields[b"entry"]) for _, fields in rows]
+    assert [(a.action, a.ids, a.outcome, a.patched) for a in audit] == [
+        ("replay", [entry_a], "invalid=1", False),
+        ("dry_run", [entry_a], "would_replay=1", True),
+        ("replay", [entry_a], "replayed=1", True),
+        ("delete", [entry_b], "deleted=1", False),
+    ]
+    assert {(a.via, a.keyName) for a in audit} == {("cli", getpass.getuser())}
 
 
 BAD_LINES = [

@@ -93,7 +93,8 @@ async def test_many_workers_never_exceed_the_budget_in_any_window_and_sustain_th
         stdout=asyncio.subprocess.PIPE,
         env=env,
     )
-    assert other.stdin is not None and other.stdout is not None
+    assert other.stdin is not None
+    assert other.stdout is not None
     assert await asyncio.wait_for(other.stdout.readline(), timeout=60) == b"ready\n"
     deadline = time.time() + 3.5
     other.stdin.write(f"{deadline!r}\n".encode())
