@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lint typecheck test test-fast run bench bench-quick screenshots browser clean
+.PHONY: install lint typecheck test test-fast run bench bench-quick screenshots tools clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
@@ -16,8 +16,8 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP) ## create .venv from the lock file
 
-browser: ## headless Chromium for the browser tests (Debian; needs root)
-	@scripts/ensure-chromium
+tools: ## Chromium (browser tests) and docker-compose (compose check), via apt-get; needs root
+	@scripts/ensure-test-tools
 
 lint: install ## ruff lint + format check
 	$(BIN)/ruff check .
@@ -26,7 +26,7 @@ lint: install ## ruff lint + format check
 typecheck: install ## mypy --strict on the packages
 	$(BIN)/mypy
 
-test: install browser lint typecheck ## everything CI runs: lint, types, the whole suite
+test: install tools lint typecheck ## everything CI runs: lint, types, the whole suite
 	$(BIN)/python -m pytest -q
 
 test-fast: install ## unit tests only (no services needed beyond Redis)
@@ -41,7 +41,7 @@ bench: install ## the full benchmark (several minutes); writes bench/results/
 bench-quick: install ## a short smoke run of the benchmark
 	$(BIN)/python -m bench --quick
 
-screenshots: install browser ## PNGs of Flower and the admin page into docs/img/
+screenshots: install tools ## PNGs of Flower and the admin page into docs/img/
 	$(BIN)/python scripts/screenshots.py
 
 clean:

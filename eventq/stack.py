@@ -75,9 +75,13 @@ def start_redis(url: str, workdir: Path) -> subprocess.Popen[bytes] | None:
     return None
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
+def _free(port: int, host: str = "127.0.0.1") -> bool:
+    """True when nothing accepts connections on host:port."""
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError:
+        return True
+    return False
 
 
 def run_stack(settings: Settings, fake_port: int, flower_port: int, http: bool) -> int:
@@ -152,11 +156,40 @@ def run_stack(settings: Settings, fake_port: int, flower_port: int, http: bool) 
         )
         if http:
             procs.append(("http", subprocess.Popen([py, "-m", "eventq", "serve"], env=env)))
+        # Announce only what answers: each server must accept connections first
+        wildcard = settings.http_host in ("0.0.0.0", "::", "")  # noqa: S104 - a comparison
+        http_host = "127.0.0.1" if wildcard else settings.http_host
+        listening = {
+            "fake-hubspot": ("127.0.0.1", fake_port),
+            "flower": ("127.0.0.1", flower_port),
+            "http": (http_host, settings.http_port),
+        }
+        for name, proc in procs:
+            if name in listening and not _wait_listening(name, proc, *listening[name]):
+                return 1
         _announce(settings, flower_port, http, fake_port)
         return _wait(procs)
     finally:
         _stop(procs)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _wait_listening(
+    name: str, proc: subprocess.Popen[bytes], host: str, port: int, timeout_s: float = 60.0
+) -> bool:
+    """Wait until `proc` accepts connections; False, having said why, if it exits or is slow."""
+    deadline = time.monotonic() + timeout_s
+    while _free(port, host):
+        if proc.poll() is not None:
+            console.print(f"[red]error:[/red] {name} exited with {proc.returncode} while starting")
+            return False
+        if time.monotonic() > deadline:
+            console.print(
+                f"[red]error:[/red] {name} is not listening on port {port} after {timeout_s:.0f} s"
+            )
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def _announce(settings: Settings, flower_port: int, http: bool, fake_port: int) -> None:

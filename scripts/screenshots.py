@@ -301,7 +301,7 @@ def clean_up(env: dict[str, str]) -> None:
 def main() -> int:
     """Run the stack, take the screenshots, stop everything; returns the exit code."""
     if not Path(CHROMIUM).exists():
-        log(f"no {CHROMIUM}: run `make browser` (apt-get install chromium) first")
+        log(f"no {CHROMIUM}: run `make tools` (apt-get install chromium) first")
         return 1
     logs = Path(os.environ.get("EVENTQ_SCREENSHOT_LOGS", "/tmp/eventq-screenshots"))  # noqa: S108
     logs.mkdir(parents=True, exist_ok=True)

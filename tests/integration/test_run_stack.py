@@ -70,6 +70,7 @@ def test_eventq_run_starts_redis_the_fake_a_worker_and_flower_then_stops_on_ctrl
         # When Ctrl-C is pressed
         stack.send_signal(signal.SIGINT)
         stack.wait(40)
+        print(text())  # shown by pytest when the test fails
     # Then every process it started is gone
     assert stack.returncode == 0
     for child in children:
