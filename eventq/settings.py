@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 __all__ = ["ENV_PREFIX", "RateLimit", "Settings", "SettingsError", "get_settings", "load_settings"]
 
 ENV_PREFIX = "EVENTQ_"
+MIN_KEY_LENGTH = 16
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
 
@@ -83,7 +84,10 @@ class Settings(BaseSettings):
     )
     api_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(
         default_factory=dict,
-        description="Producer keys for the HTTP ingest, `name:key,name2:key2` (or a JSON object).",
+        description=(
+            "Producer keys for the HTTP ingest, `name:key,name2:key2` (or a JSON object); "
+            f"each key at least {MIN_KEY_LENGTH} characters."
+        ),
     )
     admin_api_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(
         default_factory=dict,
@@ -219,6 +223,19 @@ class Settings(BaseSettings):
     def _parse_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return _parse_named_keys(value)
+        return value
+
+    @field_validator("api_keys", "admin_api_keys")
+    @classmethod
+    def _check_key_strength(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        # The keys are the only thing between the internet and the admin routes, and neither
+        # the bearer check nor the login form is throttled: a key must be too long to guess.
+        for name, key in value.items():
+            if len(key.get_secret_value()) < MIN_KEY_LENGTH:
+                raise ValueError(
+                    f"key {name!r} is shorter than {MIN_KEY_LENGTH} characters; use a random "
+                    "one, e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                )
         return value
 
     @field_validator("rate_limit", "account_rate_limit", mode="before")

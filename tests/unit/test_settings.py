@@ -17,6 +17,11 @@ from eventq.settings import RateLimit, SettingsError, load_settings
         ("EVENTQ_MAX_ATTEMPTS", "0", "EVENTQ_MAX_ATTEMPTS: Input should be greater than 0"),
         ("EVENTQ_REDIS_URL", "localhost", "EVENTQ_REDIS_URL: expected a URL"),
         ("EVENTQ_API_KEYS", "justakey", "EVENTQ_API_KEYS: item 1 is not `name:key`"),
+        (
+            "EVENTQ_ADMIN_API_KEYS",
+            "oncall:hunter2",
+            "EVENTQ_ADMIN_API_KEYS: key 'oncall' is shorter than 16 characters",
+        ),
         ("EVENTQ_LOG_FORMAT", "xml", "EVENTQ_LOG_FORMAT"),
         ("EVENTQ_OAUTH_CLIENT_ID", "abc", "OAuth mode needs"),
     ],
@@ -60,11 +65,18 @@ def test_rate_limits_parse(text: str, requests: int, window_s: float) -> None:
 
 
 def test_keys_are_secret_and_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("EVENTQ_API_KEYS", "billing:k1, crm:k2")
+    monkeypatch.setenv("EVENTQ_API_KEYS", "billing:k1-0123456789abcdef, crm:k2-0123456789abcdef")
     settings = load_settings()
     assert set(settings.api_keys) == {"billing", "crm"}
-    assert "k1" not in repr(settings)
-    assert settings.api_keys["billing"].get_secret_value() == "k1"
+    assert "k1-0123456789abcdef" not in repr(settings)
+    assert settings.api_keys["billing"].get_secret_value() == "k1-0123456789abcdef"
+
+
+def test_a_short_key_is_refused_without_printing_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVENTQ_ADMIN_API_KEYS", "oncall:hunter2")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "hunter2" not in str(caught.value)
 
 
 def test_log_lines_carry_their_fields_in_text_and_in_json(
