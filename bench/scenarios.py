@@ -27,6 +27,7 @@ from bench.harness import (
     wait_until,
 )
 from bench.harness import redis_server_process as find_redis
+from fake_hubspot.control import max_in_any_window
 
 __all__ = [
     "RateLimitRun",
@@ -352,16 +353,6 @@ def _windows(
     return delivered, rejected
 
 
-def _max_in_window(times: list[float], window_s: float) -> int:
-    times = sorted(times)
-    best, low = 0, 0
-    for high, at in enumerate(times):
-        while at - times[low] >= window_s:
-            low += 1
-        best = max(best, high - low + 1)
-    return best
-
-
 def _rate_limit_result(
     name: str, records: list[dict[str, Any]], limit: int, window_s: float, duration_s: float
 ) -> RateLimitRun:
@@ -384,7 +375,7 @@ def _rate_limit_result(
         requests=len(inside),
         delivered=sum(delivered),
         rate_limited=limited,
-        max_in_any_window=_max_in_window(admitted, window_s),
+        max_in_any_window=max_in_any_window(admitted, window_s),
         sustained_fraction=round(sum(delivered) / (limit * len(delivered)), 4),
         rate_limited_fraction=round(limited / max(1, len(inside)), 4),
         delivered_series=per_second,

@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +20,7 @@ __all__ = [
     "FakeHubSpot",
     "fake_subprocess",
     "free_port",
+    "max_in_any_window",
     "start_fake_subprocess",
     "stop_fake_subprocess",
 ]
@@ -206,6 +207,20 @@ class FakeHubSpot:
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"{count} of {n} events after {timeout_s} s")
             time.sleep(poll_s)
+
+
+def max_in_any_window(times: Iterable[float], window_s: float) -> int:
+    """Return the most of `times` (e.g. request arrivals at the fake) in any window [t, t + w).
+
+    The measure of a rolling-window rate limit, used by the tests and the benchmark alike.
+    """
+    ordered = sorted(times)
+    best, low = 0, 0
+    for high, at in enumerate(ordered):
+        while at - ordered[low] >= window_s:
+            low += 1
+        best = max(best, high - low + 1)
+    return best
 
 
 def free_port(host: str = "127.0.0.1") -> int:

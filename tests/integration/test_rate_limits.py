@@ -11,14 +11,13 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
 from typing import Any
 
 import redis
 
 from eventq.keys import Keys
 from eventq.records import AttemptRecord, DeadLetter
-from fake_hubspot.control import FakeHubSpot
+from fake_hubspot.control import FakeHubSpot, max_in_any_window
 from producers.enqueue import Producer
 from producers.replay import Replayer
 from tests.conftest import Stack, valid_event, wait_for
@@ -32,17 +31,6 @@ RATE_LIMIT_429 = {
     "policyName": "TEN_SECONDLY_ROLLING",
     "correlationId": "c-429",
 }
-
-
-def max_in_any_window(times: Iterable[float], window_s: float) -> int:
-    """Return the largest number of `times` inside any half-open window [t, t + window_s)."""
-    ordered = sorted(times)
-    best, low = 0, 0
-    for high, at in enumerate(ordered):
-        while at - ordered[low] >= window_s:
-            low += 1
-        best = max(best, high - low + 1)
-    return best
 
 
 def arrivals(requests: list[dict[str, Any]], identity: str | None = None) -> list[float]:

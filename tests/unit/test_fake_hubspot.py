@@ -16,6 +16,7 @@ from jsonschema import Draft7Validator
 
 from fake_hubspot import FakeConfig, FakeHubSpot, RateLimit, create_app, fake_subprocess
 from fake_hubspot.config import READ_SCOPE, WRITE_SCOPE, RefreshGrant
+from fake_hubspot.control import max_in_any_window
 from fake_hubspot.server import build_parser, config_from_args
 from fake_hubspot.validator import resolved_schema
 
@@ -585,3 +586,12 @@ def test_the_command_line_builds_the_startup_configuration() -> None:
     assert config.access_token_lifetime_s == 5
     assert config_from_args(build_parser().parse_args(["--rate-limit", "off"])).rate_limit is None
     assert RateLimit.parse("100/10s") == RateLimit(100, 10_000)
+
+
+def test_the_rolling_window_measure_counts_a_window_as_half_open() -> None:
+    # Given arrivals at 0, 0.5 and 0.999 s, then at 1.0 s (outside the window that starts at 0)
+    times = [1.0, 0.0, 0.999, 0.5]
+    # Then a 1 s window holds at most 3, a 1.001 s window all 4, and none of an empty record
+    assert max_in_any_window(times, 1.0) == 3
+    assert max_in_any_window(times, 1.001) == 4
+    assert max_in_any_window([], 1.0) == 0

@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio
 
 from eventq.settings import RateLimit
+from fake_hubspot.control import max_in_any_window
 from tests.conftest import REDIS_URL
 from worker.rate_limit import (
     RateLimiter,
@@ -33,22 +34,12 @@ def limiter(conn: redis.asyncio.Redis, prefix: str, **kwargs: object) -> RateLim
     return RateLimiter(conn, prefix=prefix, **options)  # type: ignore[arg-type]
 
 
-def max_in_any_window(times: list[float], window_s: float) -> int:
-    """Return the most events falling in any half-open window (t - window_s, t]."""
-    ordered = sorted(times)
-    most, start = 0, 0
-    for end, at in enumerate(ordered):
-        while ordered[start] <= at - window_s:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
-
-
 # A worker in another process, sharing only Redis, printing its (send_at, sent) pairs.
 OTHER_WORKER = f"""
 import asyncio, json, sys, time
 import redis.asyncio
 from eventq.settings import RateLimit
+from fake_hubspot.control import max_in_any_window
 from worker.rate_limit import RateLimiter
 
 async def main(prefix, bucket):
