@@ -144,8 +144,10 @@ def test_flower_shows_named_tasks_with_their_states_and_summaries_but_no_secrets
     assert all(t["kwargs"] == "{}" for t in ours)
 
     # and the queue lengths of eventq's queues
-    # (Flower learns the queues from its periodic inspection of the workers)
+    # (Flower learns the queues by inspecting the workers: at its start, before ours ran, and
+    # when asked to refresh; other workers on the same Redis may answer too)
     def lengths() -> dict[str, int] | None:
+        flower.get("/api/workers?refresh=1")
         found = flower.get("/api/queues/length")["active_queues"]
         queues = {q["name"]: q["messages"] for q in found}
         return queues if stack.settings.queue in queues else None
