@@ -9,7 +9,9 @@ the jobs in flight (concurrency times the prefetch multiplier), and a SIGKILL le
 messages to the broker's visibility timeout, as with any pool.
 
 Hand-offs are batched both ways: one loop wake-up for every message the hub received in one
-iteration, one hub wake-up for every attempt that finished in one loop iteration.
+iteration, one hub wake-up for every attempt that finished in one loop iteration. The acks
+themselves are Celery's own: the tracer's callback schedules each on the hub, which sends it in
+its next iteration. The pool uses no kombu internals.
 """
 
 from __future__ import annotations
@@ -20,9 +22,8 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,8 +33,6 @@ from celery import signals
 from celery.concurrency.base import BasePool
 from celery.exceptions import WorkerShutdown, WorkerTerminate
 from kombu.serialization import loads
-from kombu.transport import redis as kombu_redis
-from kombu.transport import virtual
 
 __all__ = ["AsyncioPool"]
 
@@ -162,12 +161,8 @@ class AsyncioPool(BasePool):  # type: ignore[misc]
 
     def _report_finished(self) -> None:
         self._report_pending = False  # before draining: a later finish wakes us again
-        batch: list[_Job] = []
         while self._outbox:
-            batch.append(self._outbox.popleft())
-        with _acks_in_one_round_trip(batch):
-            for item in batch:
-                self._report(item)
+            self._report(self._outbox.popleft())
 
     def _report(self, item: _Job) -> None:
         self._runtime.prepare(item.task_id, item.result)
@@ -209,44 +204,3 @@ class AsyncioPool(BasePool):  # type: ignore[misc]
         info: dict[str, Any] = super()._get_info()
         info.update({"in-flight": self._active, "processes": [os.getpid()]})
         return info
-
-
-def _redis_qos(batch: list[_Job]) -> Any:
-    """Return the kombu Redis QoS the batch's messages belong to, or None (another broker)."""
-    try:
-        request = batch[0].callback.__self__  # type: ignore[union-attr]
-        qos = request._message.channel.qos
-    except (AttributeError, IndexError):
-        return None
-    return qos if isinstance(qos, kombu_redis.QoS) else None
-
-
-@contextmanager
-def _acks_in_one_round_trip(batch: list[_Job]) -> Iterator[None]:
-    """Send the acks of every job in `batch` to Redis in one pipeline instead of one each.
-
-    kombu's Redis QoS acks with one round trip per message (ZREM + HDEL of the unacked
-    entry); each ack still happens after its job's outcome is recorded, only later by at most
-    this batch. A failed pipeline leaves the messages unacked: redelivered after the
-    visibility timeout, they find their job done and are skipped.
-    """
-    qos = _redis_qos(batch) if len(batch) > 1 else None
-    if qos is None:
-        yield
-        return
-    tags: list[str] = []
-    qos.ack = tags.append  # the instance attribute hides QoS.ack for the batch
-    try:
-        yield
-    finally:
-        del qos.ack
-        if tags:
-            try:
-                with qos.pipe_or_acquire() as pipe:
-                    for tag in tags:
-                        qos._remove_from_indices(tag, pipe)
-                    pipe.execute()
-            except Exception:
-                log.exception("could not ack %d messages; they will be redelivered", len(tags))
-            for tag in tags:
-                virtual.QoS.ack(qos, tag)  # type: ignore[no-untyped-call]
