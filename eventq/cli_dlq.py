@@ -66,6 +66,11 @@ def list_entries(
             }
         )
         return
+    if not page.entries:
+        err.print(
+            "no dead-letter entries" + (" match" if (reason or status or since or text) else "")
+        )
+        return
     from eventq.tables import dead_letters_table
 
     out.print(dead_letters_table(page.entries))

@@ -227,6 +227,7 @@ def test_replay_of_a_fixed_entry_is_delivered_and_dry_run_and_purge_behave(
     # Purge removes the other
     assert stack.run_cli("dlq", "purge", entry_b).returncode == 0
     assert json.loads(stack.run_cli("dlq", "list", "--json").stdout)["entries"] == []
+    assert "no dead-letter entries" in stack.run_cli("dlq", "list").stderr
     # And every one of those CLI actions is in the audit log, named by the OS user
     client = redis.Redis.from_url(stack.settings.redis_url)
     rows = client.xrange(Keys(stack.settings.key_prefix).audit)
