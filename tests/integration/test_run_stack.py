@@ -17,7 +17,7 @@ from tests.conftest import ROOT, wait_for
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_eventq_run_starts_redis_the_fake_a_worker_and_flower_then_stops_on_ctrl_c(
+def test_eventq_run_starts_redis_the_fake_a_worker_and_flower_then_stops_on_a_signal(
     tmp_path: Path, stop_signal: signal.Signals
 ) -> None:
     # Given no Redis at the configured URL and no HubSpot token (sandbox mode)

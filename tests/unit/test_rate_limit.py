@@ -39,7 +39,6 @@ OTHER_WORKER = f"""
 import asyncio, json, sys, time
 import redis.asyncio
 from eventq.settings import RateLimit
-from fake_hubspot.control import max_in_any_window
 from worker.rate_limit import RateLimiter
 
 async def main(prefix, bucket):
