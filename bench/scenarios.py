@@ -27,6 +27,7 @@ from bench.harness import (
     wait_until,
 )
 from bench.harness import redis_server_process as find_redis
+from eventq.messaging import celery_argv
 from fake_hubspot.control import max_in_any_window
 
 __all__ = [
@@ -182,8 +183,8 @@ def eventq_env(names: Names, fake: FakeServer, redis_url: str, **extra: str) -> 
 def _eventq_command(names: Names, task_events: bool = False) -> list[str]:
     """Return `eventq worker` as Celery runs it: queues, INFO logs; `-E` only when asked."""
     queues = f"{names.queue},{names.bulk_queue}"
-    command = [python(), "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", queues]
-    return [*command, "--loglevel", "INFO", *_CELERY_FLAGS, *(["-E"] if task_events else [])]
+    command = celery_argv("worker", "-Q", queues, "--loglevel", "INFO", *_CELERY_FLAGS)
+    return [python(), "-m", *command, *(["-E"] if task_events else [])]
 
 
 def _celery_command(app: str, queue: str, pool_args: Sequence[str]) -> list[str]:

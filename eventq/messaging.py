@@ -10,7 +10,7 @@ from kombu.entity import Queue
 from eventq.schema import JobEnvelope
 from eventq.settings import Settings
 
-__all__ = ["TASK_NAME", "make_celery", "queue_for", "send_job", "worker_argv"]
+__all__ = ["TASK_NAME", "celery_argv", "make_celery", "queue_for", "send_job", "worker_argv"]
 
 TASK_NAME = "eventq.create_marketing_event"
 
@@ -83,17 +83,12 @@ def send_job(
     )
 
 
+def celery_argv(command: str, *args: str) -> list[str]:
+    """Return a `celery` command line (after `python -m`) on eventq's app: `worker`, `flower`…"""
+    return ["celery", "-A", "worker.celery_app", command, *args]
+
+
 def worker_argv(settings: Settings, *extra: str) -> list[str]:
     """Return the `celery worker` command line (after `python -m`) for both queues, live first."""
     queues = f"{settings.queue},{settings.bulk_queue}"
-    return [
-        "celery",
-        "-A",
-        "worker.celery_app",
-        "worker",
-        "-Q",
-        queues,
-        "--loglevel",
-        "INFO",
-        *extra,
-    ]
+    return celery_argv("worker", "-Q", queues, "--loglevel", "INFO", *extra)

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import redis
 from rich.console import Console
 
-from eventq.messaging import worker_argv
+from eventq.messaging import celery_argv, worker_argv
 from eventq.settings import Settings
 
 __all__ = ["run_stack", "start_redis"]
@@ -163,16 +163,7 @@ def _start_and_watch(
         (
             "flower",
             subprocess.Popen(
-                [
-                    py,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "worker.celery_app",
-                    "flower",
-                    f"--port={flower_port}",
-                    "--address=127.0.0.1",
-                ],
+                [py, "-m", *celery_argv("flower", f"--port={flower_port}", "--address=127.0.0.1")],
                 env=env,
             ),
         )

@@ -30,6 +30,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from eventq.messaging import celery_argv  # noqa: E402
 from fake_hubspot.control import FakeHubSpot, free_port, start_fake_subprocess  # noqa: E402
 from producers.enqueue import Producer  # noqa: E402
 
@@ -144,7 +145,7 @@ def start_services(stack: ExitStack, env: dict[str, str], logs: Path) -> tuple[s
     stack.enter_context(
         process(
             [
-                *(py, "-m", "celery", "-A", "worker.celery_app", "worker", "-E", "-c", "8"),
+                *(py, "-m", *celery_argv("worker", "-E", "-c", "8")),
                 *("-Q", f"{env['EVENTQ_QUEUE']},{env['EVENTQ_BULK_QUEUE']}"),
                 *("--hostname", "eventq-worker-1@%h", "--without-mingle", "--without-gossip"),
             ],
@@ -157,7 +158,7 @@ def start_services(stack: ExitStack, env: dict[str, str], logs: Path) -> tuple[s
     stack.enter_context(
         process(
             [
-                *(py, "-m", "celery", "-A", "worker.celery_app", "flower"),
+                *(py, "-m", *celery_argv("flower")),
                 *(f"--port={flower_port}", "--address=127.0.0.1"),
                 f"--basic-auth={FLOWER_LOGIN[0]}:{FLOWER_LOGIN[1]}",
                 "--tasks_columns=name,state,args,result,exception,received,runtime,worker,uuid",

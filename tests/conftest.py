@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import redis
 
+from eventq.messaging import worker_argv
 from eventq.settings import Settings, load_settings
 from fake_hubspot.control import FakeHubSpot, start_fake_subprocess
 
@@ -123,27 +124,13 @@ class Stack:
     ) -> subprocess.Popen[bytes]:
         log = self.tmp / f"worker-{len(self.workers)}.log"
         env = {**os.environ, **self.env, **(extra_env or {})}
-        queues = f"{self.env['EVENTQ_QUEUE']},{self.env['EVENTQ_BULK_QUEUE']}"
+        argv = worker_argv(
+            self.settings,
+            *("-c", str(concurrency), "-E", "--without-mingle", "--without-gossip"),
+            *("--hostname", f"w{len(self.workers)}-{uuid.uuid4().hex[:6]}@%h"),
+        )
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "worker.celery_app",
-                "worker",
-                "-Q",
-                queues,
-                "-c",
-                str(concurrency),
-                "--loglevel",
-                "INFO",
-                "-E",
-                "--without-mingle",
-                "--without-gossip",
-                "--hostname",
-                f"w{len(self.workers)}-{uuid.uuid4().hex[:6]}@%h",
-            ],
+            [sys.executable, "-m", *argv],
             env=env,
             cwd=ROOT,
             stdout=log.open("wb"),

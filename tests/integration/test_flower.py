@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from eventq.messaging import celery_argv
 from fake_hubspot.control import FakeHubSpot, free_port
 from producers.enqueue import Producer
 from tests.conftest import ROOT, TOKEN, Stack, valid_event, wait_for
@@ -66,10 +67,7 @@ def flower(stack: Stack) -> Iterator[Flower]:
         [
             sys.executable,
             "-m",
-            "celery",
-            "-A",
-            "worker.celery_app",
-            "flower",
+            *celery_argv("flower"),
             f"--port={port}",
             "--address=127.0.0.1",
             f"--basic-auth={FLOWER_USER}:{FLOWER_PASSWORD}",
