@@ -6,7 +6,7 @@ Starts its own `eventq serve` on a free port against Redis, under a unique key p
 bench/results/ingest.json, then deletes every key and queue it made.
 
     .venv/bin/python bench/ingest_bench.py            # full run (about half a minute)
-    .venv/bin/python bench/ingest_bench.py --quick    # smoke run
+    .venv/bin/python bench/ingest_bench.py --quick    # smoke run, into bench/results/quick/
 """
 
 from __future__ import annotations
@@ -31,29 +31,15 @@ import aiohttp
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: `python bench/ingest_bench.py`
+
+from bench.harness import make_event as event  # noqa: E402
+from fake_hubspot.control import free_port  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "ingest.json"
+QUICK_RESULTS = ROOT / "bench" / "results" / "quick" / "ingest.json"
 TARGET_BATCH_EVENTS_PER_S = 2000
 TARGET_SINGLE_P99_MS = 50.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def event(run: str, n: int) -> dict[str, Any]:
-    return {
-        "externalAccountId": "bench-account",
-        "externalEventId": f"{run}-{n}",
-        "eventName": f"Benchmark webinar {n}",
-        "eventOrganizer": "eventq bench",
-        "eventType": "WEBINAR",
-        "startDateTime": "2027-03-01T10:00:00+01:00",
-        "endDateTime": "2027-03-01T11:00:00+01:00",
-        "customProperties": [{"name": "campaign", "value": f"c-{n % 17}"}],
-    }
 
 
 class Server:
@@ -224,10 +210,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=15.0, help="single phase seconds (15)")
     parser.add_argument("--connections", type=int, default=64, help="client connection pool (64)")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON")
+    parser.add_argument("--out", type=Path, help=f"where to write the JSON (default {RESULTS})")
     args = parser.parse_args(argv)
-    if args.quick:
+    if args.quick:  # a smoke run never overwrites the committed figures
         args.batches, args.duration = 6, 3.0
+    if args.out is None:
+        args.out = QUICK_RESULTS if args.quick else RESULTS
     return args
 
 
