@@ -90,11 +90,15 @@ class TokenEndpoint:
     async def refresh(self, refresh_token: SecretStr) -> TokenAnswer:
         """Exchange `refresh_token` for a new access token; returns a TokenAnswer, never raises
         on HTTP or network failures."""
-        answer = await self._post(self._client_secrets[0], refresh_token)
-        if _bad_client(answer) and len(self._client_secrets) > 1:
-            self._client_secrets.reverse()
+        first, *others = self._client_secrets  # a snapshot: refreshes of other portals overlap
+        answer = await self._post(first, refresh_token)
+        for other in others:
+            if not _bad_client(answer):
+                break
             log.warning("HubSpot refused one OAuth client secret; trying the other one")
-            answer = await self._post(self._client_secrets[0], refresh_token)
+            answer = await self._post(other, refresh_token)
+            if not _bad_client(answer):  # prefer the secret that worked from now on
+                self._client_secrets = [other, *(s for s in self._client_secrets if s is not other)]
         return answer
 
     async def _post(self, client_secret: SecretStr, refresh_token: SecretStr) -> TokenAnswer:

@@ -387,6 +387,32 @@ async def test_a_second_client_secret_is_used_when_hubspot_refuses_the_first() -
     assert [r["status"] for r in app[STATE].recorder.since(0)] == [400, 200, 200]
 
 
+async def test_concurrent_refreshes_refused_on_the_old_secret_both_end_on_the_new_one() -> None:
+    # Given HubSpot knows only the new client secret, eventq has the old one first, and two
+    # portals refresh at the same time (each is refused on the old secret before either retries)
+    grants = (RefreshGrant(RT_1, 1), RefreshGrant(RT_2, 2))
+    config = FakeConfig(oauth_client_secret=CLIENT_SECRET, refresh_tokens=grants)
+    app = create_app(config)
+    async with TestServer(app) as server, aiohttp.ClientSession() as session:
+        endpoint = TokenEndpoint(
+            session,
+            str(server.make_url("/oauth/v1/token")),
+            client_id="fake-client-id",
+            client_secret=SecretStr("old-secret"),
+            next_client_secret=SecretStr(CLIENT_SECRET),
+            timeout_s=2.0,
+        )
+        # When both refresh concurrently, then one refreshes again
+        answers = await asyncio.gather(
+            endpoint.refresh(SecretStr(RT_1)), endpoint.refresh(SecretStr(RT_2))
+        )
+        later = await endpoint.refresh(SecretStr(RT_1))
+    # Then both got a token on their second try, and the new secret is now tried first
+    assert all(isinstance(answer, Granted) for answer in answers)
+    assert isinstance(later, Granted)
+    assert sorted(r["status"] for r in app[STATE].recorder.since(0)) == [200, 200, 200, 400, 400]
+
+
 def test_a_missing_scope_403_names_the_scope_and_what_to_do() -> None:
     body = {
         "status": "error",
