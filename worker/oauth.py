@@ -147,9 +147,15 @@ class OAuthCredentials:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, redis: redis.asyncio.Redis, session: aiohttp.ClientSession
+        cls,
+        settings: Settings,
+        redis: redis.asyncio.Redis,
+        session: aiohttp.ClientSession,
+        limiter: RateLimiter,
     ) -> OAuthCredentials:
         """Return credentials built from the OAuth settings, refreshing over `session`.
+
+        Each account's budget is set on `limiter`, the one the deliveries acquire from.
 
         Raises SettingsError when the client or the accounts are missing or malformed.
         """
@@ -166,8 +172,6 @@ class OAuthCredentials:
             next_client_secret=settings.oauth_client_secret_next,
             timeout_s=settings.oauth_timeout_s,
         )
-        # Only budget_for is used: it writes the account's budget where every limiter reads it.
-        limiter = RateLimiter.from_settings(redis, settings)
         return cls(
             redis=redis,
             endpoint=endpoint,

@@ -41,11 +41,13 @@ log = logging.getLogger("eventq.worker")
 T = TypeVar("T")
 
 
-def _credentials(settings: Settings, client: aioredis.Redis, session: Any) -> Credentials:
+def _credentials(
+    settings: Settings, client: aioredis.Redis, session: Any, limiter: RateLimiter
+) -> Credentials:
     if settings.oauth_enabled:
         from worker.oauth import OAuthCredentials  # only OAuth deployments need it
 
-        return OAuthCredentials.from_settings(settings, client, session)
+        return OAuthCredentials.from_settings(settings, client, session, limiter)
     if settings.hubspot_access_token is None:
         raise RuntimeError("EVENTQ_HUBSPOT_ACCESS_TOKEN (or OAuth settings) must be set")
     return StaticCredentials(settings.hubspot_access_token)
@@ -106,17 +108,19 @@ class Runtime:
             read_timeout_s=s.read_timeout_s,
             max_connections=s.concurrency,
         )
+        # one limiter: the accounts' budgets OAuth sets are the ones the deliveries read
+        limiter = RateLimiter.from_settings(client, s)
         return Delivery(
             jobs=JobStore(client, self.keys, ledger_ttl_s=s.ledger_ttl_s, job_ttl_s=s.job_ttl_s),
             client=HubSpotClient(self.session, s.hubspot_base_url),
-            limiter=RateLimiter.from_settings(client, s),
+            limiter=limiter,
             breaker=CircuitBreaker(
                 client,
                 prefix=s.key_prefix,
                 failures_to_open=s.breaker_failures,
                 cooldown_s=s.breaker_cooldown_s,
             ),
-            credentials=_credentials(s, client, self.session),
+            credentials=_credentials(s, client, self.session, limiter),
             policy=Backoff(
                 base_s=s.backoff_base_s,
                 cap_s=s.backoff_cap_s,
