@@ -34,7 +34,8 @@ def settings_or_exit() -> Settings:
 
 
 def friendly_errors(func: F) -> F:
-    """Turn Redis/broker outages into one clear line and exit 1 instead of a traceback."""
+    """Turn Redis/broker outages (exit 1) and settings read late, such as the OAuth accounts
+    file (exit 2, as `settings_or_exit`), into one clear line instead of a traceback."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -46,6 +47,9 @@ def friendly_errors(func: F) -> F:
         except (redis.ConnectionError, kombu.exceptions.OperationalError) as error:
             err.print(f"[red]error:[/red] cannot reach Redis or the broker: {error}")
             raise SystemExit(1) from None
+        except SettingsError as error:
+            err.print(f"[red]error:[/red] {error}")
+            raise SystemExit(2) from None
 
     return wrapper  # type: ignore[return-value]
 

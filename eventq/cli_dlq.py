@@ -17,6 +17,17 @@ _REASONS = click.Choice(["invalid", "rejected", "auth", "exhausted"])
 
 
 def _store() -> Any:
+    """The DLQ alone: reading and deleting entries need neither Celery nor the accounts."""
+    import redis
+
+    from eventq.keys import Keys
+    from worker.dead_letters import DeadLetterStore
+
+    settings = settings_or_exit()
+    return DeadLetterStore(redis.Redis.from_url(settings.redis_url), Keys(settings.key_prefix))
+
+
+def _replayer() -> Any:
     from producers.enqueue import Producer
     from producers.replay import Replayer
 
@@ -57,7 +68,7 @@ def list_entries(
     as_json: bool,
 ) -> None:
     """List entries, newest first."""
-    page = _store().store.page(_filters(reason, status, since, text), limit=limit, cursor=cursor)
+    page = _store().page(_filters(reason, status, since, text), limit=limit, cursor=cursor)
     if as_json:
         out.print_json(
             data={
@@ -84,7 +95,7 @@ def list_entries(
 @friendly_errors
 def show(entry_id: str, as_json: bool) -> None:
     """Show one entry: payload, error, every attempt."""
-    entry = _store().store.get(entry_id)
+    entry = _store().get(entry_id)
     if entry is None:
         err.print(f"[red]error:[/red] no dead-letter entry {entry_id!r}")
         raise SystemExit(1)
@@ -118,7 +129,7 @@ def replay(
     if bool(entry_ids) == all_:
         raise click.UsageError("give entry ids, or --all (not both)")
     patch_doc = _parse_patch(patch)
-    replayer = _store()
+    replayer = _replayer()
     ids = list(entry_ids) or [
         e.id for e in replayer.store.iter_matching(_filters(reason, None, None, None))
     ]
@@ -141,7 +152,6 @@ def replay(
         # Audited like the HTTP admin actions, also when interrupted part way
         outcome = " ".join(f"{status}={n}" for status, n in sorted(counts.items()))
         _audit(
-            replayer,
             "dry_run" if dry_run else "replay",
             done,
             outcome or "nothing",
@@ -153,12 +163,16 @@ def replay(
         raise SystemExit(1)
 
 
-def _audit(replayer: Any, action: Any, ids: list[str], outcome: str, patched: bool = False) -> None:
+def _audit(action: Any, ids: list[str], outcome: str, patched: bool = False) -> None:
     """Write a CLI admin action to the audit log, named by the operating-system user."""
-    from eventq.audit import audit_entry, cli_user, record_sync
+    import redis
 
+    from eventq.audit import audit_entry, cli_user, record_sync
+    from eventq.keys import Keys
+
+    settings = settings_or_exit()
     entry = audit_entry(cli_user(), "cli", action, ids, outcome, patched=patched)
-    record_sync(replayer.producer.redis, replayer.producer.keys, entry)
+    record_sync(redis.Redis.from_url(settings.redis_url), Keys(settings.key_prefix), entry)
 
 
 def _parse_patch(patch: str | None) -> dict[str, Any] | None:
@@ -184,8 +198,7 @@ def purge(entry_ids: tuple[str, ...], all_: bool, yes: bool) -> None:
         raise click.UsageError("give entry ids, or --all --yes")
     if all_ and not yes:
         raise click.UsageError("--all deletes every entry: add --yes to confirm")
-    replayer = _store()
-    store = replayer.store
+    store = _store()
     ids = list(entry_ids) or [e.id for e in store.iter_matching()]
     deleted: list[str] = []
     missing: list[str] = []
@@ -194,7 +207,7 @@ def purge(entry_ids: tuple[str, ...], all_: bool, yes: bool) -> None:
             (deleted if store.delete(entry_id) else missing).append(entry_id)
     finally:
         outcome = f"deleted={len(deleted)}" + (f" missing={len(missing)}" if missing else "")
-        _audit(replayer, "delete", deleted + missing, outcome)
+        _audit("delete", deleted + missing, outcome)
     for entry_id in missing:
         err.print(f"{entry_id}: no such entry")
     err.print(f"{len(ids) - len(missing)} purged")
@@ -209,7 +222,7 @@ def purge(entry_ids: tuple[str, ...], all_: bool, yes: bool) -> None:
 def export(reason: str | None, output: Any) -> None:
     """Write entries as JSON Lines (one entry per line) for archiving or analysis."""
     count = 0
-    for entry in _store().store.iter_matching(_filters(reason, None, None, None)):
+    for entry in _store().iter_matching(_filters(reason, None, None, None)):
         output.write(entry.model_dump_json() + "\n")
         count += 1
     err.print(f"{count} entries exported")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 
 import pytest
 
 from eventq.settings import RateLimit, SettingsError, load_settings
+from tests.conftest import REDIS_URL
 
 
 @pytest.mark.parametrize(
@@ -47,6 +49,38 @@ def test_the_cli_reports_a_bad_setting_without_a_traceback() -> None:
     assert result.returncode == 2
     assert "invalid setting EVENTQ_RATE_LIMIT" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_bad_oauth_accounts_setting_is_one_line_and_does_not_stop_dlq_reads() -> None:
+    # Given OAuth mode whose accounts setting is not JSON (read only when jobs are made)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "EVENTQ_REDIS_URL": REDIS_URL,
+        "EVENTQ_KEY_PREFIX": f"t-{uuid.uuid4().hex[:10]}",
+        "EVENTQ_OAUTH_CLIENT_ID": "client",
+        "EVENTQ_OAUTH_CLIENT_SECRET": "secret",
+        "EVENTQ_OAUTH_ACCOUNTS": "not json",
+    }
+
+    def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "eventq", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+
+    # When the DLQ is read, and an event enqueued
+    listed = cli("dlq", "list")
+    enqueued = cli("enqueue", "-", stdin='{"eventName": "x"}')
+    # Then the read works, and the enqueue stops with one line naming the setting
+    assert listed.returncode == 0, listed.stderr
+    assert "no dead-letter entries" in listed.stderr
+    assert enqueued.returncode == 2
+    assert "invalid setting EVENTQ_OAUTH_ACCOUNTS" in enqueued.stderr
+    assert "Traceback" not in enqueued.stderr
 
 
 @pytest.mark.parametrize(
