@@ -77,15 +77,21 @@ class RecoverySweep(Periodic):
             self._redis.zrem(keys.unfinished, job_id)  # finished, expired or parked: not ours
             return False
         if locked or raw is None:
-            self._redis.zadd(keys.unfinished, {job_id: time.time()})
-            return False
+            return self._look_again_later(job_id)
         envelope = JobEnvelope.model_validate_json(raw)
         depth = self._queue_depth(envelope)
         if depth is None and state != b"in_progress":
-            return False  # cannot see the queue (AMQP): its message may be waiting there
+            # cannot see the queue (AMQP): its message may be waiting there
+            return self._look_again_later(job_id)
         if depth:
-            return False  # a backlog: the message may be waiting behind others
+            return self._look_again_later(job_id)  # a backlog: it may be waiting behind others
         return self._republish(job_id, envelope.next_attempt(), state)
+
+    def _look_again_later(self, job_id: str) -> bool:
+        # a fresh score: the next sweeps reach the stale jobs behind this one, and this one
+        # comes back after another `stale_after_s`
+        self._redis.zadd(self._keys.unfinished, {job_id: time.time()})
+        return False
 
     def _republish(self, job_id: str, envelope: JobEnvelope, state: bytes) -> bool:
         with self._redis.pipeline(transaction=True) as pipe:

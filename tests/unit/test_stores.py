@@ -218,6 +218,39 @@ def test_the_sweep_republishes_a_job_whose_message_was_lost_and_only_that(keys: 
     assert sweep.sweep() == 0  # one sweep per interval, across processes
 
 
+def test_jobs_waiting_behind_a_backlog_do_not_hide_a_lost_job_from_later_sweeps(
+    keys: Keys,
+) -> None:
+    from worker.recovery import RecoverySweep
+
+    # Given 5 stale jobs waiting behind a backlog, older than a lost one, and batches of 5
+    client = redis.Redis.from_url(REDIS_URL)
+    waiting = [envelope(n) for n in range(5)]
+    lost = envelope(9)
+    for age, env in enumerate([*waiting, lost]):
+        create_job(client, keys, env, dedupe_ttl_s=60)
+        client.zadd(keys.unfinished, {env.jobId: time.time() - 200 + age})
+    depth = {env.jobId: 3 for env in waiting}
+    published: list[JobEnvelope] = []
+
+    def sweep() -> int:
+        client.delete(f"{keys.unfinished}:sweep")  # as if the interval had passed
+        return RecoverySweep(
+            client,
+            keys,
+            published.append,
+            lambda e: depth.get(e.jobId, 0),
+            stale_after_s=30,
+            batch=5,
+        ).sweep()
+
+    # When the sweep runs twice
+    first, second = sweep(), sweep()
+    # Then the first looks at the 5 waiting ones and sets them aside, the second finds the lost one
+    assert (first, second) == (0, 1)
+    assert [e.jobId for e in published] == [lost.jobId]
+
+
 def test_the_sweep_forgets_finished_and_scheduled_jobs(keys: Keys) -> None:
     from worker.recovery import RecoverySweep
 
