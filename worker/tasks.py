@@ -45,7 +45,9 @@ def create_marketing_event(
         # acked as done; requeued now (or redelivered after the visibility timeout)
         log.warning("Redis unavailable, message requeued: %s", type(error).__name__)
         raise Reject(f"Redis unavailable: {type(error).__name__}", requeue=True) from None
-    log.info(
+    # the attempt's own line is eventq.attempt's (worker/delivery.py), Celery's trace logs the
+    # result: this one is for debugging the task wrapper only
+    log.debug(
         "attempt finished",
         extra={"jobId": outcome.job_id, "outcome": outcome.kind, "detail": outcome.detail},
     )
