@@ -34,9 +34,9 @@ PUBLISH_GRACE_S = 30
 
 
 @cache
-def load_lua(name: str) -> str:
-    """Return the text of the Lua script `eventq/lua/<name>.lua`."""
-    return resources.files("eventq").joinpath(f"lua/{name}.lua").read_text()
+def load_lua(name: str, package: str = "eventq") -> str:
+    """Return the text of the Lua script `<package>/lua/<name>.lua` (eventq's or worker's)."""
+    return resources.files(package).joinpath(f"lua/{name}.lua").read_text(encoding="utf-8")
 
 
 def _identity(envelope: JobEnvelope) -> str:
@@ -92,7 +92,7 @@ def create_jobs(
                 client=pipe,
             )
         answers = pipe.execute()
-    return [Created(_text(job), bool(dup), bool(publish)) for job, dup, publish in answers]
+    return [Created(as_text(job), bool(dup), bool(publish)) for job, dup, publish in answers]
 
 
 def create_job(
@@ -120,8 +120,9 @@ def _wait(reply: Any) -> Awaitable[Any]:
     return cast(Awaitable[Any], reply)
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def as_text(value: Any) -> str:
+    """A Redis reply as text, whether the client decodes responses or not."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True)
@@ -170,8 +171,8 @@ class JobStore:
                 raw_envelope,
             ],
         )
-        state = cast(BeginStatus, _text(status))
-        return Begun(state, bool(int(verify)), int(attempts), _text(ledger) or None)
+        state = cast(BeginStatus, as_text(status))
+        return Begun(state, bool(int(verify)), int(attempts), as_text(ledger) or None)
 
     async def mark_delivered(
         self, envelope: JobEnvelope, object_id: str, record: AttemptRecord, *, attempts: int
@@ -253,7 +254,7 @@ class JobStore:
             pipe.hdel(keys.job(job_id), "nextAttemptAt")
             self._append(pipe, job_id, record)
             if dedupe:
-                pipe.delete(_text(dedupe))
+                pipe.delete(as_text(dedupe))
             pipe.hincrby(keys.counters, f"dead_lettered:{entry.reason}", 1)
             pipe.zrem(keys.unfinished, job_id)
             pipe.delete(keys.job_lock(job_id))
@@ -277,7 +278,7 @@ class JobStore:
         raw = await _wait(self._redis.hgetall(self._keys.job(job_id)))
         if not raw:
             return None
-        fields = {_text(k): _text(v) for k, v in raw.items()}
+        fields = {as_text(k): as_text(v) for k, v in raw.items()}
         return JobStatus(
             jobId=fields.get("jobId", job_id),
             state=fields["state"],
@@ -296,7 +297,7 @@ class JobStore:
     async def envelope_json(self, job_id: str) -> str | None:
         """Return the stored envelope JSON of a job (what the next attempt will carry)."""
         value = await _wait(self._redis.hget(self._keys.job(job_id), "envelope"))
-        return None if value is None else _text(value)
+        return None if value is None else as_text(value)
 
     def _append(self, pipe: Any, job_id: str, record: AttemptRecord) -> None:
         pipe.rpush(self._keys.job_history(job_id), record.model_dump_json(exclude_none=True))

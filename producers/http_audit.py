@@ -8,6 +8,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from eventq.audit import AUDIT_MAX_ENTRIES, audit_entry, xadd_args
+from eventq.jobs import as_text
 from eventq.keys import Keys
 from eventq.records import AuditAction, AuditEntry
 from producers.http_auth import Principal
@@ -19,10 +20,6 @@ from producers.http_state import state_of
 __all__ = ["AUDIT_MAX_ENTRIES", "AuditLog", "audit_routes"]
 
 MAX_STREAM_PART = 2**64 - 1
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _before(entry_id: str) -> str | None:
@@ -64,7 +61,7 @@ class AuditLog:
             return AuditPage(entries=[])
         rows = await self._redis.xrevrange(self._keys.audit, max=newest, min="-", count=limit + 1)
         entries = [
-            AuditEntry.model_validate_json(fields[b"entry"]).model_copy(update={"id": _text(sid)})
+            AuditEntry.model_validate_json(fields[b"entry"]).model_copy(update={"id": as_text(sid)})
             for sid, fields in rows[:limit]
         ]
         more = len(rows) > limit

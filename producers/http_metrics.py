@@ -22,6 +22,7 @@ from prometheus_client import generate_latest as render
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from eventq.jobs import as_text
 from eventq.keys import Keys
 from producers.http_routes import Reply, Route
 from producers.http_state import ServiceState, state_of
@@ -163,16 +164,12 @@ class HttpMetrics:
         tally: Tally[str] = Tally()
         ids = cast(list[bytes], client.zrange(keys.dlq, 0, DLQ_SCAN_MAX - 1))
         for start in range(0, len(ids), 500):
-            chunk = [keys.dlq_entry(_text(i)) for i in ids[start : start + 500]]
+            chunk = [keys.dlq_entry(as_text(i)) for i in ids[start : start + 500]]
             for raw in cast(list[bytes | None], client.mget(chunk)):
                 if raw is not None:
                     tally[str(json.loads(raw).get("reason"))] += 1
         self._dlq_cache = (time.monotonic(), dict(tally))
         return dict(tally)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 async def _queue_depths(client: aioredis.Redis | None, queues: list[str]) -> dict[str, int] | None:
@@ -200,7 +197,7 @@ async def read_snapshot(state: ServiceState) -> ClusterSnapshot:
         queues=queues,
         schedule=int(schedule),
         dead_letters=dead,
-        counters={_text(k): int(v) for k, v in counters.items()},
+        counters={as_text(k): int(v) for k, v in counters.items()},
     )
 
 

@@ -6,8 +6,9 @@ import hashlib
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from importlib.resources import files
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
+
+from eventq.jobs import as_text, load_lua
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -36,15 +37,6 @@ class BreakerDecision:
         return self.state == "closed" and self.failures == 0
 
 
-def _script(name: str) -> str:
-    return (files(__package__ or "worker") / "lua" / name).read_text(encoding="utf-8")
-
-
-def _text(value: Any) -> str:
-    # Callers may build their client with or without decode_responses.
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class CircuitBreaker:
     """closed → open after consecutive failures → one probe after the cooldown → closed/open."""
 
@@ -65,8 +57,8 @@ class CircuitBreaker:
         self._failures_to_open = failures_to_open
         self._cooldown_ms = max(1, round(cooldown_s * 1000))
         self._key_ttl_ms = max(_MIN_KEY_TTL_MS, 4 * self._cooldown_ms)
-        self._allow_script = redis.register_script(_script("breaker_allow.lua"))
-        self._record_script = redis.register_script(_script("breaker_record.lua"))
+        self._allow_script = redis.register_script(load_lua("breaker_allow", "worker"))
+        self._record_script = redis.register_script(load_lua("breaker_record", "worker"))
 
     def state_key(self, target: str) -> str:
         """Return the Redis hash holding `target`'s breaker state (for metrics)."""
@@ -89,7 +81,7 @@ class CircuitBreaker:
         )
         decision = BreakerDecision(
             allowed=bool(int(allowed)),
-            state=_text(state),
+            state=as_text(state),
             retry_at=int(retry_at_ms) / 1000,
             probe=bool(int(probe)),
             failures=int(failures),
@@ -122,7 +114,7 @@ class CircuitBreaker:
         state, transitioned, failures, _ = await self._record_script([self._key(target)], args)
         if not int(transitioned):
             return
-        if _text(state) == "open":
+        if as_text(state) == "open":
             cause = f"{int(failures)} consecutive failures" if int(failures) else "probe failed"
             logger.warning(
                 "circuit breaker open for %s after %s; no requests for %.1f s",
@@ -144,4 +136,4 @@ class CircuitBreaker:
             "Awaitable[bytes | str | None]", self._redis.hget(self._key(target), "state")
         )
         raw = await pending
-        return "closed" if raw is None else _text(raw)
+        return "closed" if raw is None else as_text(raw)

@@ -28,12 +28,12 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from importlib.resources import files
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
 from eventq.accounts import Accounts, AccountsWatcher, UnknownAccount
+from eventq.jobs import as_text, load_lua
 from eventq.settings import RateLimit, Settings, SettingsError
 from worker.credentials import AccessToken, CredentialsError, CredentialsUnavailable
 from worker.rate_limit import RateLimiter, bucket_for_portal
@@ -60,15 +60,6 @@ _BUDGET_EVERY_S = 86_400.0  # re-write each account's budget well inside its 30-
 def fingerprint(secret: str) -> str:
     """Return a short SHA-256 fingerprint of a token, to compare tokens without storing them."""
     return hashlib.sha256(secret.encode()).hexdigest()[:16]
-
-
-def _script(name: str) -> str:
-    return (files(__package__ or "worker") / "lua" / name).read_text(encoding="utf-8")
-
-
-def _text(value: Any) -> str:
-    # The runtime's client returns bytes; tests may use decode_responses=True.
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True)
@@ -142,8 +133,8 @@ class OAuthCredentials:
         self._cache: dict[str, _Cached] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._budgeted: dict[str, float] = {}  # portal -> when its budget was last written
-        self._unlock_script = redis.register_script(_script("oauth_unlock.lua"))
-        self._invalidate_script = redis.register_script(_script("oauth_invalidate.lua"))
+        self._unlock_script = redis.register_script(load_lua("oauth_unlock", "worker"))
+        self._invalidate_script = redis.register_script(load_lua("oauth_invalidate", "worker"))
 
     @classmethod
     def from_settings(
@@ -220,7 +211,7 @@ class OAuthCredentials:
         cached = self._cache.get(portal)
         if cached is not None and cached.fp == fp:
             del self._cache[portal]
-        verdict = _text(
+        verdict = as_text(
             await self._invalidate_script([self._keys.token(portal)], [fp, _MIN_EXPIRED_AGE_MS])
         )
         if verdict == "too_new":
@@ -315,11 +306,11 @@ class OAuthCredentials:
             pipe.pttl(hold_key)
             (token, fp, lifetime), left, hold, hold_left = await pipe.execute()
         return _Snapshot(
-            token=None if token is None else _text(token),
-            fp="" if fp is None else _text(fp),
-            lifetime_ms=int(_text(lifetime)) if lifetime is not None else 0,
+            token=None if token is None else as_text(token),
+            fp="" if fp is None else as_text(fp),
+            lifetime_ms=int(as_text(lifetime)) if lifetime is not None else 0,
             left_ms=int(left),
-            hold={_text(k): _text(v) for k, v in hold.items()},
+            hold={as_text(k): as_text(v) for k, v in hold.items()},
             hold_left_ms=int(hold_left),
         )
 

@@ -9,9 +9,9 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
+from eventq.jobs import as_text, load_lua
 from eventq.settings import RateLimit, Settings
 
 if TYPE_CHECKING:
@@ -87,15 +87,6 @@ def next_daily_reset(now_epoch_s: float, reset_hour_utc: int) -> float:
     return float((days + 1) * _DAY_S + offset_s)
 
 
-def _script(name: str) -> str:
-    return (files(__package__ or "worker") / "lua" / name).read_text(encoding="utf-8")
-
-
-def _text(value: Any) -> str:
-    # Callers may build their client with or without decode_responses.
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _window_ms(window_s: float) -> int:
     return math.ceil(window_s * 1000 - 1e-9)
 
@@ -136,8 +127,8 @@ class RateLimiter:
         self._budgets: dict[str, RateLimit] = {}
         # (Max, Interval-Milliseconds) last written per bucket, with when (monotonic s)
         self._observed: dict[str, tuple[tuple[int, int], float]] = {}
-        self._acquire_script = redis.register_script(_script("rate_limit_acquire.lua"))
-        self._pause_script = redis.register_script(_script("rate_limit_pause.lua"))
+        self._acquire_script = redis.register_script(load_lua("rate_limit_acquire", "worker"))
+        self._pause_script = redis.register_script(load_lua("rate_limit_pause", "worker"))
 
     def _key(self, bucket: str, part: str) -> str:
         return f"{self._prefix}:rl:{bucket}:{part}"
@@ -179,7 +170,7 @@ class RateLimiter:
             granted=bool(int(granted)),
             send_at=at_s,
             retry_at=at_s,
-            reason=_text(reason),
+            reason=as_text(reason),
             now=now_s,
         )
 
@@ -259,7 +250,7 @@ class RateLimiter:
             pipe.zcount(log, f"({now_ms - widest_ms}", now_ms)
             pipe.zcount(log, f"({now_ms}", "+inf")
             used, reserved = await pipe.execute()
-        pause_fields = {_text(k): _text(v) for k, v in paused.items()}
+        pause_fields = {as_text(k): as_text(v) for k, v in paused.items()}
         until_ms = int(pause_fields.get("until_ms", 0))
         is_paused = until_ms > now_ms
         return LimiterState(
@@ -277,7 +268,7 @@ class RateLimiter:
 
     @staticmethod
     def _limit_from(fields: Mapping[Any, Any]) -> RateLimit | None:
-        decoded = {_text(k): _text(v) for k, v in fields.items()}
+        decoded = {as_text(k): as_text(v) for k, v in fields.items()}
         try:
             return RateLimit(int(decoded["req"]), int(decoded["window_ms"]) / 1000)
         except (KeyError, ValueError):
