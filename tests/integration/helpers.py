@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import jsonschema
 from celery import Celery
 
 from eventq.admin import job_status
 from eventq.messaging import TASK_NAME
 from eventq.records import JobStatus
-from eventq.schema import spec_schemas
 from eventq.settings import Settings
 from tests.conftest import Stack, wait_for
 
@@ -27,19 +25,6 @@ def wait_state(stack: Stack, job_id: str, state: str, timeout_s: float = 30) -> 
 
     result: JobStatus = wait_for(check, timeout_s, f"job {job_id} {state}")
     return result
-
-
-def create_body_validator() -> jsonschema.Draft202012Validator:
-    """Validate bodies against HubSpot's schema; property items need only name and value."""
-    schemas = dict(spec_schemas())
-    prop = dict(schemas["PropertyValue"])
-    prop["required"] = ["name", "value"]
-    schemas["PropertyValue"] = prop
-    root = {
-        "$ref": "#/components/schemas/MarketingEventCreateRequestParams",
-        "components": {"schemas": schemas},
-    }
-    return jsonschema.Draft202012Validator(root, format_checker=jsonschema.FormatChecker())
 
 
 def send_raw(settings: Settings, args: list[Any]) -> None:
