@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import copy
-import json
 import re
 from datetime import datetime
-from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 from jsonschema import Draft7Validator, FormatChecker
+
+from eventq.schema import spec_schemas  # the spec's schemas as eventq ships them
 
 __all__ = [
     "BodyValidator",
@@ -27,16 +26,6 @@ _CREATE = "MarketingEventCreateRequestParams"
 _PROPERTY = "PropertyValue"
 _ENUM_SHOWN = 5
 _MESSAGE_MAX = 300
-
-
-@lru_cache(maxsize=1)
-def spec_schemas() -> dict[str, Any]:
-    """Return HubSpot's component schemas from `eventq/data/marketing_events_schemas.json`."""
-    source = resources.files("eventq").joinpath("data/marketing_events_schemas.json")
-    schemas: dict[str, Any] = json.loads(source.read_text(encoding="utf-8"))["components"][
-        "schemas"
-    ]
-    return schemas
 
 
 def resolved_schema(name: str, overrides: dict[str, dict[str, Any]] | None = None) -> Any:
