@@ -153,11 +153,10 @@ def _prequeue_tasks(names: Names, broker_url: str, task: str, bodies: Iterable[A
 
 
 def _prequeue_eventq(env: dict[str, str], names: Names, bodies: Iterable[Any]) -> None:
-    from eventq.settings import load_settings
+    from eventq.settings import settings_from_env
     from producers.enqueue import Producer
 
-    overrides = {k.removeprefix("EVENTQ_").lower(): v for k, v in env.items()}
-    producer = Producer(load_settings(**overrides))
+    producer = Producer(settings_from_env(env))
     results = producer.enqueue_many(bodies)
     names.hide(producer.redis)
     rejected = [r for r in results if not r.accepted]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -19,7 +20,15 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["ENV_PREFIX", "RateLimit", "Settings", "SettingsError", "get_settings", "load_settings"]
+__all__ = [
+    "ENV_PREFIX",
+    "RateLimit",
+    "Settings",
+    "SettingsError",
+    "get_settings",
+    "load_settings",
+    "settings_from_env",
+]
 
 ENV_PREFIX = "EVENTQ_"
 MIN_KEY_LENGTH = 16
@@ -328,6 +337,15 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
         raise SettingsError(_describe(error)) from None
+
+
+def settings_from_env(env: Mapping[str, str], **overrides: object) -> Settings:
+    """Return settings whose `EVENTQ_*` values come from `env` (e.g. a child process's
+    environment) ahead of this process's own; `overrides` (by field name) win over both."""
+    from_env = {
+        k.removeprefix(ENV_PREFIX).lower(): v for k, v in env.items() if k.startswith(ENV_PREFIX)
+    }
+    return load_settings(**{**from_env, **overrides})
 
 
 @lru_cache(maxsize=1)

@@ -196,11 +196,9 @@ def job_state(client: redis.Redis, prefix: str, job_id: str) -> str:
 
 def enqueue_jobs(env: dict[str, str], fake: FakeHubSpot) -> None:
     """Create a history worth looking at: delivered, retried, rate-limited and dead-lettered."""
-    from eventq.settings import load_settings
+    from eventq.settings import settings_from_env
 
-    settings = load_settings(
-        **{k.removeprefix("EVENTQ_").lower(): v for k, v in env.items() if k.startswith("EVENTQ_")}
-    )
+    settings = settings_from_env(env)
     producer = Producer(settings)
     client = redis.Redis.from_url(settings.redis_url)
 
@@ -229,11 +227,9 @@ def enqueue_jobs(env: dict[str, str], fake: FakeHubSpot) -> None:
 
 def make_backlog(env: dict[str, str], fake: FakeHubSpot) -> None:
     """Slow HubSpot down and queue a backlog, so the broker page has queue lengths to show."""
-    from eventq.settings import load_settings
+    from eventq.settings import settings_from_env
 
-    settings = load_settings(
-        **{k.removeprefix("EVENTQ_").lower(): v for k, v in env.items() if k.startswith("EVENTQ_")}
-    )
+    settings = settings_from_env(env)
     producer = Producer(settings)
     fake.set_latency(ms=4000)
     for n in range(40):

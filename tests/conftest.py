@@ -23,7 +23,7 @@ import pytest
 import redis
 
 from eventq.messaging import worker_argv
-from eventq.settings import Settings, load_settings
+from eventq.settings import Settings, settings_from_env
 from fake_hubspot.control import FakeHubSpot, start_fake_subprocess
 
 
@@ -112,12 +112,7 @@ class Stack:
 
     @property
     def settings(self) -> Settings:
-        overrides = {
-            k.removeprefix("EVENTQ_").lower(): v
-            for k, v in self.env.items()
-            if k.startswith("EVENTQ_")
-        }
-        return load_settings(**overrides)
+        return settings_from_env(self.env)
 
     def start_worker(
         self, concurrency: int = 16, extra_env: dict[str, str] | None = None, wait: bool = True

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from eventq.settings import load_settings
+from eventq.settings import settings_from_env
 from fake_hubspot.control import free_port
 from tests.conftest import Stack, valid_event
 from tests.integration.http_support import (
@@ -124,8 +124,7 @@ def test_unknown_routes_are_404_and_wrong_methods_405_with_allow(api: Api) -> No
 def test_redis_down_is_503_json_without_internals() -> None:
     # Given a service whose Redis and broker are a closed port
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    env = {k.removeprefix("EVENTQ_").lower(): v for k, v in KEY_ENV.items()}
-    settings = load_settings(redis_url=dead, **env)
+    settings = settings_from_env(KEY_ENV, redis_url=dead)
     with running_service(settings) as base_url:
         api = Api(base_url, PRODUCER_KEY)
         # When an event is posted, and readiness is asked
