@@ -76,15 +76,17 @@ class Runtime:
         )
         self._thread.start()
         self.delivery: Delivery = self.call(self._build())
+        # one blocking client (its pool is thread-safe) for the mover, the sweep and metrics
+        state = redis.Redis.from_url(settings.redis_url)
         self.mover = ScheduleMover(
-            redis.Redis.from_url(settings.redis_url),
+            state,
             self.keys,
             self._publish,
             interval_s=settings.scheduler_interval_s,
         )
         self.mover.start()
         self.recovery = RecoverySweep(
-            redis.Redis.from_url(settings.redis_url),
+            state,
             self.keys,
             self._publish,
             self._queue_depth,
@@ -94,7 +96,7 @@ class Runtime:
         self.recovery.start()
         serve_metrics(
             settings.metrics_port,
-            redis.Redis.from_url(settings.redis_url),
+            state,
             self.keys,
             self.delivery.breaker.state_key(settings.hubspot_base_url),
         )
