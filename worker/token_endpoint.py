@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 from pydantic import SecretStr
+
+from worker.retry_policy import retry_after_s
 
 __all__ = ["Granted", "Rejected", "TokenAnswer", "TokenEndpoint", "Unavailable"]
 
@@ -144,10 +147,9 @@ def _redact(text: str, secrets: tuple[str, ...]) -> str:
 
 
 def _retry_after_s(value: str | None) -> float:
-    try:
-        return max(1.0, float(value)) if value is not None else _DEFAULT_RETRY_S
-    except ValueError:
-        return _DEFAULT_RETRY_S
+    """Seconds to wait: `Retry-After` (seconds or HTTP date, as for deliveries), at least 1 s."""
+    parsed = retry_after_s({"Retry-After": value}, time.time()) if value is not None else None
+    return _DEFAULT_RETRY_S if parsed is None else max(1.0, parsed)
 
 
 def _classify(
