@@ -7,13 +7,13 @@ import os
 import sys
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
 from rich.console import Console
 from rich.progress import Progress
 
-from eventq.event_files import FileItem, read_items
+from eventq.event_files import read_items
 from eventq.settings import Settings, SettingsError, get_settings
 
 __all__ = ["main"]
@@ -22,6 +22,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 out = Console()
 err = Console(stderr=True)
 _PROGRESS_FROM = 200  # show a progress bar for inputs at least this long
+_CHUNK = 500  # items enqueued per pipeline and publish batch
 
 
 def settings_or_exit() -> Settings:
@@ -77,33 +78,46 @@ def enqueue(source: Any, bulk: bool, portal_id: str | None, as_json: bool) -> No
     Exits 1 when any item was rejected.
     """
     settings_or_exit()
-    from producers.enqueue import Producer, RejectedEvent
+    from producers.enqueue import Producer
 
     items = list(read_items(source.read()))
     producer = Producer()
+    priority: Literal["live", "bulk"] = "bulk" if bulk else "live"
     accepted = duplicates = 0
     rejected: list[tuple[str, str]] = []
     with Progress(console=err, disable=len(items) < _PROGRESS_FROM or as_json) as progress:
         task = progress.add_task("enqueueing", total=len(items))
-        for item in items:
-            problem, job_id, duplicate = _enqueue_item(
-                producer, item, bulk, portal_id, RejectedEvent
+        for start in range(0, len(items), _CHUNK):
+            chunk = items[start : start + _CHUNK]
+            parsed = [item for item in chunk if item.error is None]
+            # one pipeline and one publish batch per chunk (Producer.enqueue_many)
+            results = producer.enqueue_many(
+                [item.value for item in parsed],
+                source="cli",
+                portal_id=portal_id,
+                priority=priority,
             )
-            if problem is not None:
-                rejected.append((item.place, problem))
-            else:
-                accepted += 1
-                duplicates += duplicate
-            if as_json:
-                out.print_json(
-                    data={
-                        "item": item.place,
-                        "jobId": job_id,
-                        "duplicate": duplicate,
-                        "error": problem,
-                    }
-                )
-            progress.advance(task)
+            outcome = {id(item): result for item, result in zip(parsed, results, strict=True)}
+            for item in chunk:
+                result = outcome.get(id(item))
+                problem = item.error if result is None else _problem(result.errors)
+                job_id = None if result is None else result.job_id
+                duplicate = result is not None and result.duplicate
+                if problem is not None:
+                    rejected.append((item.place, problem))
+                else:
+                    accepted += 1
+                    duplicates += duplicate
+                if as_json:
+                    out.print_json(
+                        data={
+                            "item": item.place,
+                            "jobId": job_id,
+                            "duplicate": duplicate,
+                            "error": problem,
+                        }
+                    )
+            progress.advance(task, len(chunk))
     for place, problem in rejected:
         err.print(f"[red]rejected[/red] {place}: {problem}", highlight=False)
     err.print(
@@ -114,22 +128,11 @@ def enqueue(source: Any, bulk: bool, portal_id: str | None, as_json: bool) -> No
         raise SystemExit(1)
 
 
-def _enqueue_item(
-    producer: Any,
-    item: FileItem,
-    bulk: bool,
-    portal_id: str | None,
-    rejected_type: type[Exception],
-) -> tuple[str | None, str | None, bool]:
-    if item.error is not None:
-        return item.error, None, False
-    try:
-        job_id, duplicate = producer.enqueue(
-            item.value, source="cli", portal_id=portal_id, priority="bulk" if bulk else "live"
-        )
-    except rejected_type as rejected:
-        return str(rejected), None, False
-    return None, job_id, duplicate
+def _problem(errors: list[Any]) -> str | None:
+    """The rejection message of an item, as `RejectedEvent` words it; None when accepted."""
+    from producers.enqueue import RejectedEvent
+
+    return str(RejectedEvent(errors)) if errors else None
 
 
 @main.command()
