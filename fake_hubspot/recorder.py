@@ -26,7 +26,6 @@ class RequestRecorder:
         self.creates = 0
         self.injected = 0
         self.hung = 0
-        self.hanging = 0
         self.closed = 0
 
     def open(self, method: str, path: str, query: dict[str, str]) -> dict[str, Any]:
@@ -70,6 +69,5 @@ class RequestRecorder:
             "rate_limited": dict(self.rate_limited),
             "injected_failures": self.injected,
             "hung": self.hung,
-            "hanging": self.hanging,
             "closed": self.closed,
         }

@@ -54,14 +54,12 @@ class FakeState:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._hanging.add(future)
         self.recorder.hung += 1
-        self.recorder.hanging += 1
         try:
             await asyncio.wait_for(future, _HANG_S)
         except TimeoutError:
             pass
         finally:
             self._hanging.discard(future)
-            self.recorder.hanging = len(self._hanging)
         return epoch == self._epoch
 
     def release_hung(self) -> None:
@@ -74,6 +72,7 @@ class FakeState:
     def stats(self) -> dict[str, Any]:
         """Return `/_fake/stats`: counts by status, creates, 429s, refreshes, hangs, faults."""
         stats = self.recorder.stats()
+        stats["hanging"] = len(self._hanging)
         stats["events"] = len(self.events)
         stats["token_refreshes"] = {str(p): n for p, n in self.auth.refreshes.items()}
         stats["faults"] = self.faults.pending()
