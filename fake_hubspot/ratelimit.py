@@ -56,15 +56,6 @@ class RateLimiter:
         else:
             self._portal_limits[portal_id] = limit
 
-    def clear(self) -> None:
-        """Forget every count and per-portal limit."""
-        self._portal_limits.clear()
-        self._buckets.clear()
-
-    def portal_limits(self) -> dict[int, RateLimit]:
-        """Return the per-portal overrides."""
-        return dict(self._portal_limits)
-
     def _bucket(self, identity: str) -> _Bucket:
         bucket = self._buckets.get(identity)
         if bucket is None:

@@ -138,7 +138,7 @@ def process(command: list[str], env: dict[str, str], logfile: Path) -> Iterator[
                 proc.wait(5)
 
 
-def start_services(stack: ExitStack, env: dict[str, str], logs: Path) -> tuple[str, str | None]:
+def start_services(stack: ExitStack, env: dict[str, str], logs: Path) -> tuple[str, str]:
     """Start a worker, Flower and (when it exists) the HTTP service; return their URLs."""
     py = sys.executable
     worker_log = logs / "worker.log"
@@ -167,22 +167,16 @@ def start_services(stack: ExitStack, env: dict[str, str], logs: Path) -> tuple[s
             logs / "flower.log",
         )
     )
-    admin_url: str | None = None
-    try:
-        import producers.http_service  # noqa: F401 - only asks whether it exists yet
-    except ImportError:
-        log("producers/http_service.py is missing: no admin page screenshot")
-    else:
-        http_port = free_port()
-        admin_url = f"http://127.0.0.1:{http_port}"
-        stack.enter_context(
-            process(
-                [py, "-m", "eventq", "serve", "--host", "127.0.0.1", "--port", str(http_port)],
-                env,
-                logs / "http.log",
-            )
+    http_port = free_port()
+    admin_url = f"http://127.0.0.1:{http_port}"
+    stack.enter_context(
+        process(
+            [py, "-m", "eventq", "serve", "--host", "127.0.0.1", "--port", str(http_port)],
+            env,
+            logs / "http.log",
         )
-        wait_until(lambda: answers(f"{admin_url}/healthz"), 30, "the HTTP service")
+    )
+    wait_until(lambda: answers(f"{admin_url}/healthz"), 30, "the HTTP service")
     wait_until(lambda: b"ready." in worker_log.read_bytes(), 30, "the worker")
     wait_until(lambda: answers(f"{flower_url}/healthcheck"), 30, "Flower")
     return flower_url, admin_url
@@ -241,7 +235,7 @@ def make_backlog(env: dict[str, str], fake: FakeHubSpot) -> None:
 
 
 def photograph(
-    flower_url: str, admin_url: str | None, env: dict[str, str], fake: FakeHubSpot
+    flower_url: str, admin_url: str, env: dict[str, str], fake: FakeHubSpot
 ) -> list[Path]:
     """Open each page in headless Chromium and save a PNG; return the files written."""
     from playwright.sync_api import sync_playwright
@@ -265,8 +259,7 @@ def photograph(
         page.wait_for_load_state("networkidle")
         written.append(OUT / "flower-broker.png")
         page.screenshot(path=str(written[-1]))
-        if admin_url is not None:
-            written.append(photograph_admin(browser, admin_url))
+        written.append(photograph_admin(browser, admin_url))
         browser.close()
     return written
 
