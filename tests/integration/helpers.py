@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Any
 
+import redis
 from celery import Celery
 
 from eventq.admin import job_status
@@ -25,6 +27,18 @@ def wait_state(stack: Stack, job_id: str, state: str, timeout_s: float = 30) -> 
 
     result: JobStatus = wait_for(check, timeout_s, f"job {job_id} {state}")
     return result
+
+
+def states_of(stack: Stack, job_ids: list[str]) -> Counter[str]:
+    """Count the jobs by state (`missing` when unknown); `redis down` when Redis cannot answer."""
+    states: Counter[str] = Counter()
+    try:
+        for job_id in job_ids:
+            found = status_of(stack, job_id)
+            states[found.state if found is not None else "missing"] += 1
+    except redis.RedisError:
+        states["redis down"] += 1
+    return states
 
 
 def send_raw(settings: Settings, args: list[Any]) -> None:

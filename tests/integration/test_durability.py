@@ -29,7 +29,7 @@ from eventq.stack import start_redis
 from fake_hubspot.control import FakeHubSpot, free_port
 from producers.enqueue import Producer
 from tests.conftest import TOKEN, Stack, valid_event, wait_for
-from tests.integration.helpers import status_of, wait_state
+from tests.integration.helpers import states_of, wait_state
 
 JOBS = 1000
 KILL_AFTER_DELIVERED = 300
@@ -107,22 +107,11 @@ def durable_stack(own_redis: OwnRedis, fake: FakeHubSpot, tmp_path: Path) -> Ite
         made.stop_workers()
 
 
-def _states(stack: Stack, job_ids: list[str]) -> Counter[str]:
-    states: Counter[str] = Counter()
-    try:
-        for job_id in job_ids:
-            found = status_of(stack, job_id)
-            states[found.state if found is not None else "missing"] += 1
-    except redis.RedisError:
-        states["redis down"] += 1
-    return states
-
-
 def _supervise(stack: Stack, job_ids: list[str], timeout_s: float) -> Counter[str]:
     """Restart exited workers (as `restart: unless-stopped` does) until every job is delivered
     or `timeout_s` passes; returns the jobs' states at the end."""
     deadline = time.monotonic() + timeout_s
-    while (states := _states(stack, job_ids))["delivered"] < len(job_ids):
+    while (states := states_of(stack, job_ids))["delivered"] < len(job_ids):
         if time.monotonic() > deadline:
             break
         if all(w.poll() is not None for w in stack.workers):

@@ -21,13 +21,12 @@ from typing import Any
 
 import pytest
 
-from eventq.messaging import celery_argv
+from eventq.messaging import TASK_NAME, celery_argv
 from fake_hubspot.control import FakeHubSpot, free_port
 from producers.enqueue import Producer
 from tests.conftest import ROOT, TOKEN, Stack, valid_event, wait_for
 from tests.integration.helpers import send_raw, wait_state
 
-TASK_NAME = "eventq.create_marketing_event"
 FLOWER_USER = "operator"
 FLOWER_PASSWORD = "pw-" + uuid.uuid4().hex[:12]
 

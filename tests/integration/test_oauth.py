@@ -18,6 +18,7 @@ from typing import Any
 import redis
 
 from eventq.keys import Keys
+from fake_hubspot.app import TOKEN_PATH
 from fake_hubspot.config import READ_SCOPE, WRITE_SCOPE
 from fake_hubspot.control import FakeHubSpot
 from producers.enqueue import Producer
@@ -26,7 +27,6 @@ from tests.integration.helpers import send_raw, wait_state
 
 CLIENT_ID = "eventq-test-client"
 CLIENT_SECRET = "client-secret-" + uuid.uuid4().hex
-TOKEN_PATH = "/oauth/v1/token"
 REPLAY_HINT = "`eventq dlq replay --all --reason auth`"
 
 

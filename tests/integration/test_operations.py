@@ -16,18 +16,13 @@ import redis
 from fake_hubspot.control import FakeHubSpot
 from producers.enqueue import Producer
 from tests.conftest import Stack, valid_event, wait_for
-from tests.integration.helpers import creates, status_of
+from tests.integration.helpers import creates, states_of
 
 LATENCY_MS = 1500
 CONCURRENCY = 4
 JOBS = 20
 # 8 messages reserved by 4 threads: 4 run, 4 wait in the pool; both kinds must survive SIGTERM
 PREFETCH_TWO = {"EVENTQ_PREFETCH_MULTIPLIER": "2"}
-
-
-def _states(stack: Stack, job_ids: list[str]) -> Counter[str]:
-    found = (status_of(stack, job_id) for job_id in job_ids)
-    return Counter(job.state if job is not None else "missing" for job in found)
 
 
 def test_sigterm_finishes_in_flight_deliveries_leaves_the_rest_queued_and_loses_nothing(
@@ -57,7 +52,7 @@ def test_sigterm_finishes_in_flight_deliveries_leaves_the_rest_queued_and_loses_
     posted_before_stop = creates(fake.requests())
     assert len(posted_before_stop) == in_flight, "no new job was started after SIGTERM"
     assert all(p["status"] == 200 for p in posted_before_stop)
-    states = _states(stack, job_ids)
+    states = states_of(stack, job_ids)
     assert states == Counter({"delivered": in_flight, "queued": JOBS - in_flight}), states
     # and the rest wait in the broker queue, not in the dead worker's memory
     assert client.llen(settings.queue) == JOBS - in_flight
@@ -65,7 +60,7 @@ def test_sigterm_finishes_in_flight_deliveries_leaves_the_rest_queued_and_loses_
     fake.set_latency(ms=0)
     stack.start_worker(concurrency=CONCURRENCY)
     # Then every job is delivered, each event created exactly once
-    wait_for(lambda: _states(stack, job_ids)["delivered"] == JOBS, 30, "all jobs delivered")
+    wait_for(lambda: states_of(stack, job_ids)["delivered"] == JOBS, 30, "all jobs delivered")
     events = fake.events()
     per_event = Counter(e["body"]["externalEventId"] for e in events)
     assert per_event == Counter({f"evt-term-{i}": 1 for i in range(JOBS)})
