@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 from itertools import islice
-from typing import Any
 
 from aiohttp import web
 
-from eventq.records import DeadLetter, HubSpotErrorInfo
-from producers.enqueue import RejectedEvent, validate_event
+from eventq.records import DeadLetter
 from producers.http_auth import PRINCIPAL
 from producers.http_bodies import json_response, read_json, validate_model, validate_query
 from producers.http_errors import ApiError, problems_of
@@ -25,22 +23,12 @@ from producers.http_models import (
 )
 from producers.http_routes import Route
 from producers.http_state import state_of
-from producers.replay import Replayer, merge_patch
+from producers.replay import Replayer
 from worker.dead_letters import DeadLetterFilter
 
-__all__ = ["dead_letter_routes", "replacement_patch"]
+__all__ = ["dead_letter_routes"]
 
 _ENTRY_ID = {"type": "string", "minLength": 1, "maxLength": 256}
-
-
-def replacement_patch(old: Any, new: Any) -> Any:
-    """Return the JSON merge patch that turns `old` into `new` (edit-and-replay sends `new`)."""
-    if not (isinstance(old, dict) and isinstance(new, dict)):
-        return new
-    patch: dict[str, Any] = {key: None for key in old if key not in new}
-    for key, value in new.items():
-        patch[key] = replacement_patch(old.get(key), value)
-    return patch
 
 
 def _filter(selector: DeadLetterSelector) -> DeadLetterFilter:
@@ -86,24 +74,15 @@ def _selected(replayer: Replayer, ask: ReplayRequest) -> list[tuple[str, DeadLet
     return [(entry.id, entry) for entry in matching]
 
 
-def _refuse(replayer: Replayer, entry: DeadLetter, ask: ReplayRequest, detail: str) -> None:
-    """Record on the entry why its replay was refused (as `eventq dlq replay` does)."""
-    if not ask.dryRun:
-        info = HubSpotErrorInfo(message=f"replay refused: {detail}", category="INVALID")
-        replayer.store.save(entry.model_copy(update={"error": info}))
-
-
 def _replay_one(replayer: Replayer, entry: DeadLetter, ask: ReplayRequest) -> ReplayItem:
-    patch = ask.patch if ask.payload is None else replacement_patch(entry.payload, ask.payload)
-    payload = merge_patch(entry.payload, patch) if patch else entry.payload
-    try:
-        validate_event(payload)
-    except RejectedEvent as rejected:
-        _refuse(replayer, entry, ask, str(rejected))
-        problems = problems_of(rejected.errors)
-        return ReplayItem(id=entry.id, status="invalid", detail=str(rejected), errors=problems)
-    result = replayer.replay(entry, dry_run=ask.dryRun, patch=patch)
-    return ReplayItem(id=entry.id, status=result.status, jobId=result.job_id, detail=result.detail)
+    result = replayer.replay(entry, dry_run=ask.dryRun, patch=ask.patch, payload=ask.payload)
+    return ReplayItem(
+        id=entry.id,
+        status=result.status,
+        jobId=result.job_id,
+        detail=result.detail,
+        errors=problems_of(result.errors),
+    )
 
 
 def _replay(replayer: Replayer, ask: ReplayRequest) -> list[ReplayItem]:

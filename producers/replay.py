@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from eventq.messaging import send_job
 from eventq.records import AttemptRecord, DeadLetter, HubSpotErrorInfo
 from eventq.schema import JobEnvelope
-from producers.enqueue import Producer, RejectedEvent, validate_event
+from producers.enqueue import FieldError, Producer, RejectedEvent, validate_event
 from worker.dead_letters import DeadLetterStore
 
 __all__ = ["ReplayResult", "Replayer", "merge_patch"]
@@ -26,12 +26,13 @@ ReplayStatus = Literal["replayed", "would_replay", "invalid", "missing", "alread
 
 @dataclass(frozen=True)
 class ReplayResult:
-    """What happened to one entry."""
+    """What happened to one entry; `invalid` comes with the field errors."""
 
     entry_id: str
     status: ReplayStatus
     job_id: str | None = None
     detail: str = ""
+    errors: list[FieldError] = field(default_factory=list)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -70,16 +71,23 @@ class Replayer:
                 yield self.replay(entry, dry_run=dry_run, patch=patch)
 
     def replay(
-        self, entry: DeadLetter, *, dry_run: bool = False, patch: Mapping[str, Any] | None = None
+        self,
+        entry: DeadLetter,
+        *,
+        dry_run: bool = False,
+        patch: Mapping[str, Any] | None = None,
+        payload: Any = None,
     ) -> ReplayResult:
-        """Replay one entry; returns what happened (nothing changes with `dry_run`)."""
-        payload = merge_patch(entry.payload, patch) if patch else entry.payload
+        """Replay one entry, after a merge `patch` or with a replacement `payload` (edit and
+        replay); returns what happened (nothing changes with `dry_run`)."""
+        if payload is None:
+            payload = merge_patch(entry.payload, patch) if patch else entry.payload
         try:
             event = validate_event(payload)
         except RejectedEvent as rejected:
             if not dry_run:
                 self._note_refusal(entry, str(rejected))
-            return ReplayResult(entry.id, "invalid", detail=str(rejected))
+            return ReplayResult(entry.id, "invalid", detail=str(rejected), errors=rejected.errors)
         if dry_run:
             return ReplayResult(entry.id, "would_replay", entry.jobId)
         envelope = JobEnvelope(
