@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from producers.http_auth import SESSION, Principal
+from producers.http_auth import SESSION, Principal, admin_session
 from producers.http_bodies import json_response
 from producers.http_errors import ApiError
 from producers.http_models import LoginForm, SessionInfo
@@ -63,9 +63,7 @@ async def get_admin_root(request: web.Request) -> web.Response:
 
 async def get_admin_page(request: web.Request) -> web.Response:
     """Return the admin page, or send a visitor without a session to the login form."""
-    state = state_of(request)
-    session = await state.sessions.get(request.cookies.get(SESSION_COOKIE, ""))
-    if session is None or not state.keyring.is_admin(session.keyName):
+    if await admin_session(request, state_of(request)) is None:
         return _see_other("/admin/login")
     return _html(_asset("admin.html"))
 

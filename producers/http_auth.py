@@ -21,7 +21,15 @@ from producers.http_routes import Route
 from producers.http_sessions import CSRF_HEADER, SESSION_COOKIE, Session
 from producers.http_state import ServiceState, state_of
 
-__all__ = ["PRINCIPAL", "SESSION", "KeyRing", "Principal", "Role", "authenticate"]
+__all__ = [
+    "PRINCIPAL",
+    "SESSION",
+    "KeyRing",
+    "Principal",
+    "Role",
+    "admin_session",
+    "authenticate",
+]
 
 log = logging.getLogger("eventq.http")
 
@@ -88,10 +96,17 @@ def _bearer(header: str, keyring: KeyRing) -> Principal:
     return Principal(name, role, "bearer")
 
 
-async def _session(request: web.Request, state: ServiceState, route: Route) -> Principal:
-    cookie = request.cookies.get(SESSION_COOKIE, "")
-    session = await state.sessions.get(cookie)
+async def admin_session(request: web.Request, state: ServiceState) -> Session | None:
+    """Return the request's session when its cookie is live and its key is still an admin's."""
+    session = await state.sessions.get(request.cookies.get(SESSION_COOKIE, ""))
     if session is None or not state.keyring.is_admin(session.keyName):
+        return None
+    return session
+
+
+async def _session(request: web.Request, state: ServiceState, route: Route) -> Principal:
+    session = await admin_session(request, state)
+    if session is None:
         raise _unauthorized("no admin session (expired or logged out); log in again")
     if route.unsafe and not session.csrf_matches(request.headers.get(CSRF_HEADER)):
         log.warning("refused a session request without a valid CSRF token")
