@@ -94,3 +94,20 @@ class Keys:
     def counters(self) -> str:
         """Return the hash of cluster-wide counters (delivered, dead-lettered, …)."""
         return f"{self.prefix}:counters"
+
+    @property
+    def sweep_lock(self) -> str:
+        """Return the lock that lets one process per interval run the recovery sweep."""
+        return f"{self.prefix}:unfinished:sweep"
+
+    def rate_limit(self, bucket: str, part: str) -> str:
+        """Return one part (`conf`, `log`, `pause`) of a rate-limiter bucket."""
+        return f"{self.prefix}:rl:{bucket}:{part}"
+
+    def breaker(self, target_digest: str) -> str:
+        """Return the hash holding the circuit-breaker state of one HubSpot base URL."""
+        return f"{self.prefix}:breaker:{target_digest}"
+
+    def oauth(self, portal: str, part: str) -> str:
+        """Return one part (`token`, `lock`, `hold`) of an OAuth account's state."""
+        return f"{self.prefix}:oauth:{portal}:{part}"

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
 from eventq.jobs import as_text, load_lua
+from eventq.keys import Keys
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -53,7 +54,7 @@ class CircuitBreaker:
         if cooldown_s <= 0:
             raise ValueError(f"cooldown_s must be > 0, got {cooldown_s}")
         self._redis = redis
-        self._prefix = prefix
+        self._names = Keys(prefix)
         self._failures_to_open = failures_to_open
         self._cooldown_ms = max(1, round(cooldown_s * 1000))
         self._key_ttl_ms = max(_MIN_KEY_TTL_MS, 4 * self._cooldown_ms)
@@ -66,7 +67,7 @@ class CircuitBreaker:
 
     def _key(self, target: str) -> str:
         digest = hashlib.sha1(target.encode(), usedforsecurity=False).hexdigest()[:12]
-        return f"{self._prefix}:breaker:{digest}"
+        return self._names.breaker(digest)
 
     async def allow(self, target: str) -> BreakerDecision:
         """Return whether a request to `target` may go; at most one caller gets the probe.

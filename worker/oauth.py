@@ -34,6 +34,7 @@ from pydantic import SecretStr
 
 from eventq.accounts import Accounts, AccountsWatcher, UnknownAccount
 from eventq.jobs import as_text, load_lua
+from eventq.keys import Keys
 from eventq.settings import RateLimit, Settings, SettingsError
 from worker.credentials import AccessToken, CredentialsError, CredentialsUnavailable
 from worker.rate_limit import RateLimiter, bucket_for_portal
@@ -90,20 +91,6 @@ class _Cached:
     recheck_at: float  # monotonic seconds
 
 
-@dataclass(frozen=True)
-class _Keys:
-    prefix: str
-
-    def token(self, portal: str) -> str:
-        return f"{self.prefix}:oauth:{portal}:token"
-
-    def lock(self, portal: str) -> str:
-        return f"{self.prefix}:oauth:{portal}:lock"
-
-    def hold(self, portal: str) -> str:
-        return f"{self.prefix}:oauth:{portal}:hold"
-
-
 class OAuthCredentials:
     """Access tokens for many HubSpot accounts, refreshed single-flight across all workers."""
 
@@ -125,7 +112,7 @@ class OAuthCredentials:
         self._accounts = accounts
         self._limiter = limiter
         self._account_limit = account_limit
-        self._keys = _Keys(key_prefix)
+        self._keys = Keys(key_prefix)
         self._margin_ms = int(margin_s * 1000)
         self._lock_ttl_ms = int((timeout_s + _LOCK_SLACK_S) * 1000)
         self._wait_s = timeout_s + _LOCK_SLACK_S + 1.0
@@ -212,7 +199,9 @@ class OAuthCredentials:
         if cached is not None and cached.fp == fp:
             del self._cache[portal]
         verdict = as_text(
-            await self._invalidate_script([self._keys.token(portal)], [fp, _MIN_EXPIRED_AGE_MS])
+            await self._invalidate_script(
+                [self._keys.oauth(portal, "token")], [fp, _MIN_EXPIRED_AGE_MS]
+            )
         )
         if verdict == "too_new":
             log.warning(
@@ -253,7 +242,7 @@ class OAuthCredentials:
                 try:
                     return await self._refresh_holding_lock(portal, accounts, refresh_fp)
                 finally:
-                    await self._unlock_script([self._keys.lock(portal)], [holder])
+                    await self._unlock_script([self._keys.oauth(portal, "lock")], [holder])
             if snap.valid() and snap.token is not None:
                 return _access(portal, snap.token)  # another worker is refreshing; this still works
             if self._clock() >= deadline:
@@ -266,7 +255,9 @@ class OAuthCredentials:
     async def _try_lock(self, portal: str) -> str | None:
         """Return this worker's holder id if it won the account's refresh lock, else None."""
         holder = secrets.token_hex(8)
-        won = await self._redis.set(self._keys.lock(portal), holder, nx=True, px=self._lock_ttl_ms)
+        won = await self._redis.set(
+            self._keys.oauth(portal, "lock"), holder, nx=True, px=self._lock_ttl_ms
+        )
         return holder if won else None
 
     async def _refresh_holding_lock(
@@ -298,7 +289,7 @@ class OAuthCredentials:
         return held
 
     async def _read(self, portal: str) -> _Snapshot:
-        token_key, hold_key = self._keys.token(portal), self._keys.hold(portal)
+        token_key, hold_key = self._keys.oauth(portal, "token"), self._keys.oauth(portal, "hold")
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hmget(token_key, ["token", "fp", "lifetime_ms"])
             pipe.pttl(token_key)
@@ -318,12 +309,12 @@ class OAuthCredentials:
         token = answer.access_token.get_secret_value()
         fp = fingerprint(token)
         lifetime_ms = max(1, int(answer.expires_in_s * 1000))
-        token_key = self._keys.token(portal)
+        token_key = self._keys.oauth(portal, "token")
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(token_key)
             pipe.hset(token_key, mapping={"token": token, "fp": fp, "lifetime_ms": lifetime_ms})
             pipe.pexpire(token_key, lifetime_ms)
-            pipe.delete(self._keys.hold(portal))  # a new refresh token ends a pause
+            pipe.delete(self._keys.oauth(portal, "hold"))  # a new refresh token ends a pause
             await pipe.execute()
         log.info(
             "refreshed the access token of portal %s (valid %.0f s)", portal, answer.expires_in_s
@@ -339,7 +330,7 @@ class OAuthCredentials:
     async def _hold(
         self, portal: str, kind: str, message: str, refresh_fp: str, for_s: float | None
     ) -> None:
-        hold_key = self._keys.hold(portal)
+        hold_key = self._keys.oauth(portal, "hold")
         fields = {"kind": kind, "message": message, "refresh_fp": refresh_fp}
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(hold_key)
@@ -347,7 +338,7 @@ class OAuthCredentials:
             if for_s is not None:
                 pipe.pexpire(hold_key, max(1, int(for_s * 1000)))
             if kind == "paused":
-                pipe.delete(self._keys.token(portal))  # the account's jobs stop at once
+                pipe.delete(self._keys.oauth(portal, "token"))  # the account's jobs stop at once
             await pipe.execute()
 
     def _remember(self, portal: str, snap: _Snapshot) -> AccessToken:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from eventq.jobs import as_text, load_lua
+from eventq.keys import Keys
 from eventq.settings import RateLimit, Settings
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ class RateLimiter:
         if not 0 <= daily_reset_utc_hour <= 23:
             raise ValueError(f"daily reset hour must be 0..23, got {daily_reset_utc_hour}")
         self._redis = redis
-        self._prefix = prefix
+        self._names = Keys(prefix)
         self._limit = limit
         self._margin = margin
         self._pad_ms = pad_ms
@@ -131,7 +132,7 @@ class RateLimiter:
         self._pause_script = redis.register_script(load_lua("rate_limit_pause", "worker"))
 
     def _key(self, bucket: str, part: str) -> str:
-        return f"{self._prefix}:rl:{bucket}:{part}"
+        return self._names.rate_limit(bucket, part)
 
     def _keys(self, bucket: str) -> list[str]:
         return [self._key(bucket, part) for part in ("log", "pause", "conf", "obs")]

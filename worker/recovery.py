@@ -55,7 +55,7 @@ class RecoverySweep(Periodic):
     def sweep(self) -> int:
         """Republish every stuck job found now (one process per interval); returns how many."""
         lock_ms = int(self._interval_s * 1000)
-        if not self._redis.set(f"{self._keys.unfinished}:sweep", 1, nx=True, px=lock_ms):
+        if not self._redis.set(self._keys.sweep_lock, 1, nx=True, px=lock_ms):
             return 0
         cutoff = time.time() - self._stale_after_s
         ids = cast(

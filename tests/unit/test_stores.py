@@ -234,7 +234,7 @@ def test_jobs_waiting_behind_a_backlog_do_not_hide_a_lost_job_from_later_sweeps(
     published: list[JobEnvelope] = []
 
     def sweep() -> int:
-        client.delete(f"{keys.unfinished}:sweep")  # as if the interval had passed
+        client.delete(keys.sweep_lock)  # as if the interval had passed
         return RecoverySweep(
             client,
             keys,
