@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
+from eventq.jobs import as_text, load_lua
 from eventq.messaging import send_job
 from eventq.records import AttemptRecord, DeadLetter, HubSpotErrorInfo
 from eventq.schema import JobEnvelope
@@ -113,47 +114,38 @@ class Replayer:
         return int(current or 0) + 1
 
     def _reopen(self, envelope: JobEnvelope) -> str | None:
-        """Make the job queued again; returns another live job's id when one has the event."""
+        """Make the job queued again; returns another live job's id when one has the event.
+
+        One script (`reopen_job.lua`), so a producer enqueueing the same event meanwhile
+        cannot leave two live jobs for it.
+        """
         keys, client = self.producer.keys, self.producer.redis
-        dedupe = keys.dedupe_for(envelope)
-        other = cast(bytes | None, client.get(dedupe))
-        if other is not None and other.decode() != envelope.jobId:
-            state = cast(bytes | None, client.hget(keys.job(other.decode()), "state"))
-            if state is not None and state.decode() != "dead_lettered":
-                return str(other.decode())
         now = time.time()
-        with client.pipeline(transaction=True) as pipe:
-            pipe.set(dedupe, envelope.jobId, ex=self.producer.settings.ledger_ttl_s)
-            pipe.hset(
+        record = AttemptRecord(
+            attempt=envelope.attempt,
+            at=now,
+            outcome="replayed",
+            detail="replayed from the dead-letter queue",
+        )
+        other = client.register_script(load_lua("reopen_job"))(
+            keys=[
                 keys.job(envelope.jobId),
-                mapping={
-                    "jobId": envelope.jobId,
-                    "state": "queued",
-                    "attempt": envelope.attempt,
-                    "attempts": 0,
-                    "verify": 1,
-                    "source": "replay",
-                    "summary": envelope.summary(),
-                    "envelope": envelope.model_dump_json(),
-                    "updatedAt": now,
-                    "dedupeKey": dedupe,
-                },
-            )
-            pipe.hsetnx(keys.job(envelope.jobId), "createdAt", str(now))
-            pipe.hdel(keys.job(envelope.jobId), "deadLetterId", "lastError")
-            pipe.persist(keys.job(envelope.jobId))
-            pipe.zadd(keys.unfinished, {envelope.jobId: now})
-            pipe.rpush(
+                keys.dedupe_for(envelope),
+                keys.unfinished,
                 keys.job_history(envelope.jobId),
-                AttemptRecord(
-                    attempt=envelope.attempt,
-                    at=now,
-                    outcome="replayed",
-                    detail="replayed from the dead-letter queue",
-                ).model_dump_json(exclude_none=True),
-            )
-            pipe.execute()
-        return None
+            ],
+            args=[
+                envelope.jobId,
+                now,
+                envelope.summary(),
+                self.producer.settings.ledger_ttl_s,
+                keys.job(""),
+                envelope.model_dump_json(),
+                envelope.attempt,
+                record.model_dump_json(exclude_none=True),
+            ],
+        )
+        return None if other is None else as_text(other)
 
     def _note_refusal(self, entry: DeadLetter, message: str) -> None:
         refused = entry.model_copy(

@@ -3,14 +3,20 @@ audit."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import redis
 
+from eventq.keys import Keys
+from eventq.schema import JobEnvelope
 from fake_hubspot.control import FakeHubSpot
+from producers.enqueue import Producer
+from producers.replay import Replayer
 from tests.conftest import Stack, valid_event
 from tests.integration.helpers import send_raw, wait_state
 from tests.integration.http_support import (
@@ -191,3 +197,38 @@ def test_every_admin_action_is_audited_with_key_name_ids_time_and_outcome(
     assert all(started <= e["at"] <= time.time() for e in entries)
     assert rest["nextCursor"] is None
     assert ADMIN_KEY not in str(entries)
+
+
+def test_replaying_an_event_another_live_job_has_answers_that_job_and_makes_none(
+    stack: Stack,
+) -> None:
+    # Given an event queued as a live job, and a dead-letter entry of another job with it
+    settings = keyed_settings(stack)
+    producer = Producer(settings)
+    live_id, _ = producer.enqueue(valid_event("twin"))
+    entry = seed_dead_letter(settings, valid_event("twin"), reason="exhausted")
+    # When that entry is replayed
+    result = Replayer(producer).replay(entry)
+    # Then it answers the live job, drops the entry, and reopens nothing
+    assert (result.status, result.job_id) == ("already_live", live_id)
+    assert Replayer(producer).store.get(entry.id) is None
+    client = redis.Redis.from_url(settings.redis_url)
+    keys = Keys(settings.key_prefix)
+    assert client.hget(keys.job(entry.jobId), "state") == b"dead_lettered"
+    assert client.llen(settings.bulk_queue) == 0
+    # And replaying it once the live job is gone reopens it: queued, checked first, recorded
+    client.hset(keys.job(live_id), "state", "dead_lettered")
+    entry = seed_dead_letter(settings, valid_event("twin"), reason="exhausted")
+    result = Replayer(producer).replay(entry)
+    assert (result.status, result.job_id) == ("replayed", entry.jobId)
+    job = client.hgetall(keys.job(entry.jobId))
+    assert (job[b"state"], job[b"verify"], job[b"source"]) == (b"queued", b"1", b"replay")
+    assert b"deadLetterId" not in job
+    assert client.get(keys.dedupe_for(JobEnvelope.model_validate_json(job[b"envelope"]))) == (
+        entry.jobId.encode()
+    )
+    history = [
+        json.loads(r)["outcome"] for r in client.lrange(keys.job_history(entry.jobId), 0, -1)
+    ]
+    assert history[-1] == "replayed"
+    assert client.llen(settings.bulk_queue) == 1
