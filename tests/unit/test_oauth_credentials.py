@@ -23,7 +23,8 @@ from pydantic import SecretStr
 from eventq.accounts import AccountsWatcher
 from eventq.settings import RateLimit, load_settings
 from fake_hubspot import FakeConfig, create_app
-from fake_hubspot.config import RefreshGrant
+from fake_hubspot.app import TOKEN_PATH
+from fake_hubspot.config import DEFAULT_SCOPES, RefreshGrant
 from fake_hubspot.state import STATE
 from tests.conftest import REDIS_URL
 from worker.attempts import HttpFailure
@@ -66,7 +67,7 @@ class ScriptedEndpoint:
         if secret in self.rejected:
             return self.rejected[secret]
         token = f"access-{len(self.calls)}-{uuid4().hex}"
-        return Granted(SecretStr(token), self.lifetime_s, refresh_token_changed=False)
+        return Granted(SecretStr(token), self.lifetime_s)
 
     def count(self, refresh_token: str) -> int:
         return self.calls.count(refresh_token)
@@ -328,7 +329,7 @@ async def test_the_token_endpoint_maps_hubspots_answers_to_typed_results() -> No
     app = create_app(config)
     app[STATE].auth.revoke(RT_2)
     async with TestServer(app) as server, aiohttp.ClientSession() as session:
-        url = str(server.make_url("/oauth/v1/token"))
+        url = str(server.make_url(TOKEN_PATH))
 
         def endpoint(secret: str = CLIENT_SECRET) -> TokenEndpoint:
             return TokenEndpoint(
@@ -355,7 +356,9 @@ async def test_the_token_endpoint_maps_hubspots_answers_to_typed_results() -> No
         await closed._session.close()
     assert isinstance(granted, Granted)
     assert granted.expires_in_s == 5.0
-    assert not granted.refresh_token_changed
+    assert granted.new_refresh_token is None
+    assert granted.hub_id == "1"
+    assert granted.scopes == frozenset(DEFAULT_SCOPES)
     assert revoked == Rejected("invalid_grant", 400, "missing or unknown refresh token")
     assert isinstance(bad_client, Rejected)
     assert bad_client.kind == "invalid_client"
@@ -372,7 +375,7 @@ async def test_a_second_client_secret_is_used_when_hubspot_refuses_the_first() -
     async with TestServer(app) as server, aiohttp.ClientSession() as session:
         endpoint = TokenEndpoint(
             session,
-            str(server.make_url("/oauth/v1/token")),
+            str(server.make_url(TOKEN_PATH)),
             client_id="fake-client-id",
             client_secret=SecretStr("old-secret"),
             next_client_secret=SecretStr(CLIENT_SECRET),
@@ -396,7 +399,7 @@ async def test_concurrent_refreshes_refused_on_the_old_secret_both_end_on_the_ne
     async with TestServer(app) as server, aiohttp.ClientSession() as session:
         endpoint = TokenEndpoint(
             session,
-            str(server.make_url("/oauth/v1/token")),
+            str(server.make_url(TOKEN_PATH)),
             client_id="fake-client-id",
             client_secret=SecretStr("old-secret"),
             next_client_secret=SecretStr(CLIENT_SECRET),
