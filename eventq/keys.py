@@ -109,5 +109,5 @@ class Keys:
         return f"{self.prefix}:breaker:{target_digest}"
 
     def oauth(self, portal: str, part: str) -> str:
-        """Return one part (`token`, `lock`, `hold`) of an OAuth account's state."""
+        """Return one part (`token`, `lock`, `hold`, `refresh`) of an OAuth account's state."""
         return f"{self.prefix}:oauth:{portal}:{part}"

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from fake_hubspot.auth import TokenFault
 from fake_hubspot.config import DEFAULT_SCOPES, RateLimit, RefreshGrant
 from fake_hubspot.faults import Injection
 from fake_hubspot.state import STATE, FakeState
@@ -111,6 +112,25 @@ class RevokeIn(_In):
 
     refresh_token: Text
     access_tokens: bool = False
+
+
+class RotateIn(_In):
+    """`POST /_fake/oauth/rotate`: the next `count` refreshes of a portal answer a new refresh
+    token; `revoke_old` revokes the one used (only the newest works), else both keep working."""
+
+    portal_id: int
+    count: Positive = 1
+    revoke_old: bool = True
+
+
+class TokenFailNextIn(_In):
+    """`POST /_fake/oauth/fail-next`: answer the next `count` refreshes of `portal_id` (null: of
+    any portal) with `status` (429 or 5xx, say) and `headers` (e.g. `Retry-After`)."""
+
+    count: Positive = 1
+    status: Status
+    headers: dict[str, str] = Field(default_factory=dict)
+    portal_id: int | None = None
 
 
 def _reply(body: Any, status: int = 200) -> web.Response:
@@ -249,6 +269,26 @@ async def revoke(request: web.Request) -> web.Response:
     return _reply({"ok": True, "known": known})
 
 
+async def rotate(request: web.Request) -> web.Response:
+    """Make a portal's next refreshes rotate its refresh token."""
+    data = await _load(request, RotateIn)
+    _state(request).auth.rotate_next(data.portal_id, count=data.count, revoke_old=data.revoke_old)
+    return _reply(_OK)
+
+
+async def rotated(request: web.Request) -> web.Response:
+    """Every refresh token issued by a rotation, oldest first (`portal_id`, `refresh_token`)."""
+    return _reply(_state(request).auth.rotated)
+
+
+async def token_fail_next(request: web.Request) -> web.Response:
+    """Queue injected token-endpoint answers."""
+    data = await _load(request, TokenFailNextIn)
+    fault = TokenFault(data.status, data.headers, data.count, data.portal_id)
+    _state(request).auth.fail_next(fault)
+    return _reply(_OK)
+
+
 async def requests(request: web.Request) -> web.Response:
     """Every recorded API request from `?since=` on, in arrival order."""
     return _reply(_state(request).recorder.since(_since(request)))
@@ -278,8 +318,15 @@ _POSTS: dict[str, _Handler] = {
     "tokens": add_token,
     "oauth": oauth,
     "oauth/revoke": revoke,
+    "oauth/rotate": rotate,
+    "oauth/fail-next": token_fail_next,
 }
-_GETS: dict[str, _Handler] = {"requests": requests, "events": events, "stats": stats}
+_GETS: dict[str, _Handler] = {
+    "requests": requests,
+    "events": events,
+    "stats": stats,
+    "oauth/rotated": rotated,
+}
 
 
 def add_control_routes(router: web.UrlDispatcher) -> None:

@@ -9,7 +9,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from fake_hubspot.admin import add_control_routes
-from fake_hubspot.auth import AuthFailure, Identity, RefreshFailure
+from fake_hubspot.auth import AuthFailure, Identity, RefreshFailure, TokenFault
 from fake_hubspot.config import READ_SCOPE, WRITE_SCOPE, FakeConfig
 from fake_hubspot.errors import (
     category_for_status,
@@ -22,10 +22,11 @@ from fake_hubspot.faults import Injection
 from fake_hubspot.ratelimit import TEN_SECONDLY
 from fake_hubspot.state import STATE, FakeState
 
-__all__ = ["CREATE_PATH", "STATE", "TOKEN_PATH", "create_app"]
+__all__ = ["CREATE_PATH", "STATE", "TOKEN_PATH", "TOKEN_V1_PATH", "create_app"]
 
 CREATE_PATH = "/marketing/v3/marketing-events/events"
-TOKEN_PATH = "/oauth/v1/token"  # noqa: S105 - a URL path, not a secret
+TOKEN_PATH = "/oauth/v3/token"  # noqa: S105 - a URL path (the one eventq uses), not a secret
+TOKEN_V1_PATH = "/oauth/v1/token"  # noqa: S105 - deprecated, switched off on 2027-02-16
 _NO_BODY = frozenset({204, 304})
 _NOT_JSON = object()
 
@@ -172,8 +173,21 @@ async def read_event(request: web.Request) -> web.Response:
     return _finish(state, record, _json(200, state.events.read_response(event), headers))
 
 
+def _token_fault(fault: TokenFault) -> web.Response:
+    if fault.status == 429:
+        body = rate_limit_body(TEN_SECONDLY, "oauth:token")
+    else:
+        body = error_body(category_for_status(fault.status), f"Injected failure ({fault.status})")
+    return _json(fault.status, body, fault.headers)
+
+
 async def refresh_token(request: web.Request) -> web.Response:
-    """`POST /oauth/v1/token` with `grant_type=refresh_token`: issue a new access token."""
+    """`POST /oauth/v3/token` (or the deprecated `/oauth/v1/token`) with
+    `grant_type=refresh_token`: issue a new access token.
+
+    v3 answers also carry `hub_id` and `scopes` (the grant's), as HubSpot's v3 does; v1 answers
+    as it always did here. Either may rotate the refresh token or answer an injected fault.
+    """
     state = request.app[STATE]
     record = state.recorder.open(request.method, request.path, dict(request.query))
     form = await request.post()
@@ -185,6 +199,10 @@ async def refresh_token(request: web.Request) -> web.Response:
     grant_type = str(form.get("grant_type", ""))
     record["body"] = {"grant_type": grant_type, "client_id": fields.get("client_id")}
     await state.faults.delay()
+    fault = state.auth.take_fault(fields.get("refresh_token"))
+    if fault is not None:
+        state.recorder.injected += 1
+        return _finish(state, record, _token_fault(fault))
     if grant_type != "refresh_token":
         answer = oauth_error_body(
             "BAD_GRANT_TYPE", "unsupported_grant_type", "grant_type must be refresh_token"
@@ -197,13 +215,16 @@ async def refresh_token(request: web.Request) -> web.Response:
         answer = oauth_error_body(result.status, result.error, result.message)
         return _finish(state, record, _json(result.http_status, answer))
     record["identity"] = f"portal:{result.portal_id}"
-    answer = {
+    granted: dict[str, Any] = {
         "token_type": "bearer",
         "refresh_token": result.refresh_token,
         "access_token": result.access_token,
         "expires_in": result.expires_in,
     }
-    return _finish(state, record, _json(200, answer, {"Cache-Control": "no-store"}))
+    if request.path == TOKEN_PATH:
+        granted["hub_id"] = result.portal_id
+        granted["scopes"] = list(result.scopes)
+    return _finish(state, record, _json(200, granted, {"Cache-Control": "no-store"}))
 
 
 async def not_found(request: web.Request) -> web.Response:
@@ -231,6 +252,7 @@ def create_app(config: FakeConfig | None = None) -> web.Application:
     app.router.add_post(CREATE_PATH, create_event)
     app.router.add_get(CREATE_PATH + "/{externalEventId}", read_event)
     app.router.add_post(TOKEN_PATH, refresh_token)
+    app.router.add_post(TOKEN_V1_PATH, refresh_token)
     add_control_routes(app.router)
     app.router.add_route("*", "/{tail:.*}", not_found)
     app.on_shutdown.append(_release_hung)

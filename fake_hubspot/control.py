@@ -180,6 +180,39 @@ class FakeHubSpot:
         payload = {"refresh_token": token, "access_tokens": access_tokens}
         return bool(self._post("oauth/revoke", payload)["known"])
 
+    def rotate_refresh_token(
+        self, portal_id: int, *, count: int = 1, revoke_old: bool = True
+    ) -> None:
+        """Make the next `count` refreshes of `portal_id` answer a new refresh token.
+
+        With `revoke_old` the refresh token used is revoked as its successor is issued, so only
+        the newest works; without, the old one keeps working too.
+        """
+        payload = {"portal_id": portal_id, "count": count, "revoke_old": revoke_old}
+        self._post("oauth/rotate", payload)
+
+    def rotated_refresh_tokens(self) -> list[dict[str, Any]]:
+        """Return the refresh tokens rotations issued (`portal_id`, `refresh_token`), in order."""
+        answer: list[dict[str, Any]] = self._call("GET", "oauth/rotated")
+        return answer
+
+    def fail_next_token_requests(
+        self,
+        count: int,
+        status: int,
+        headers: Mapping[str, str] | None = None,
+        *,
+        portal_id: int | None = None,
+    ) -> None:
+        """Answer the next `count` token refreshes of `portal_id` (None: of any) with `status`."""
+        payload = {
+            "count": count,
+            "status": status,
+            "headers": dict(headers or {}),
+            "portal_id": portal_id,
+        }
+        self._post("oauth/fail-next", payload)
+
     def requests(self, since: int = 0) -> list[dict[str, Any]]:
         """Return the recorded API requests from index `since` on."""
         answer: list[dict[str, Any]] = self._call("GET", f"requests?since={int(since)}")

@@ -95,6 +95,7 @@ class AccessToken:
     value: SecretStr
     bucket: str
     portal_id: str | None = None
+    scopes: frozenset[str] | None = None
 
 
 class Credentials(Protocol):
