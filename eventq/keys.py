@@ -55,7 +55,7 @@ class Keys:
         return f"{self.prefix}:idem:{key_hash}"
 
     def ledger(self, identity: str) -> str:
-        """Return the delivered-events ledger entry (value: HubSpot objectId)."""
+        """Return the delivered-events ledger entry (value: HubSpot objectId, `-` when none)."""
         return f"{self.prefix}:ledger:{identity}"
 
     @property

@@ -91,6 +91,14 @@ class Settings(BaseSettings):
     hubspot_access_token: SecretStr | None = Field(
         None, description="Private-app access token. Unset means sandbox mode under `eventq run`."
     )
+    hubspot_token_has_read_scope: bool = Field(
+        False,
+        description=(
+            "Set when the private-app token also has crm.objects.marketing_events.read: an "
+            "ambiguous attempt is then checked with a GET before re-sending. Without it (or "
+            "when the GET is refused) eventq re-sends idempotently with PUT."
+        ),
+    )
     api_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(
         default_factory=dict,
         description=(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -38,7 +38,7 @@ class LatencyIn(_In):
 
 
 class FailNextIn(_In):
-    """`POST /_fake/fail-next`: answer the next `count` creates (and GETs) with `status`."""
+    """`POST /_fake/fail-next`: answer the next `count` writes (and GETs) with `status`."""
 
     count: Positive = 1
     status: Status
@@ -48,22 +48,22 @@ class FailNextIn(_In):
 
 
 class FailureRateIn(_In):
-    """`POST /_fake/failure-rate`: answer a fraction `rate` of creates with `status`."""
+    """`POST /_fake/failure-rate`: answer a fraction `rate` of writes with `status`."""
 
     rate: Annotated[float, Field(ge=0.0, le=1.0)]
     status: Status = 503
 
 
 class CountIn(_In):
-    """`POST /_fake/hang` and `/_fake/close-after-create`: the next `count` creates."""
+    """`POST /_fake/hang` and `/_fake/close-after-create`: the next `count` writes."""
 
     count: NonNegative
 
 
-class DuplicateModeIn(_In):
-    """`POST /_fake/duplicate-mode`."""
+class CloseRateIn(_In):
+    """`POST /_fake/close-rate`: drop the connection after storing a fraction `rate` of writes."""
 
-    mode: Literal["allow", "409"]
+    rate: Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class RateLimitIn(_In):
@@ -83,7 +83,10 @@ class PortalRateLimitIn(_In):
 
 
 class TokenIn(_In):
-    """`POST /_fake/tokens`: accept a private-app token (optional app name and scopes)."""
+    """`POST /_fake/tokens`: accept a private-app token (optional app name and scopes).
+
+    `scopes` omitted: the fake's configured private-app scopes (`--token-scopes`).
+    """
 
     token: Text
     app: Text | None = None
@@ -213,14 +216,14 @@ async def release(request: web.Request) -> web.Response:
 
 
 async def close_after_create(request: web.Request) -> web.Response:
-    """Make the next `count` creates store the event, then drop the connection."""
+    """Make the next `count` writes store the event, then drop the connection."""
     _state(request).faults.close_next = (await _load(request, CountIn)).count
     return _reply(_OK)
 
 
-async def duplicate_mode(request: web.Request) -> web.Response:
-    """Choose what a second create of the same external ids does."""
-    _state(request).faults.duplicate_mode = (await _load(request, DuplicateModeIn)).mode
+async def close_rate(request: web.Request) -> web.Response:
+    """Make a random fraction of writes store the event, then drop the connection."""
+    _state(request).faults.set_close_rate((await _load(request, CloseRateIn)).rate)
     return _reply(_OK)
 
 
@@ -312,7 +315,7 @@ _POSTS: dict[str, _Handler] = {
     "hang": hang,
     "release": release,
     "close-after-create": close_after_create,
-    "duplicate-mode": duplicate_mode,
+    "close-rate": close_rate,
     "rate-limit": rate_limit,
     "account-rate-limit": account_rate_limit,
     "tokens": add_token,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -108,6 +109,36 @@ async def create_event(request: web.Request) -> web.Response:
     state = request.app[STATE]
     record = state.recorder.open(request.method, request.path, dict(request.query))
     state.recorder.creates += 1
+    return await _write(request, record, _store_created)
+
+
+async def upsert_event(request: web.Request) -> web.Response:
+    """`PUT /marketing/v3/marketing-events/events/{externalEventId}`: create or update.
+
+    The body is a create body; the event is the one the path names (its `externalEventId`
+    wins over the body's). Answers `MarketingEventPublicDefaultResponse` (`id`, `objectId`).
+    """
+    state = request.app[STATE]
+    record = state.recorder.open(request.method, request.path, dict(request.query))
+    state.recorder.upserts += 1
+    return await _write(request, record, _store_upserted)
+
+
+def _store_created(state: FakeState, identity: Identity, body: Any, _: web.Request) -> Any:
+    return state.events.create_response(state.events.create(identity.name, body))
+
+
+def _store_upserted(state: FakeState, identity: Identity, body: Any, request: web.Request) -> Any:
+    body = {**body, "externalEventId": request.match_info["externalEventId"]}
+    return state.events.upsert_response(state.events.upsert(identity.name, body))
+
+
+_Store = Callable[[FakeState, Identity, Any, web.Request], Any]
+
+
+async def _write(request: web.Request, record: dict[str, Any], store: _Store) -> web.Response:
+    """Admit, fault-inject, validate and store a write; faults apply to POST and PUT alike."""
+    state = request.app[STATE]
     body = _parse_json(await request.read())
     record["body"] = None if body is _NOT_JSON else body
     await state.faults.delay()
@@ -120,28 +151,27 @@ async def create_event(request: web.Request) -> web.Response:
     injection = state.faults.take_injection(is_create=True)
     if injection is not None:
         return _finish(state, record, _injected(state, injection, headers))
-    if body is _NOT_JSON:
-        detail = {"message": "The request body is not valid JSON", "in": "body"}
-        answer = error_body("VALIDATION_ERROR", "Invalid input JSON: not parseable", [detail])
-        return _finish(state, record, _json(400, answer, headers))
-    errors = state.validator.errors(body)
-    if errors:
-        message = f"Invalid input JSON: {errors[0]['in']}: {errors[0]['message']}"
-        if len(errors) > 1:
-            message += f" (and {len(errors) - 1} more)"
-        answer = error_body("VALIDATION_ERROR", message, errors)
-        return _finish(state, record, _json(400, answer, headers))
-    account, external = body["externalAccountId"], body["externalEventId"]
-    if state.faults.duplicate_mode == "409" and state.events.find(identity.name, account, external):
-        message = (
-            f"A marketing event with externalEventId {external} already exists for "
-            f"externalAccountId {account}"
-        )
-        return _finish(state, record, _json(409, error_body("CONFLICT", message), headers))
-    event = state.events.create(identity.name, body)
+    invalid = _invalid_body(state, body)
+    if invalid is not None:
+        return _finish(state, record, _json(400, invalid, headers))
+    answer = store(state, identity, body, request)
     if state.faults.take_close():
         return _drop(state, request, record)
-    return _finish(state, record, _json(200, state.events.create_response(event), headers))
+    return _finish(state, record, _json(200, answer, headers))
+
+
+def _invalid_body(state: FakeState, body: Any) -> dict[str, Any] | None:
+    """Return HubSpot's 400 body for a body that is not JSON or not valid, else None."""
+    if body is _NOT_JSON:
+        detail = {"message": "The request body is not valid JSON", "in": "body"}
+        return error_body("VALIDATION_ERROR", "Invalid input JSON: not parseable", [detail])
+    errors = state.validator.errors(body)
+    if not errors:
+        return None
+    message = f"Invalid input JSON: {errors[0]['in']}: {errors[0]['message']}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more)"
+    return error_body("VALIDATION_ERROR", message, errors)
 
 
 async def read_event(request: web.Request) -> web.Response:
@@ -251,6 +281,7 @@ def create_app(config: FakeConfig | None = None) -> web.Application:
     app[STATE] = state
     app.router.add_post(CREATE_PATH, create_event)
     app.router.add_get(CREATE_PATH + "/{externalEventId}", read_event)
+    app.router.add_put(CREATE_PATH + "/{externalEventId}", upsert_event)
     app.router.add_post(TOKEN_PATH, refresh_token)
     app.router.add_post(TOKEN_V1_PATH, refresh_token)
     add_control_routes(app.router)

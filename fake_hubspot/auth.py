@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from fake_hubspot.config import READ_SCOPE, WRITE_SCOPE, FakeConfig, RefreshGrant
+from fake_hubspot.config import FakeConfig, RefreshGrant
 
 __all__ = [
     "AuthFailure",
@@ -33,13 +33,11 @@ class Identity:
 
     name: str
     portal_id: int | None
-    scopes: frozenset[str] | None  # None: every scope (private apps)
+    scopes: frozenset[str]
 
     def allows(self, scope: str) -> bool:
-        """Return whether the token carries `scope` (write implies read)."""
-        if self.scopes is None or scope in self.scopes:
-            return True
-        return scope == READ_SCOPE and WRITE_SCOPE in self.scopes
+        """Return whether the token carries `scope` (as HubSpot: write does not imply read)."""
+        return scope in self.scopes
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +106,7 @@ class Authenticator:
 
     def __init__(self, config: FakeConfig) -> None:
         self._static: dict[str, Identity] = {}
+        self.token_scopes = config.token_scopes
         for number, token in enumerate(config.tokens, start=1):
             self.add_static_token(token, f"app-{number}")
         self.client_id = config.oauth_client_id
@@ -124,11 +123,15 @@ class Authenticator:
     def add_static_token(
         self, token: str, app: str | None = None, scopes: list[str] | None = None
     ) -> str:
-        """Accept `token` as a private-app token; return the identity name (`app:NAME`)."""
+        """Accept `token` as a private-app token; return the identity name (`app:NAME`).
+
+        `scopes` None: the configured private-app scopes (`--token-scopes`, default write only).
+        """
         if not token:
             raise ValueError("the token is empty")
         name = f"app:{app or f'app-{len(self._static) + 1}'}"
-        self._static[token] = Identity(name, None, None if scopes is None else frozenset(scopes))
+        granted = frozenset(self.token_scopes if scopes is None else scopes)
+        self._static[token] = Identity(name, None, granted)
         return name
 
     def add_refresh_token(self, grant: RefreshGrant) -> None:
