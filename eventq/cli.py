@@ -126,9 +126,9 @@ def enqueue(source: Any, bulk: bool, portal_id: str | None, as_json: bool) -> No
                     )
             progress.advance(task, len(chunk))
     for place, warning in warned:
-        err.print(f"[yellow]warning[/yellow] {place}: {warning}", highlight=False)
+        err.print(f"[yellow]warning[/yellow] {place}: {warning}", highlight=False, soft_wrap=True)
     for place, problem in rejected:
-        err.print(f"[red]rejected[/red] {place}: {problem}", highlight=False)
+        err.print(f"[red]rejected[/red] {place}: {problem}", highlight=False, soft_wrap=True)
     err.print(
         f"{accepted} enqueued ({duplicates} already queued), {len(rejected)} rejected "
         f"of {len(items)} items" + (f", {len(warned)} warnings" if warned else "")
