@@ -263,10 +263,14 @@ BAD_LINES = [
     ),
     (
         valid_event("n1", startDateTime="2027-01-01T10:00:00"),
-        "startDateTime: Input should have timezone info",
+        "startDateTime: has no time zone; give an RFC 3339 date-time with a zone: "
+        "2027-03-01T10:00:00Z or +01:00",
     ),
-    (valid_event("e1", endDateTime="2020-01-01T00:00:00Z"), "endDateTime is before startDateTime"),
-    (valid_event("u1", colour="red"), "colour: Extra inputs are not permitted"),
+    (valid_event("e1", externalEventId=""), "externalEventId: String should have at least 1"),
+    (
+        valid_event("u1", customProperties=[{"name": "a", "value": "b", "source": "NOPE"}]),
+        "customProperties.0.source: not one of HubSpot's property sources",
+    ),
 ]
 
 
