@@ -13,12 +13,13 @@ import logging
 import os
 import threading
 from collections.abc import Coroutine
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio as aioredis
 from celery import Celery
 
+from eventq.depths import queue_depths
 from eventq.jobs import JobStore
 from eventq.keys import Keys
 from eventq.messaging import queue_for, send_job
@@ -143,7 +144,8 @@ class Runtime:
         """Return how many messages wait in the job's queue; None when the broker is not Redis."""
         if self._broker_redis is None:
             return None
-        return int(cast(int, self._broker_redis.llen(queue_for(envelope, self.settings))))
+        queue = queue_for(envelope, self.settings)
+        return queue_depths(self._broker_redis, [queue])[queue]
 
     def call(self, coro: Coroutine[Any, Any, T], timeout_s: float | None = None) -> T:
         """Run `coro` on the runtime's loop and return its result (blocks the calling thread)."""
