@@ -1,7 +1,8 @@
 """Prometheus metrics of the HTTP service and `GET /metrics`.
 
-Request and ingest counters live in this process; queue depths, the retry schedule, the DLQ by
-reason and the delivered/dead-lettered totals are read from Redis (and the broker) per scrape.
+Request and ingest counters live in this process; queue depths, the DLQ by reason and the
+delivered/dead-lettered totals are read from Redis (and the broker) per scrape. The retry
+schedule's depth is the workers' metric (`worker.metrics`), exported there only.
 """
 
 from __future__ import annotations
@@ -10,18 +11,18 @@ import json
 import logging
 import time
 from collections import Counter as Tally
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import redis
-import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client import generate_latest as render
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from eventq.depths import queue_depths_async
 from eventq.jobs import as_text
 from eventq.keys import Keys
 from producers.http_routes import Reply, Route
@@ -33,7 +34,6 @@ log = logging.getLogger("eventq.http")
 
 DLQ_SCAN_EVERY_S = 5.0
 DLQ_SCAN_MAX = 100_000
-_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")  # kombu's Redis priority lists
 _REJECT_REASONS = {
     400: "malformed_json",
     401: "unauthorized",
@@ -51,7 +51,6 @@ class ClusterSnapshot:
     """Cluster-wide numbers read from Redis at scrape time."""
 
     queues: dict[str, int] | None
-    schedule: int
     dead_letters: dict[str, int]
     counters: dict[str, int]
 
@@ -67,7 +66,7 @@ class ClusterCollector(Collector):
         return []
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        """Yield queue, schedule and DLQ depths and the delivered/dead-lettered totals."""
+        """Yield queue and DLQ depths and the delivered/dead-lettered totals."""
         snap = self.snapshot
         if snap is None:
             return
@@ -78,9 +77,6 @@ class ClusterCollector(Collector):
             for name, depth in snap.queues.items():
                 queues.add_metric([name], depth)
             yield queues
-        yield GaugeMetricFamily(
-            "eventq_retry_schedule_depth", "Jobs waiting to be retried.", value=snap.schedule
-        )
         dlq = GaugeMetricFamily(
             "eventq_dlq_entries", "Dead-letter entries by reason.", labels=["reason"]
         )
@@ -172,30 +168,15 @@ class HttpMetrics:
         return dict(tally)
 
 
-async def _queue_depths(client: aioredis.Redis | None, queues: list[str]) -> dict[str, int] | None:
-    if client is None:
-        return None
-    async with client.pipeline(transaction=False) as pipe:
-        for queue in queues:
-            for suffix in _PRIORITY_SUFFIXES:
-                pipe.llen(queue + suffix)
-        lengths = await pipe.execute()
-    per = len(_PRIORITY_SUFFIXES)
-    return {q: sum(lengths[i * per : (i + 1) * per]) for i, q in enumerate(queues)}
-
-
 async def read_snapshot(state: ServiceState) -> ClusterSnapshot:
     """Return the cluster-wide numbers; raises redis.RedisError when Redis is unreachable."""
     keys, settings = state.producer.keys, state.settings
-    async with state.redis.pipeline(transaction=False) as pipe:
-        pipe.zcard(keys.schedule)
-        pipe.hgetall(keys.counters)
-        schedule, counters = await pipe.execute()
-    queues = await _queue_depths(state.broker_redis, [settings.queue, settings.bulk_queue])
+    counters = await cast(Awaitable[dict[bytes, bytes]], state.redis.hgetall(keys.counters))
+    broker, names = state.broker_redis, [settings.queue, settings.bulk_queue]
+    queues = None if broker is None else await queue_depths_async(broker, names)
     dead = await state.run(state.metrics.dead_letters_by_reason, state.producer.redis, keys)
     return ClusterSnapshot(
         queues=queues,
-        schedule=int(schedule),
         dead_letters=dead,
         counters={as_text(k): int(v) for k, v in counters.items()},
     )

@@ -115,7 +115,11 @@ class Stack:
         return settings_from_env(self.env)
 
     def start_worker(
-        self, concurrency: int = 16, extra_env: dict[str, str] | None = None, wait: bool = True
+        self,
+        concurrency: int = 16,
+        extra_env: dict[str, str] | None = None,
+        wait: bool = True,
+        extra_args: tuple[str, ...] = (),
     ) -> subprocess.Popen[bytes]:
         log = self.tmp / f"worker-{len(self.workers)}.log"
         env = {**os.environ, **self.env, **(extra_env or {})}
@@ -123,6 +127,7 @@ class Stack:
             self.settings,
             *("-c", str(concurrency), "-E", "--without-mingle", "--without-gossip"),
             *("--hostname", f"w{len(self.workers)}-{uuid.uuid4().hex[:6]}@%h"),
+            *extra_args,
         )
         proc = subprocess.Popen(
             [sys.executable, "-m", *argv],

@@ -16,7 +16,8 @@ settings = get_settings()
 app = make_celery(settings, "eventq")
 app.conf.update(
     include=["worker.tasks"],
-    # deliveries run on the runtime's event loop, not one thread each (bench/RESULTS.md)
+    # deliveries run on the hand-off's event loop, not one thread each (worker.handoff,
+    # bench/RESULTS.md)
     worker_pool="worker.pool:AsyncioPool",
     worker_concurrency=settings.concurrency,
     task_queues=app.conf.task_queues,
@@ -26,25 +27,3 @@ app.conf.update(
 @signals.setup_logging.connect
 def _setup_logging(**_: Any) -> None:
     configure_logging(settings)
-
-
-@signals.worker_ready.connect
-def _start_runtime(**_: Any) -> None:
-    # start the schedule mover at once, not at the first job: parked jobs must come back
-    from worker.runtime import get_runtime
-
-    get_runtime(settings, app)
-
-
-@signals.worker_process_init.connect
-def _start_child_runtime(**_: Any) -> None:
-    from worker.runtime import get_runtime
-
-    get_runtime(settings, app)
-
-
-@signals.worker_shutdown.connect
-def _stop_runtime(**_: Any) -> None:
-    from worker.runtime import shutdown_runtime
-
-    shutdown_runtime()

@@ -1,7 +1,10 @@
 """Prometheus metrics of a worker process, served on `EVENTQ_METRICS_PORT` at `/metrics`.
 
 Counters and the latency histogram are updated on the delivery path; depths (DLQ, retry
-schedule) and shared state (breaker, limiter) are read from Redis when Prometheus scrapes.
+schedule) and the breaker's shared state are read from Redis when Prometheus scrapes. The retry
+schedule's depth is exported here only: the workers are the part every deployment runs, and
+their mover is what drains the schedule. Queue depths, the DLQ by reason and the cluster's
+delivered/dead-lettered totals are the HTTP service's (`producers.http_metrics`).
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from prometheus_client import Counter, Histogram, start_http_server
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from eventq.depths import schedule_depth
 from eventq.keys import Keys
 
-__all__ = ["ATTEMPT_LATENCY", "DELIVERIES", "RATE_LIMITED", "serve_metrics"]
+__all__ = ["ATTEMPT_LATENCY", "DELIVERIES", "RATE_LIMITED", "RedisStateCollector", "serve_metrics"]
 
 log = logging.getLogger("eventq.metrics")
 
@@ -45,7 +49,7 @@ class RedisStateCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """Yield the DLQ depth, retry-schedule depth and breaker state."""
         try:
-            schedule = int(cast(int, self._redis.zcard(self._keys.schedule)))
+            schedule = schedule_depth(self._redis, self._keys)
             dlq = int(cast(int, self._redis.zcard(self._keys.dlq)))
             breaker = cast(Any, self._redis.hget(self._breaker_key, "state"))
         except redis.RedisError:

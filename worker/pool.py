@@ -1,12 +1,12 @@
-"""A Celery pool that runs deliveries on the worker's asyncio loop: no thread per job in flight.
+"""A Celery pool that runs deliveries on the hand-off's asyncio loop: no thread per job in flight.
 
-Celery's consumer thread (the kombu hub) hands each message to `AsyncioPool.on_apply`, which
-starts the delivery coroutine on the runtime's event loop and returns at once. When the attempt's
-outcome is recorded in Redis, the loop hands the job back to the hub thread, which runs Celery's
-tracer (the task, its state, its events) and the ack, exactly as the solo pool would, with the
-outcome ready. So acks still follow the recorded outcome (`acks_late`), prefetch still bounds
-the jobs in flight (concurrency times the prefetch multiplier), and a SIGKILL leaves the unacked
-messages to the broker's visibility timeout, as with any pool.
+The pool's side of the protocol told whole in `worker.handoff.Handoff`: `on_apply` (Celery's
+hub thread) decodes the message and wakes the loop; on the loop up to `limit` attempts run at
+once; each finished attempt goes back to the hub thread, which holds its outcome on the hand-off
+and runs Celery's tracer (the task, its state, its events) and the ack, exactly as the solo pool
+would, with the outcome ready. So acks still follow the recorded outcome (`acks_late`), prefetch
+still bounds the jobs in flight (concurrency times the prefetch multiplier), and a SIGKILL
+leaves the unacked messages to the broker's visibility timeout, as with any pool.
 
 Hand-offs are batched both ways: one loop wake-up for every message the hub received in one
 iteration, one hub wake-up for every attempt that finished in one loop iteration. The acks
@@ -34,6 +34,9 @@ from celery.concurrency.base import BasePool
 from celery.exceptions import WorkerShutdown, WorkerTerminate
 from kombu.serialization import loads
 
+from eventq.messaging import TASK_NAME
+from worker.handoff import Handoff
+
 __all__ = ["AsyncioPool"]
 
 log = logging.getLogger("eventq.pool")
@@ -51,7 +54,7 @@ class _Job:
     callback: Callable[[Any], Any] | None
     task_id: str
     job: Any
-    result: Any = None  # the attempt's Outcome, or the exception it raised
+    result: Any = None  # the attempt's Outcome, or the exception it raised (Handoff.attempt)
 
 
 def _decode(args: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
@@ -65,7 +68,7 @@ def _decode(args: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
 
 
 class AsyncioPool(BasePool):  # type: ignore[misc]
-    """Run `eventq.create_marketing_event` on the delivery runtime's event loop."""
+    """Run `eventq.create_marketing_event` on the hand-off's event loop (`worker.handoff`)."""
 
     body_can_be_buffer = True
     signal_safe = False
@@ -83,17 +86,13 @@ class AsyncioPool(BasePool):  # type: ignore[misc]
         self._active = 0
         self._finished = threading.Event()
         self._hub: Any = None
-        self._runtime: Any = None
         initargs = self.options.get("initargs") or (None, None)
         # as the solo pool does: this process is the one that runs tasks
         signals.worker_process_init.send(sender=initargs[1])
 
     def on_start(self) -> None:
-        """Start (or find) this process's delivery runtime."""
-        from worker.celery_app import app, settings
-        from worker.runtime import get_runtime
-
-        self._runtime = get_runtime(settings, app)
+        """Take this process's hand-off from the delivery task that owns it."""
+        self.handoff: Handoff = self.app.tasks[TASK_NAME].handoff
 
     def register_with_event_loop(self, loop: Any) -> None:
         """Remember the hub: finished attempts are reported from its thread."""
@@ -120,7 +119,7 @@ class AsyncioPool(BasePool):  # type: ignore[misc]
         self._inbox.append(item)
         if not self._loop_wake_pending:
             self._loop_wake_pending = True
-            self._runtime.loop.call_soon_threadsafe(self._start_pending)
+            self.handoff.loop.call_soon_threadsafe(self._start_pending)
 
     # -- loop thread -------------------------------------------------------------------------
 
@@ -132,16 +131,12 @@ class AsyncioPool(BasePool):  # type: ignore[misc]
         # they would wait for a free thread in the threads pool
         while self._waiting and self._running < self.limit and not self._closing:
             self._running += 1
-            task = self._runtime.loop.create_task(self._run(self._waiting.popleft()))
-            self._runtime.keep(task)
+            task = self.handoff.loop.create_task(self._run(self._waiting.popleft()))
+            self.handoff.keep(task)
 
     async def _run(self, item: _Job) -> None:
-        try:
-            item.result = await self._runtime.delivery.run(item.job, item.task_id)
-        except BaseException as error:  # the task re-raises it, as if it had run there
-            item.result = error
-        finally:
-            self._running -= 1
+        item.result = await self.handoff.attempt(item.job, item.task_id)  # never raises
+        self._running -= 1
         self._start_pending()
         self._outbox.append(item)
         self._finished.set()
@@ -165,7 +160,7 @@ class AsyncioPool(BasePool):  # type: ignore[misc]
             self._report(self._outbox.popleft())
 
     def _report(self, item: _Job) -> None:
-        self._runtime.prepare(item.task_id, item.result)
+        self.handoff.hold(item.task_id, item.result)
         try:
             ret = item.target(*item.args, **item.kwargs)
         except (WorkerShutdown, WorkerTerminate):

@@ -1,24 +1,20 @@
-"""One per worker process: the event loop thread, the HTTP session, Redis clients, the mover.
+"""One per worker process: the delivery machinery the hand-off (`worker.handoff`) runs attempts on.
 
-`worker.pool.AsyncioPool` starts each job's attempt on this loop and reports the outcome to
-Celery when it is recorded (other pools call `Runtime.deliver` and wait), so many deliveries
-share one aiohttp session, one loop and batched Redis round trips while Celery keeps acks and
-prefetch.
+The HTTP session, the batching Redis client, the limiter, the breaker and the credentials are
+built on the hand-off's event loop, so many deliveries share them; beside them run the schedule
+mover, the recovery sweep and the metrics port.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import os
-import threading
-from collections.abc import Coroutine
-from typing import Any, TypeVar, cast
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
 from celery import Celery
 
+from eventq.depths import queue_depths
 from eventq.jobs import JobStore
 from eventq.keys import Keys
 from eventq.messaging import queue_for, send_job
@@ -26,7 +22,7 @@ from eventq.schema import JobEnvelope
 from eventq.settings import Settings
 from worker.circuit_breaker import CircuitBreaker
 from worker.credentials import Credentials, StaticCredentials
-from worker.delivery import Delivery, Outcome
+from worker.delivery import Delivery
 from worker.hubspot_client import HubSpotClient, new_session
 from worker.metrics import serve_metrics
 from worker.rate_limit import RateLimiter
@@ -35,10 +31,10 @@ from worker.redis_batching import BatchingRedis
 from worker.retry_policy import Backoff
 from worker.retry_schedule import ScheduleMover
 
-__all__ = ["Runtime", "get_runtime"]
+__all__ = ["Runtime"]
 
-log = logging.getLogger("eventq.worker")
-T = TypeVar("T")
+# runs a coroutine on the hand-off's loop and returns its result (`Handoff.call`)
+OnLoop = Callable[[Coroutine[Any, Any, Any]], Any]
 
 
 def _credentials(
@@ -61,22 +57,15 @@ def lock_ttl_ms(settings: Settings) -> int:
 
 
 class Runtime:
-    """The per-process delivery machinery, started lazily on first use."""
+    """The per-process delivery machinery, built on the loop `on_loop` runs coroutines on."""
 
-    def __init__(self, settings: Settings, app: Celery) -> None:
+    def __init__(self, settings: Settings, app: Celery, on_loop: OnLoop) -> None:
         self.settings = settings
         self.app = app
         self.keys = Keys(settings.key_prefix)
-        self._prepared: dict[str, Outcome | BaseException] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
         broker = settings.effective_broker_url
         self._broker_redis = redis.Redis.from_url(broker) if broker.startswith("redis") else None
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self.loop.run_forever, name="eventq-loop", daemon=True
-        )
-        self._thread.start()
-        self.delivery: Delivery = self.call(self._build())
+        self.delivery: Delivery = on_loop(self._build())
         # one blocking client (its pool is thread-safe) for the mover, the sweep and metrics
         state = redis.Redis.from_url(settings.redis_url)
         self.mover = ScheduleMover(
@@ -143,64 +132,11 @@ class Runtime:
         """Return how many messages wait in the job's queue; None when the broker is not Redis."""
         if self._broker_redis is None:
             return None
-        return int(cast(int, self._broker_redis.llen(queue_for(envelope, self.settings))))
+        queue = queue_for(envelope, self.settings)
+        return queue_depths(self._broker_redis, [queue])[queue]
 
-    def call(self, coro: Coroutine[Any, Any, T], timeout_s: float | None = None) -> T:
-        """Run `coro` on the runtime's loop and return its result (blocks the calling thread)."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
-
-    def deliver(self, raw: object, task_id: str) -> Outcome:
-        """Return the outcome of one attempt of the job carried by a message.
-
-        Under `worker.pool.AsyncioPool` the attempt already ran on the loop and its outcome (or
-        error) was prepared; otherwise (solo, threads) it runs now, blocking this thread.
-        """
-        prepared = self._prepared.pop(task_id, None)
-        if isinstance(prepared, BaseException):
-            raise prepared
-        if prepared is not None:
-            return prepared
-        return self.call(self.delivery.run(raw, task_id))
-
-    def prepare(self, task_id: str, result: Outcome | BaseException) -> None:
-        """Hold an attempt that already ran on the loop (`worker.pool`) for `deliver` to report."""
-        self._prepared[task_id] = result
-
-    def keep(self, task: asyncio.Task[Any]) -> None:
-        """Keep a reference to a delivery task until it finishes (the loop holds weak ones)."""
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def close(self) -> None:
-        """Stop the mover, close the session and stop the loop."""
+    def close(self, on_loop: OnLoop) -> None:
+        """Stop the mover and the sweep, and close the HTTP session on the loop."""
         self.mover.stop()
         self.recovery.stop()
-        try:
-            self.call(self.session.close(), timeout_s=5)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-
-
-_runtime: Runtime | None = None
-_runtime_pid: int | None = None
-_lock = threading.Lock()
-
-
-def get_runtime(settings: Settings, app: Celery) -> Runtime:
-    """Return this process's runtime, creating it on first use (and again after a fork)."""
-    global _runtime, _runtime_pid
-    with _lock:
-        if _runtime is None or _runtime_pid != os.getpid():
-            _runtime = Runtime(settings, app)
-            _runtime_pid = os.getpid()
-            log.info("delivery runtime started in pid %s", _runtime_pid)
-        return _runtime
-
-
-def shutdown_runtime() -> None:
-    """Close this process's runtime if it was started."""
-    global _runtime
-    with _lock:
-        if _runtime is not None and _runtime_pid == os.getpid():
-            _runtime.close()
-        _runtime = None
+        on_loop(self.session.close())

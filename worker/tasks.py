@@ -1,24 +1,27 @@
-"""The Celery task, a thin view: hand the message to the delivery runtime, report the outcome.
+"""The Celery task, a thin view: take the message's outcome from the hand-off, report it.
 
 Flower sees SUCCESS (delivered or nothing to do), RETRY (parked in the retry schedule) or
-FAILURE (dead-lettered); the job's own status and the DLQ hold the details.
+FAILURE (dead-lettered); the job's own status and the DLQ hold the details. The whole protocol
+between the pool, this task and Celery is told in `worker.handoff.Handoff`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from celery import Task
+from celery import Task, signals
 from celery.exceptions import Reject, Retry
 
 from eventq.messaging import TASK_NAME
 from worker.celery_app import app, settings
-from worker.runtime import get_runtime
+from worker.handoff import Handoff
 
-__all__ = ["DeadLettered", "Parked", "create_marketing_event"]
+__all__ = ["DeadLettered", "DeliveryTask", "Parked", "create_marketing_event"]
 
 log = logging.getLogger("eventq.task")
 
@@ -31,15 +34,42 @@ class DeadLettered(Exception):
     """The job went to the dead-letter queue; the message says why (never a credential)."""
 
 
+class DeliveryTask(Task):  # type: ignore[misc]
+    """The delivery task's class: its instance (one per process) owns the process's hand-off."""
+
+    _handoff: Handoff | None = None
+    _handoff_lock = threading.Lock()
+
+    @property
+    def handoff(self) -> Handoff:
+        """Return this process's hand-off, starting it on first use (and again after a fork)."""
+        with self._handoff_lock:
+            if self._handoff is None or self._handoff.pid != os.getpid():
+                self._handoff = Handoff(settings, app)
+            return self._handoff
+
+    def close_handoff(self) -> None:
+        """Close this process's hand-off if it was started here."""
+        with self._handoff_lock:
+            if self._handoff is not None and self._handoff.pid == os.getpid():
+                self._handoff.close()
+            self._handoff = None
+
+
 @app.task(
-    name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True, throws=(DeadLettered,)
+    base=DeliveryTask,
+    name=TASK_NAME,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    throws=(DeadLettered,),
 )
 def create_marketing_event(
-    self: Task, job: Any = None, *args: Any, **kwargs: Any
+    self: DeliveryTask, job: Any = None, *args: Any, **kwargs: Any
 ) -> dict[str, Any]:
     """Deliver one job; return its outcome, or raise Retry / DeadLettered for Flower."""
     try:
-        outcome = get_runtime(settings, app).deliver(job, self.request.id)
+        outcome = self.handoff.outcome(job, self.request.id)
     except (redis.ConnectionError, redis.TimeoutError) as error:
         # our state is out of reach, so the attempt did not finish: the message must not be
         # acked as done; requeued now (or redelivered after the visibility timeout)
@@ -57,3 +87,15 @@ def create_marketing_event(
     if outcome.kind == "dead_lettered":
         raise DeadLettered(outcome.detail)
     return {"jobId": outcome.job_id, "outcome": outcome.kind, "objectId": outcome.object_id}
+
+
+@signals.worker_process_init.connect
+@signals.worker_ready.connect
+def _start_handoff(**_: Any) -> None:
+    # at once, not at the first message: parked jobs must come back, and the sweep must run
+    create_marketing_event.handoff  # noqa: B018
+
+
+@signals.worker_shutdown.connect
+def _close_handoff(**_: Any) -> None:
+    create_marketing_event.close_handoff()
