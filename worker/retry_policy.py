@@ -59,9 +59,13 @@ class RetryLater:
 
 @dataclass(frozen=True)
 class PauseBucket:
-    """Stop every worker sending on this bucket until `until_s`; uses none of the job's attempts."""
+    """Stop every worker sending on this bucket; uses none of the job's attempts.
 
-    until_s: float
+    How long is the limiter's rule (`RateLimiter.after_429`): HubSpot's `retry_after_s` when it
+    gave one (None: it did not), else the window or the daily reset of `policy`.
+    """
+
+    retry_after_s: float | None
     policy: str
     reason: str
 
@@ -143,7 +147,7 @@ def _classify_http(
     wait_s = retry_after_s(failure.headers, now_s)
     if status == 429:
         policy_name = failure.policy_name or "TEN_SECONDLY_ROLLING"
-        return PauseBucket(now_s + (wait_s if wait_s is not None else 1.0), policy_name, message)
+        return PauseBucket(wait_s, policy_name, message)
     if status in _TRANSIENT or status >= 500:
         delay = max(backoff_delay_s(attempts_used, policy), wait_s or 0.0)
         return RetryLater(delay, verify=status >= 500, reason=f"HTTP {status}: {message}")
