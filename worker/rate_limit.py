@@ -27,6 +27,7 @@ __all__ = [
     "RateLimiter",
     "bucket_for_portal",
     "bucket_for_token",
+    "held_estimate",
     "is_portal_bucket",
     "next_daily_reset",
     "others_estimate",
@@ -134,18 +135,28 @@ def pause_after_429(
     return after if after is not None else now_s + window_s
 
 
+def held_estimate(peak: float, age_s: float, window_s: float) -> float:
+    """Return what a peak estimate of the others' use, `age_s` old, still counts for.
+
+    It holds for one window (our own answers, and with them new samples, may come only in
+    bursts once a window), then halves per window, so it fades once the others stop.
+    """
+    fading_s = max(0.0, age_s - window_s)
+    decay: float = 0.5 ** (fading_s / (window_s * _SHARE_HALF_LIFE_WINDOWS))
+    return peak * decay
+
+
 def others_estimate(
-    used_by_all: int, ours: int, previous: float, previous_age_s: float, window_s: float
+    used_by_all: int, ours: int, peak: float, peak_age_s: float, window_s: float
 ) -> float:
     """Return what other clients spend per window of a shared budget.
 
     `used_by_all` is HubSpot's count in its window (Max - Remaining), `ours` our own sends in
-    that window. The estimate follows a rise at once and forgets a fall with a half-life of a
-    window, so a short lull in the others' traffic does not hand their share to us.
+    that window; the estimate is that sample or the held peak (`held_estimate`), the larger.
+    A sample at least as large becomes the new peak.
     """
     sample = max(0, used_by_all - ours)
-    decay: float = 0.5 ** (max(0.0, previous_age_s) / (window_s * _SHARE_HALF_LIFE_WINDOWS))
-    return max(float(sample), previous * decay)
+    return max(float(sample), held_estimate(peak, peak_age_s, window_s))
 
 
 def shared_budget(budget: int, others: float) -> int:
@@ -414,7 +425,7 @@ class RateLimiter:
         fields = {as_text(k): as_text(v) for k, v in shared.items()}
         if self._share and "others" in fields and "at_ms" in fields:
             age_ms = max(0, now_ms - int(fields["at_ms"]))
-            others = float(fields["others"]) * 0.5 ** (age_ms / window_ms)
+            others = held_estimate(float(fields["others"]), age_ms / 1000, window_ms / 1000)
             requests = shared_budget(requests, others)
         return RateLimit(requests, reported.window_s), others
 

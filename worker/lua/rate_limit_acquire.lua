@@ -44,8 +44,9 @@ if obs[1] and obs[2] then
   if share then
     local sh = redis.call('HMGET', KEYS[5], 'others', 'at_ms')
     if sh[1] and sh[2] then
-      local age = math.max(0, now - tonumber(sh[2]))
-      req = shared(req, tonumber(sh[1]) * 0.5 ^ (age / window))
+      -- Must match held_estimate in rate_limit.py: held one window, then halved per window.
+      local fading = math.max(0, now - tonumber(sh[2]) - window)
+      req = shared(req, tonumber(sh[1]) * 0.5 ^ (fading / window))
     end
   end
   limits[1] = {granted(req), window + pad}
