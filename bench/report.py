@@ -261,6 +261,14 @@ def write_summary(results: dict[str, Any], path: Path, command: str) -> None:
         "<!-- written by `python -m bench`; do not edit by hand -->",
         f"Measured with `{command}` on {meta.get('date', '?')} ({meta.get('cpus', '?')} CPUs, "
         f"load average {meta.get('load_before', '?')} before the run).",
+    ]
+    partial = results.get("meta_last_partial")
+    if partial:
+        lines.append(
+            f"Runs {', '.join(partial.get('runs', []))}: `python -m bench --only` on "
+            f"{partial.get('date', '?')} (load average {partial.get('load_before', '?')} before)."
+        )
+    lines += [
         "",
         "| run | events/s | worker CPU ms/event | Redis CPU ms/event | peak worker RSS MB |",
         "| --- | ---: | ---: | ---: | ---: |",
