@@ -39,7 +39,7 @@ class FakeState:
             self.other_client.stop()
             self.other_client = None
         self.limiter = RateLimiter(config.rate_limit, config.daily_limit, config.daily_timezone)
-        self.faults = FaultPlan(config.latency_ms, config.duplicate_mode)
+        self.faults = FaultPlan(config.latency_ms)
 
     def reset(self) -> None:
         """Release hung requests and return everything to the startup configuration."""
