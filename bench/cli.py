@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -27,6 +28,7 @@ RUNS = (
     "naive_prefork",
     "eventq_with_events",
     "rate_limit",
+    "shared_budget",
     "rss",
 )
 # A database of its own on the same Redis server: Celery broadcasts (a Flower somewhere on
@@ -107,6 +109,14 @@ def _measure(name: str, plan: Plan, url: str) -> dict[str, Any]:
         eventq = scenarios.eventq_rate_limit(plan.rate_limit_s, plan.rate_limit_prequeued, url)
         naive = scenarios.naive_rate_limit(plan.rate_limit_s, plan.rate_limit_prequeued, url)
         return {"eventq": eventq.as_json(), "naive": naive.as_json()}
+    if name == "shared_budget":
+        on = scenarios.shared_budget(
+            plan.rate_limit_s, plan.rate_limit_prequeued, url, sharing=True
+        )
+        off = scenarios.shared_budget(
+            plan.rate_limit_s, plan.rate_limit_prequeued, url, sharing=False
+        )
+        return {"sharing": on.as_json(), "baseline": off.as_json()}
     if name == "rss":
         return scenarios.schedule_rss(plan.parked_jobs, url, plan.rss_settle_s).as_json()
     raise ValueError(name)
@@ -120,6 +130,7 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 _KEYS = {"rate_limit": "rate_limit", "rss": "retry_schedule_rss"}
+_RESULT_KEYS = {*RUNS, *_KEYS.values()}
 
 
 def _run_all(selected: list[str], plan: Plan, url: str, console: Console) -> dict[str, Any]:
@@ -140,6 +151,19 @@ def _run_all(selected: list[str], plan: Plan, url: str, console: Console) -> dic
         results[_KEYS.get(name, name)] = _measure(name, plan, url)
         console.print(f"{name}: done in {time.monotonic() - started:.0f} s")
     return results
+
+
+def _merged(path: Path, new: dict[str, Any]) -> dict[str, Any]:
+    """Return the figures already in `path` updated with a partial run's (`--only`); the new
+    run's meta is kept beside the old under `meta_last_partial`."""
+    try:
+        old: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return new
+    merged = {**old, **{k: v for k, v in new.items() if k not in ("meta", "plan", "ratios")}}
+    merged["meta_last_partial"] = {**new["meta"], "runs": [k for k in new if k in _RESULT_KEYS]}
+    merged["ratios"] = report.ratios(merged)
+    return merged
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     results["meta"]["load_after"] = round(os.getloadavg()[0], 2)
     results["ratios"] = report.ratios(results)
     out = args.out / ("quick" if args.quick else "")
+    if set(selected) != set(RUNS):
+        results = _merged(out / "results.json", results)
     report.write_json(results, out / "results.json")
     if "rate_limit" in results:
         report.write_plot(results, out / "ratelimit.png")

@@ -17,6 +17,9 @@ TARGETS = {
     "eventq_vs_naive_threads": 1.5,
     "rate_limit_sustained": 0.95,
     "rate_limit_429_fraction": 0.01,
+    "shared_budget_429_fraction": 0.02,
+    "shared_budget_other_kept": 0.90,
+    "shared_budget_of_what_is_left": 0.85,
     "peak_rss_mb": 200.0,
     "retry_schedule_rss_growth": 0.10,
 }
@@ -43,11 +46,21 @@ def ratios(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if limited:
         measured["rate_limit_sustained"] = limited["sustained_fraction"]
         measured["rate_limit_429_fraction"] = limited["rate_limited_fraction"]
+    shared = results.get("shared_budget", {}).get("sharing")
+    if shared:
+        measured["shared_budget_429_fraction"] = shared["eventq_429_fraction"]
+        measured["shared_budget_other_kept"] = shared["other_kept_fraction"]
+        measured["shared_budget_of_what_is_left"] = shared["eventq_share_of_left"]
     if results.get("eventq"):
         measured["peak_rss_mb"] = results["eventq"]["peak_rss_mb"]
     if results.get("retry_schedule_rss"):
         measured["retry_schedule_rss_growth"] = results["retry_schedule_rss"]["growth_fraction"]
-    upper = {"rate_limit_429_fraction", "peak_rss_mb", "retry_schedule_rss_growth"}
+    upper = {
+        "rate_limit_429_fraction",
+        "shared_budget_429_fraction",
+        "peak_rss_mb",
+        "retry_schedule_rss_growth",
+    }
     out: dict[str, dict[str, Any]] = {}
     for name, value in measured.items():
         target = TARGETS[name]
@@ -146,6 +159,33 @@ def _throughput_rows(results: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+_SHARED_COLUMNS = (
+    ("run",),
+    ("eventq delivered per 10 s",),
+    ("eventq 429s",),
+    ("other client kept",),
+    ("eventq of what is left",),
+)
+
+
+def _shared_rows(results: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for key in ("sharing", "baseline"):
+        run = results.get("shared_budget", {}).get(key)
+        if run:
+            rows.append(
+                [
+                    f"{run['name']}, {run['duration_s']:g} s",
+                    " ".join(str(n) for n in run["eventq_per_window"]),
+                    f"{run['eventq_rate_limited']} of {run['eventq_requests']} "
+                    f"({run['eventq_429_fraction']:.1%})",
+                    f"{run['other_ok']} of {run['other_sent']} ({run['other_kept_fraction']:.1%})",
+                    f"{run['eventq_share_of_left']:.1%}",
+                ]
+            )
+    return rows
+
+
 def print_table(results: dict[str, Any], console: Console | None = None) -> None:
     """Print the figures and the ratios against the targets."""
     console = console or Console()
@@ -191,6 +231,12 @@ def print_table(results: dict[str, Any], console: Console | None = None) -> None
                 _fmt(run.get("gave_up", 0)),
             )
     console.print(limited)
+    shared = Table(title="Shared budget: another client spends 30 of 100 per 10 s")
+    for column, *_ in _SHARED_COLUMNS:
+        shared.add_column(column, justify="left" if column == "run" else "right")
+    for row in _shared_rows(results):
+        shared.add_row(*row)
+    console.print(shared)
     rss = results.get("retry_schedule_rss")
     if rss:
         console.print(
@@ -215,6 +261,14 @@ def write_summary(results: dict[str, Any], path: Path, command: str) -> None:
         "<!-- written by `python -m bench`; do not edit by hand -->",
         f"Measured with `{command}` on {meta.get('date', '?')} ({meta.get('cpus', '?')} CPUs, "
         f"load average {meta.get('load_before', '?')} before the run).",
+    ]
+    partial = results.get("meta_last_partial")
+    if partial:
+        lines.append(
+            f"Runs {', '.join(partial.get('runs', []))}: `python -m bench --only` on "
+            f"{partial.get('date', '?')} (load average {partial.get('load_before', '?')} before)."
+        )
+    lines += [
         "",
         "| run | events/s | worker CPU ms/event | Redis CPU ms/event | peak worker RSS MB |",
         "| --- | ---: | ---: | ---: | ---: |",
@@ -233,6 +287,10 @@ def write_summary(results: dict[str, Any], path: Path, command: str) -> None:
                 f"| {run['name']} | {windows} | {run['sustained_fraction']:.1%} | "
                 f"{run['rate_limited']} of {run['requests']} ({run['rate_limited_fraction']:.1%}) |"
             )
+    if _shared_rows(results):
+        lines += ["", "| " + " | ".join(c for c, *_ in _SHARED_COLUMNS) + " |"]
+        lines.append("| --- |" + " ---: |" * (len(_SHARED_COLUMNS) - 1))
+        lines += ["| " + " | ".join(row) + " |" for row in _shared_rows(results)]
     rss = results.get("retry_schedule_rss")
     if rss:
         lines += [

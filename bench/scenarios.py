@@ -33,6 +33,7 @@ from fake_hubspot.control import max_in_any_window
 __all__ = [
     "RateLimitRun",
     "ScheduleRss",
+    "SharedBudgetRun",
     "Throughput",
     "eventq_rate_limit",
     "eventq_throughput",
@@ -40,6 +41,7 @@ __all__ = [
     "naive_throughput",
     "noop_ceiling",
     "schedule_rss",
+    "shared_budget",
 ]
 
 LATENCY_MS = 50.0
@@ -101,6 +103,31 @@ class ScheduleRss:
     loaded_rss_mb: float
     growth_fraction: float
     redis_memory_mb: float
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the run as JSON-ready data."""
+        return asdict(self)
+
+
+@dataclass
+class SharedBudgetRun:
+    """eventq beside another client of the same app's budget, with or without sharing."""
+
+    name: str
+    sharing: bool
+    limit: int
+    window_s: float
+    other_per_window: int
+    duration_s: float
+    eventq_requests: int
+    eventq_delivered: int
+    eventq_rate_limited: int
+    eventq_429_fraction: float  # of eventq's requests (target <= 2 %)
+    other_sent: int
+    other_ok: int
+    other_kept_fraction: float  # of the other client's requests admitted (target >= 90 %)
+    eventq_share_of_left: float  # eventq's delivered rate / what the other leaves (>= 85 %)
+    eventq_per_window: list[int] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         """Return the run as JSON-ready data."""
@@ -499,4 +526,64 @@ def schedule_rss(jobs: int, redis_url: str, settle_s: float) -> ScheduleRss:
         loaded_rss_mb=round(loaded, 1),
         growth_fraction=round(loaded / idle - 1, 4),
         redis_memory_mb=round(redis_mb, 1),
+    )
+
+
+def shared_budget(
+    duration_s: float,
+    prequeued: int,
+    redis_url: str,
+    *,
+    sharing: bool,
+    other_per_window: int = 30,
+) -> SharedBudgetRun:
+    """Two eventq workers deliver a backlog while another client of the same private app spends
+    `other_per_window` of its 100 per 10 s (evenly, from one window before eventq starts) for
+    `duration_s`; count both sides' 429s and eventq's deliveries in that time."""
+    limit, window_s = 100, 10.0
+    names = Names()
+    client = redis.Redis.from_url(redis_url)
+    extra = {"EVENTQ_RATE_LIMIT": "100/10s", "EVENTQ_RATE_LIMIT_SHARE": str(sharing).lower()}
+    try:
+        with FakeServer(latency_ms=LATENCY_MS, rate_limit="100/10s") as fake:
+            env = eventq_env(names, fake, redis_url, **extra)
+            _prequeue_eventq(env, names, (make_event(names.tag, i) for i in range(prequeued)))
+            with Workers(_eventq_command(names), env, 2) as workers:
+                workers.wait_ready()
+                fake.control.start_other_client(fake.token, other_per_window, int(window_s * 1000))
+                time.sleep(window_s)  # the other integration was there first
+                before = fake.control.stats()["other_client"]
+                start = names.release(client)
+                time.sleep(duration_s)
+                after = fake.control.stats()["other_client"]
+                records = fake.control.requests()
+                fake.control.stop_other_client(fake.token)
+    finally:
+        names.cleanup(client)
+    inside = [r for r in records if start <= r["receivedAt"] < start + duration_s]
+    delivered = [r for r in inside if r["status"] == 200]
+    limited = sum(1 for r in inside if r["status"] == 429)
+    windows = [0] * int(duration_s // window_s)
+    for record in delivered:
+        index = int((record["receivedAt"] - start) // window_s)
+        if index < len(windows):
+            windows[index] += 1
+    sent, ok = after["sent"] - before["sent"], after["ok"] - before["ok"]
+    left = (limit - other_per_window) * duration_s / window_s
+    return SharedBudgetRun(
+        name="eventq, sharing on" if sharing else "eventq, sharing off (baseline)",
+        sharing=sharing,
+        limit=limit,
+        window_s=window_s,
+        other_per_window=other_per_window,
+        duration_s=duration_s,
+        eventq_requests=len(inside),
+        eventq_delivered=len(delivered),
+        eventq_rate_limited=limited,
+        eventq_429_fraction=round(limited / max(1, len(inside)), 4),
+        other_sent=sent,
+        other_ok=ok,
+        other_kept_fraction=round(ok / max(1, sent), 4),
+        eventq_share_of_left=round(len(delivered) / left, 4),
+        eventq_per_window=windows,
     )

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     Field,
@@ -125,8 +126,28 @@ class Settings(BaseSettings):
         ge=0,
         description="Added to the limiter's window to absorb network jitter between hosts.",
     )
-    daily_reset_utc_hour: int = Field(
-        0, ge=0, le=23, description="Hour (UTC) at which HubSpot's daily budget resets."
+    rate_limit_ceiling: Annotated[RateLimit, NoDecode] = Field(
+        default_factory=lambda: RateLimit(250, 10.0),
+        description="Most a bucket's budget may rise to when HubSpot's "
+        "X-HubSpot-RateLimit-Max reports more than configured (HubSpot's top tier: 250/10s).",
+    )
+    rate_limit_share: bool = Field(
+        True,
+        description="Leave what other clients of the same app spend (seen in "
+        "X-HubSpot-RateLimit-Remaining) to them, and start a bucket at a tenth of its budget "
+        "per tenth of its window until HubSpot's headers are seen.",
+    )
+    hubspot_timezone: str = Field(
+        "UTC",
+        description="IANA time zone of the HubSpot account (e.g. `Europe/Berlin`): its daily "
+        "budget resets at midnight there. Private apps only; OAuth calls have no daily limit.",
+    )
+    daily_reset_utc_hour: int | None = Field(
+        None,
+        ge=0,
+        le=23,
+        description="Deprecated: use EVENTQ_HUBSPOT_TIMEZONE. When set, the daily budget "
+        "resets at this hour UTC (a fixed-offset zone).",
     )
     queue: str = Field("marketing-events", description="Celery queue for live traffic.")
     bulk_queue: str = Field(
@@ -258,7 +279,7 @@ class Settings(BaseSettings):
                 )
         return value
 
-    @field_validator("rate_limit", "account_rate_limit", mode="before")
+    @field_validator("rate_limit", "account_rate_limit", "rate_limit_ceiling", mode="before")
     @classmethod
     def _parse_rate(cls, value: object) -> object:
         if isinstance(value, str):
@@ -280,6 +301,46 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"expected an http(s) URL, got {value!r}")
         return value.rstrip("/")
+
+    @field_validator("hubspot_timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value.strip())
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}; expected an IANA name such as 'Europe/Berlin'"
+            ) from None
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _check_daily_reset(self) -> Settings:
+        if self.daily_reset_utc_hour is not None and self.hubspot_timezone != "UTC":
+            raise ValueError(
+                "EVENTQ_DAILY_RESET_UTC_HOUR (deprecated) and EVENTQ_HUBSPOT_TIMEZONE are both "
+                "set; keep only EVENTQ_HUBSPOT_TIMEZONE"
+            )
+        return self
+
+    @property
+    def daily_reset_zone(self) -> ZoneInfo:
+        """Return the zone whose midnight resets the private app's daily budget.
+
+        The deprecated EVENTQ_DAILY_RESET_UTC_HOUR=h becomes the fixed-offset zone whose midnight
+        is h:00 UTC.
+        """
+        hour = self.daily_reset_utc_hour
+        if hour is None or hour == 0:
+            return ZoneInfo(self.hubspot_timezone)
+        # Etc/GMT+h is UTC-h (POSIX sign): its midnight is h:00 UTC
+        return ZoneInfo(f"Etc/GMT+{hour}" if hour <= 12 else f"Etc/GMT-{24 - hour}")
+
+    @property
+    def daily_reset_setting(self) -> str:
+        """Return the variable that sets the daily reset, for log lines."""
+        if self.daily_reset_utc_hour is not None:
+            return "EVENTQ_DAILY_RESET_UTC_HOUR (deprecated)"
+        return "EVENTQ_HUBSPOT_TIMEZONE"
 
     @model_validator(mode="after")
     def _check_oauth(self) -> Settings:

@@ -9,9 +9,10 @@ from typing import Annotated, Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fake_hubspot.auth import TokenFault
+from fake_hubspot.auth import Identity, TokenFault
 from fake_hubspot.config import DEFAULT_SCOPES, RateLimit, RefreshGrant
 from fake_hubspot.faults import Injection
+from fake_hubspot.ratelimit import OtherClient
 from fake_hubspot.state import STATE, FakeState
 
 __all__ = ["add_control_routes"]
@@ -67,11 +68,20 @@ class CloseRateIn(_In):
 
 
 class RateLimitIn(_In):
-    """`POST /_fake/rate-limit`: `requests` per `window_ms` (null = off), daily budget."""
+    """`POST /_fake/rate-limit`: `requests` per `window_ms` (null = off), daily budget, its zone."""
 
     requests: Positive | None
     window_ms: Positive = 10_000
     daily: Positive | None = None
+    daily_timezone: Text = "UTC"
+
+
+class OtherClientIn(_In):
+    """`POST /_fake/other-client`: spend `requests` per `window_ms` of a token's budget."""
+
+    token: Text
+    requests: NonNegative
+    window_ms: Positive = 10_000
 
 
 class PortalRateLimitIn(_In):
@@ -231,8 +241,28 @@ async def rate_limit(request: web.Request) -> web.Response:
     """Set the global rolling limit and daily budget."""
     data = await _load(request, RateLimitIn)
     limit = None if data.requests is None else RateLimit(data.requests, data.window_ms)
-    _state(request).limiter.configure(limit, data.daily)
+    try:
+        _state(request).limiter.configure(limit, data.daily, data.daily_timezone)
+    except ValueError as exc:
+        return _reply({"ok": False, "error": str(exc)}, 400)
     return _reply(_OK)
+
+
+async def other_client(request: web.Request) -> web.Response:
+    """Start (or replace, or with 0 requests stop) a simulated other client of a token's budget."""
+    data = await _load(request, OtherClientIn)
+    state = _state(request)
+    found = state.auth.authenticate(f"Bearer {data.token}")
+    if not isinstance(found, Identity):
+        return _reply({"ok": False, "error": "unknown token"}, 400)
+    if state.other_client is not None:
+        state.other_client.stop()
+        state.other_client = None
+    if data.requests:
+        state.other_client = OtherClient(
+            state.limiter, found.name, found.portal_id, data.requests, data.window_ms
+        )
+    return _reply({"ok": True, "identity": found.name})
 
 
 async def account_rate_limit(request: web.Request) -> web.Response:
@@ -318,6 +348,7 @@ _POSTS: dict[str, _Handler] = {
     "close-rate": close_rate,
     "rate-limit": rate_limit,
     "account-rate-limit": account_rate_limit,
+    "other-client": other_client,
     "tokens": add_token,
     "oauth": oauth,
     "oauth/revoke": revoke,

@@ -78,6 +78,7 @@ class FakeConfig:
     tokens: tuple[str, ...] = ("fake-token",)
     rate_limit: RateLimit | None = RateLimit(100, 10_000)
     daily_limit: int | None = None
+    daily_timezone: str = "UTC"  # the daily budget resets at midnight here (IANA name)
     latency_ms: float = 0.0
     oauth_client_id: str = "fake-client-id"
     oauth_client_secret: str = "fake-client-secret"  # noqa: S105 - a fake's well-known default

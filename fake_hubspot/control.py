@@ -124,10 +124,35 @@ class FakeHubSpot:
         self._post("close-rate", {"rate": rate})
 
     def set_rate_limit(
-        self, requests: int | None, window_ms: int = 10_000, daily: int | None = None
+        self,
+        requests: int | None,
+        window_ms: int = 10_000,
+        daily: int | None = None,
+        daily_timezone: str = "UTC",
     ) -> None:
-        """Set the rolling limit per app/portal (`requests` None = off) and daily budget."""
-        self._post("rate-limit", {"requests": requests, "window_ms": window_ms, "daily": daily})
+        """Set the rolling limit per app/portal (`requests` None = off) and the daily budget of
+        private apps, reset at midnight in `daily_timezone` (OAuth portals have none)."""
+        payload = {
+            "requests": requests,
+            "window_ms": window_ms,
+            "daily": daily,
+            "daily_timezone": daily_timezone,
+        }
+        self._post("rate-limit", payload)
+
+    def start_other_client(self, token: str, requests: int, window_ms: int = 10_000) -> str:
+        """Spend `requests` evenly per `window_ms` of `token`'s budget in the background, as
+        another integration of the same app would (0 stops it); return the identity.
+
+        Its requests are not recorded; `stats()["other_client"]` counts them (sent, ok,
+        rate_limited).
+        """
+        payload = {"token": token, "requests": requests, "window_ms": window_ms}
+        return str(self._post("other-client", payload)["identity"])
+
+    def stop_other_client(self, token: str) -> None:
+        """Stop the simulated other client."""
+        self.start_other_client(token, 0)
 
     def disable_rate_limit(self) -> None:
         """Turn off the rolling limit and the daily budget."""

@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--daily-limit", type=int, default=None, help="daily request budget")
+    parser.add_argument(
+        "--daily-timezone", default="UTC", help="IANA zone whose midnight resets the daily budget"
+    )
     parser.add_argument("--latency-ms", type=float, default=0.0, help="latency of API answers")
     parser.add_argument("--oauth-client-id", default=defaults.oauth_client_id)
     parser.add_argument("--oauth-client-secret", default=defaults.oauth_client_secret)
@@ -112,6 +115,7 @@ def config_from_args(args: argparse.Namespace) -> FakeConfig:
         tokens=tuple(args.token or [_DEFAULT_TOKEN]),
         rate_limit=args.rate_limit,
         daily_limit=args.daily_limit,
+        daily_timezone=args.daily_timezone,
         latency_ms=args.latency_ms,
         oauth_client_id=args.oauth_client_id,
         oauth_client_secret=args.oauth_client_secret,

@@ -11,7 +11,7 @@ from fake_hubspot.auth import Authenticator
 from fake_hubspot.config import FakeConfig
 from fake_hubspot.events import EventStore
 from fake_hubspot.faults import FaultPlan
-from fake_hubspot.ratelimit import RateLimiter
+from fake_hubspot.ratelimit import OtherClient, RateLimiter
 from fake_hubspot.recorder import RequestRecorder
 from fake_hubspot.validator import BodyValidator
 
@@ -30,11 +30,15 @@ class FakeState:
         self.recorder = RequestRecorder()
         self._hanging: set[asyncio.Future[None]] = set()
         self._epoch = 0
+        self.other_client: OtherClient | None = None
         self._configure(config)
 
     def _configure(self, config: FakeConfig) -> None:
         self.auth = Authenticator(config)
-        self.limiter = RateLimiter(config.rate_limit, config.daily_limit)
+        if self.other_client is not None:
+            self.other_client.stop()
+            self.other_client = None
+        self.limiter = RateLimiter(config.rate_limit, config.daily_limit, config.daily_timezone)
         self.faults = FaultPlan(config.latency_ms)
 
     def reset(self) -> None:
@@ -76,6 +80,7 @@ class FakeState:
         stats["events"] = len(self.events)
         stats["token_refreshes"] = {str(p): n for p, n in self.auth.refreshes.items()}
         stats["faults"] = self.faults.pending()
+        stats["other_client"] = self.other_client.stats() if self.other_client else None
         return stats
 
 

@@ -33,7 +33,7 @@ from worker.credentials import (
 )
 from worker.hubspot_client import HubSpotClient
 from worker.metrics import ATTEMPT_LATENCY, DELIVERIES, RATE_LIMITED
-from worker.rate_limit import RateLimiter, next_daily_reset
+from worker.rate_limit import RateLimiter
 from worker.retry_policy import (
     Backoff,
     Decision,
@@ -107,7 +107,6 @@ class Delivery:
     policy: Backoff
     max_limiter_wait_s: float
     lock_ttl_ms: int
-    daily_reset_utc_hour: int = 0
 
     async def run(self, raw: object, task_id: str) -> Outcome:
         """Run one attempt of the job in `raw` (the message's first argument)."""
@@ -266,8 +265,8 @@ class _Attempt:
         return result
 
     async def _observe(self, result: AttemptResult, token: AccessToken) -> None:
-        if result.headers:
-            await self.d.limiter.observe(token.bucket, result.headers)
+        if result.headers and not (isinstance(result, HttpFailure) and result.status == 429):
+            await self.d.limiter.observe(token.bucket, result.headers)  # a 429's: after_429
         # timeouts, refused or dropped connections and 5xx all mean HubSpot is struggling
         failed = isinstance(result, NetworkFailure)
         failed = failed or (isinstance(result, HttpFailure) and result.status >= 500)
@@ -300,13 +299,12 @@ class _Attempt:
         if isinstance(decision, PauseBucket):
             self.attempts -= 1  # a 429 is HubSpot's pacing, not the job's fault
             RATE_LIMITED.labels(decision.policy).inc()
-            until = self._pause_end(decision)
-            await self.d.limiter.pause(token.bucket, until, decision.policy)
-            log.warning(
-                "rate limited (%s): bucket paused for %.1fs", decision.policy, until - time.time()
+            pause = await self.d.limiter.after_429(
+                token.bucket, decision.policy, result.headers, decision.retry_after_s
             )
+            log.warning("rate limited (%s): bucket paused %s", decision.policy, pause.why)
             jitter_s = random.uniform(0, 0.25)  # noqa: S311 - spreads wake-ups, not crypto
-            return await self._park(until + jitter_s, f"429 {decision.policy}", result)
+            return await self._park(pause.until_s + jitter_s, f"429 {decision.policy}", result)
         if isinstance(decision, RetryLater):
             self.verify = self.verify or decision.verify  # once ambiguous, re-send with PUT
             return await self._park(time.time() + decision.delay_s, decision.reason, result)
@@ -315,11 +313,6 @@ class _Attempt:
             detail = f"HTTP {result.status}: {message}"
             return await self._dead_letter("auth", detail, result, message=message)
         return await self._dead_letter(decision.reason, decision.detail, result)
-
-    def _pause_end(self, decision: PauseBucket) -> float:
-        if decision.policy == "DAILY":
-            return max(decision.until_s, next_daily_reset(time.time(), self.d.daily_reset_utc_hour))
-        return decision.until_s
 
     def _record(self, outcome: str, detail: str, result: AttemptResult | None) -> AttemptRecord:
         status = result.status if isinstance(result, HttpFailure) else None

@@ -9,7 +9,9 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from eventq.jobs import as_text, load_lua
 from eventq.keys import Keys
@@ -21,10 +23,16 @@ if TYPE_CHECKING:
 __all__ = [
     "Grant",
     "LimiterState",
+    "Pause",
     "RateLimiter",
     "bucket_for_portal",
     "bucket_for_token",
+    "held_estimate",
+    "is_portal_bucket",
     "next_daily_reset",
+    "others_estimate",
+    "pause_after_429",
+    "shared_budget",
 ]
 
 _DAY_S = 86_400
@@ -33,6 +41,11 @@ _CONF_TTL_MS = 30 * _DAY_S * 1000
 # HubSpot repeats its limits on every response, so a stale observation soon gets refreshed.
 _OBS_TTL_MS = 3_600 * 1000
 _HEADER = "x-hubspot-ratelimit-"
+_UTC = ZoneInfo("UTC")
+# What others spend is forgotten with this half-life, in windows, once they stop.
+_SHARE_HALF_LIFE_WINDOWS = 1.0
+# Headroom kept beside the others' estimate: this fraction of it, and at least one request.
+_SHARE_HEADROOM = 0.1
 
 
 @dataclass(frozen=True)
@@ -55,12 +68,13 @@ class Grant:
 class LimiterState:
     """A snapshot of one bucket, for metrics and the CLI."""
 
-    budget: int  # grants per window after margin (the tighter of configured and observed)
+    budget: int  # grants per window after margin, share and HubSpot's reported budget
     window_s: float  # HubSpot's window for that budget, without the pad
     used: int  # grants with send times in the current (padded) window, up to now
     reserved: int  # grants with send times still in the future
     paused_until: float | None  # epoch seconds, None when not paused
     reason: str | None  # why it is paused
+    others: float = 0.0  # what other clients of the budget spend per window (estimate)
 
 
 def bucket_for_token(token: str) -> str:
@@ -76,16 +90,85 @@ def bucket_for_portal(portal_id: str) -> str:
     return f"portal:{portal_id}"
 
 
-def next_daily_reset(now_epoch_s: float, reset_hour_utc: int) -> float:
-    """Return the first epoch second strictly after now at `reset_hour_utc`:00 UTC.
+def is_portal_bucket(bucket: str) -> bool:
+    """Return True for an OAuth account's bucket (HubSpot gives those no daily limit)."""
+    return bucket.startswith("portal:")
 
-    Raises ValueError for an hour outside 0..23.
+
+def next_daily_reset(now_epoch_s: float, zone: ZoneInfo = _UTC) -> float:
+    """Return the first midnight in `zone` strictly after now, as epoch seconds.
+
+    A day is 23 or 25 hours long across a DST change; a midnight skipped by a change is the
+    first moment of that day.
     """
-    if not 0 <= reset_hour_utc <= 23:
-        raise ValueError(f"reset hour must be 0..23, got {reset_hour_utc}")
-    offset_s = reset_hour_utc * 3_600
-    days = math.floor((now_epoch_s - offset_s) / _DAY_S)
-    return float((days + 1) * _DAY_S + offset_s)
+    today = datetime.fromtimestamp(now_epoch_s, zone).date()
+    midnight = datetime.combine(today + timedelta(days=1), datetime.min.time(), zone)
+    return midnight.timestamp()
+
+
+@dataclass(frozen=True)
+class Pause:
+    """How long a bucket rests after a 429, and why (for the log line)."""
+
+    until_s: float
+    why: str
+
+
+def pause_after_429(
+    now_s: float,
+    *,
+    policy: str,
+    retry_after_s: float | None,
+    window_s: float,
+    daily_reset_s: float | None,
+) -> float:
+    """Return when a bucket refused by a 429 may send again (epoch seconds).
+
+    `Retry-After` wins when HubSpot gives one. Without it a rolling-window 429 waits a whole
+    `window_s`: HubSpot's window may need that long to free a slot, and waiting less only draws
+    more 429s. DAILY waits for `daily_reset_s`; None (OAuth: no daily limit) treats DAILY as
+    rolling.
+    """
+    after = None if retry_after_s is None else now_s + retry_after_s
+    if policy == "DAILY" and daily_reset_s is not None:
+        return max(daily_reset_s, after or 0.0)
+    return after if after is not None else now_s + window_s
+
+
+def held_estimate(peak: float, age_s: float, window_s: float) -> float:
+    """Return what a peak estimate of the others' use, `age_s` old, still counts for.
+
+    It holds for one window (our own answers, and with them new samples, may come only in
+    bursts once a window), then halves per window, so it fades once the others stop.
+    """
+    fading_s = max(0.0, age_s - window_s)
+    decay: float = 0.5 ** (fading_s / (window_s * _SHARE_HALF_LIFE_WINDOWS))
+    return peak * decay
+
+
+def others_estimate(
+    used_by_all: int, ours: int, peak: float, peak_age_s: float, window_s: float
+) -> float:
+    """Return what other clients spend per window of a shared budget.
+
+    `used_by_all` is HubSpot's count in its window (Max - Remaining), `ours` our own sends in
+    that window; the estimate is that sample or the held peak (`held_estimate`), the larger.
+    A sample at least as large becomes the new peak.
+    """
+    sample = max(0, used_by_all - ours)
+    return max(float(sample), held_estimate(peak, peak_age_s, window_s))
+
+
+def shared_budget(budget: int, others: float) -> int:
+    """Return the part of `budget` left to us when others spend about `others` of it.
+
+    Keeps headroom beside the estimate (a tenth of it, at least one request); never below 1.
+    Under one request of others' use counts as noise.
+    """
+    if others < 1.0:
+        return budget
+    headroom = max(1, math.ceil(others * _SHARE_HEADROOM))
+    return max(1, budget - math.ceil(others) - headroom)
 
 
 def _window_ms(window_s: float) -> int:
@@ -101,7 +184,12 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
 
 
 class RateLimiter:
-    """Never exceed a bucket's budget in any rolling window, across every worker sharing Redis."""
+    """Never exceed a bucket's budget in any rolling window, across every worker sharing Redis.
+
+    A bucket's budget is the configured one until HubSpot's headers report the account's
+    (`X-HubSpot-RateLimit-Max`, up to `ceiling`); with `share`, what other clients of the same
+    budget spend (seen in `X-HubSpot-RateLimit-Remaining`) is left to them.
+    """
 
     def __init__(
         self,
@@ -111,42 +199,50 @@ class RateLimiter:
         limit: RateLimit,
         margin: float = 0.0,
         pad_ms: int = 250,
-        daily_reset_utc_hour: int = 0,
+        ceiling: RateLimit | None = None,
+        share: bool = False,
+        daily_zone: ZoneInfo = _UTC,
+        daily_setting: str = "EVENTQ_HUBSPOT_TIMEZONE",
     ) -> None:
         if not 0.0 <= margin < 1.0:
             raise ValueError(f"margin must be in [0, 1), got {margin}")
         if pad_ms < 0:
             raise ValueError(f"pad_ms must be >= 0, got {pad_ms}")
-        if not 0 <= daily_reset_utc_hour <= 23:
-            raise ValueError(f"daily reset hour must be 0..23, got {daily_reset_utc_hour}")
         self._redis = redis
         self._names = Keys(prefix)
         self._limit = limit
         self._margin = margin
         self._pad_ms = pad_ms
-        self._daily_reset_utc_hour = daily_reset_utc_hour
+        self._ceiling = ceiling or RateLimit(250, 10.0)
+        self._share = share
+        self._daily_zone = daily_zone
+        self._daily_setting = daily_setting
         self._budgets: dict[str, RateLimit] = {}
         # (Max, Interval-Milliseconds) last written per bucket, with when (monotonic s)
         self._observed: dict[str, tuple[tuple[int, int], float]] = {}
         self._acquire_script = redis.register_script(load_lua("rate_limit_acquire", "worker"))
         self._pause_script = redis.register_script(load_lua("rate_limit_pause", "worker"))
+        self._share_script = redis.register_script(load_lua("rate_limit_share", "worker"))
 
     def _key(self, bucket: str, part: str) -> str:
         return self._names.rate_limit(bucket, part)
 
     def _keys(self, bucket: str) -> list[str]:
-        return [self._key(bucket, part) for part in ("log", "pause", "conf", "obs")]
+        return [self._key(bucket, part) for part in ("log", "pause", "conf", "obs", "share")]
 
     @classmethod
     def from_settings(cls, redis: redis.asyncio.Redis, settings: Settings) -> RateLimiter:
-        """Return the limiter configured by the EVENTQ_RATE_LIMIT* settings."""
+        """Return the limiter configured by the EVENTQ_RATE_LIMIT* and daily-reset settings."""
         return cls(
             redis,
             prefix=settings.key_prefix,
             limit=settings.rate_limit,
             margin=settings.rate_limit_margin,
             pad_ms=settings.rate_limit_pad_ms,
-            daily_reset_utc_hour=settings.daily_reset_utc_hour,
+            ceiling=settings.rate_limit_ceiling,
+            share=settings.rate_limit_share,
+            daily_zone=settings.daily_reset_zone,
+            daily_setting=settings.daily_reset_setting,
         )
 
     async def acquire(self, bucket: str, max_wait_s: float) -> Grant:
@@ -164,6 +260,9 @@ class RateLimiter:
             max(0, math.floor(max_wait_s * 1000)),
             secrets.token_hex(6),
             repr(random.random()),  # noqa: S311 - retry jitter, not security
+            self._ceiling.requests,
+            _window_ms(self._ceiling.window_s),
+            int(self._share),
         ]
         granted, at_ms, now_ms, reason = await self._acquire_script(self._keys(bucket), args)
         at_s, now_s = int(at_ms) / 1000, int(now_ms) / 1000
@@ -185,42 +284,85 @@ class RateLimiter:
     async def _pause_for(self, bucket: str, until_ms: int, for_ms: int, reason: str) -> None:
         await self._pause_script([self._key(bucket, "pause")], [until_ms, for_ms, reason])
 
-    async def observe(self, bucket: str, headers: Mapping[str, str]) -> None:
-        """Correct `bucket` from HubSpot's X-HubSpot-RateLimit-* response headers.
+    async def _now_s(self) -> float:
+        seconds, microseconds = await self._redis.time()
+        return int(seconds) + int(microseconds) / 1e6
 
-        Adopts a smaller reported budget, pauses for one slot when Remaining is 0 and until the
-        daily reset when Daily-Remaining is 0. Malformed headers are ignored. Raises redis errors.
+    async def observe(self, bucket: str, headers: Mapping[str, str]) -> None:
+        """Correct `bucket` from the X-HubSpot-RateLimit-* headers of an answer that is no 429.
+
+        Learns the account's budget and the others' share, pauses for one slot when Remaining
+        is 0 and, for a private app, until the daily reset when Daily-Remaining is 0 (OAuth
+        calls have no daily limit). Malformed headers are ignored. Raises redis errors.
         """
         lowered = {name.lower(): value for name, value in headers.items()}
-        max_requests = _int_header(lowered, "max")
-        interval_ms = _int_header(lowered, "interval-milliseconds")
-        reported = None
-        if max_requests and interval_ms and max_requests > 0 and interval_ms > 0:
-            reported = RateLimit(max_requests, interval_ms / 1000)
-            # Stored even when larger than configured: acquire enforces both, so the budget is
-            # min(configured, observed) and a later raise by HubSpot replaces an older cut.
-            # HubSpot repeats the same figures on every answer: write them only when they
-            # change or half their TTL has passed, not once per request.
-            seen = (max_requests, interval_ms)
-            last = self._observed.get(bucket)
-            now_s = time.monotonic()
-            if last is None or last[0] != seen or now_s - last[1] > _OBS_TTL_MS / 2000:
-                key = self._key(bucket, "obs")
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    pipe.hset(key, mapping={"req": max_requests, "window_ms": interval_ms})
-                    pipe.pexpire(key, _OBS_TTL_MS)
-                    await pipe.execute()
-                self._observed[bucket] = (seen, now_s)
+        reported = await self._learn(bucket, lowered)
         if _int_header(lowered, "remaining") == 0:
             # HubSpot's count includes requests we did not make (other apps on this token).
             limit = reported or self._budgets.get(bucket, self._limit)
             slot_ms = math.ceil(_window_ms(limit.window_s) / limit.requests)
             await self._pause_for(bucket, 0, slot_ms, "ROLLING_EXHAUSTED")
-        if _int_header(lowered, "daily-remaining") == 0:
-            seconds, microseconds = await self._redis.time()
-            now_s = int(seconds) + int(microseconds) / 1e6
-            reset_s = next_daily_reset(now_s, self._daily_reset_utc_hour)
+        if _int_header(lowered, "daily-remaining") == 0 and not is_portal_bucket(bucket):
+            reset_s = next_daily_reset(await self._now_s(), self._daily_zone)
             await self.pause(bucket, reset_s, "DAILY")
+
+    async def after_429(
+        self,
+        bucket: str,
+        policy: str,
+        headers: Mapping[str, str],
+        retry_after_s: float | None,
+    ) -> Pause:
+        """Pause `bucket` once after a 429 with this `policy`; return the pause.
+
+        The one rule for how long (see `pause_after_429`): Retry-After, else the window that the
+        headers (or the bucket's budget) give, or the daily reset. Raises redis errors.
+        """
+        lowered = {name.lower(): value for name, value in headers.items()}
+        reported = await self._learn(bucket, lowered)
+        window_s = (reported or self._budgets.get(bucket, self._limit)).window_s
+        now_s = await self._now_s()
+        daily = policy == "DAILY" and not is_portal_bucket(bucket)
+        until_s = pause_after_429(
+            now_s,
+            policy=policy,
+            retry_after_s=retry_after_s,
+            window_s=window_s + self._pad_ms / 1000,
+            daily_reset_s=next_daily_reset(now_s, self._daily_zone) if daily else None,
+        )
+        await self.pause(bucket, until_s, policy)
+        if daily:
+            midnight = datetime.fromtimestamp(until_s, self._daily_zone)
+            why = f"until {midnight:%Y-%m-%d %H:%M} {self._daily_zone.key} ({self._daily_setting})"
+        elif retry_after_s is not None:
+            why = f"for {until_s - now_s:.1f}s (Retry-After)"
+        else:
+            why = f"for {until_s - now_s:.1f}s (one {window_s:g}s window, no Retry-After)"
+        return Pause(until_s, why)
+
+    async def _learn(self, bucket: str, lowered: Mapping[str, str]) -> RateLimit | None:
+        """Store the budget HubSpot reports and the others' share; return the reported budget."""
+        max_requests = _int_header(lowered, "max")
+        interval_ms = _int_header(lowered, "interval-milliseconds")
+        if not (max_requests and interval_ms and max_requests > 0 and interval_ms > 0):
+            return None
+        # HubSpot repeats the same figures on every answer: write them only when they change or
+        # half their TTL has passed, not once per request.
+        seen = (max_requests, interval_ms)
+        last = self._observed.get(bucket)
+        now_s = time.monotonic()
+        if last is None or last[0] != seen or now_s - last[1] > _OBS_TTL_MS / 2000:
+            key = self._key(bucket, "obs")
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping={"req": max_requests, "window_ms": interval_ms})
+                pipe.pexpire(key, _OBS_TTL_MS)
+                await pipe.execute()
+            self._observed[bucket] = (seen, now_s)
+        remaining = _int_header(lowered, "remaining")
+        if self._share and remaining is not None and 0 <= remaining <= max_requests:
+            keys = [self._key(bucket, "log"), self._key(bucket, "share")]
+            await self._share_script(keys, [max_requests - remaining, interval_ms])
+        return RateLimit(max_requests, interval_ms / 1000)
 
     async def budget_for(self, bucket: str, limit: RateLimit) -> None:
         """Set `bucket`'s configured budget (OAuth accounts may differ); raise redis errors."""
@@ -233,22 +375,19 @@ class RateLimiter:
 
     async def state(self, bucket: str) -> LimiterState:
         """Return a snapshot of `bucket` (not atomic; for metrics and the CLI)."""
-        log, pause, conf, obs = self._keys(bucket)
+        log, pause, conf, obs, share = self._keys(bucket)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.time()
             pipe.hgetall(pause)
             pipe.hgetall(conf)
             pipe.hgetall(obs)
-            (seconds, microseconds), paused, configured, observed = await pipe.execute()
+            pipe.hgetall(share)
+            (seconds, microseconds), paused, configured, observed, shared = await pipe.execute()
         now_ms = int(seconds) * 1000 + int(microseconds) // 1000
-        limits = [self._limit_from(configured) or self._budgets.get(bucket, self._limit)]
-        if reported := self._limit_from(observed):
-            limits.append(reported)
-        budgets = [(self._granted(limit), limit.window_s) for limit in limits]
-        budget, window_s = min(budgets, key=lambda b: (b[0] / b[1], b[0]))
-        widest_ms = max(_window_ms(w) for _, w in budgets) + self._pad_ms
+        limit, others = self._effective(configured, observed, shared, bucket, now_ms)
+        budget, window_s = self._granted(limit), limit.window_s
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zcount(log, f"({now_ms - widest_ms}", now_ms)
+            pipe.zcount(log, f"({now_ms - _window_ms(window_s) - self._pad_ms}", now_ms)
             pipe.zcount(log, f"({now_ms}", "+inf")
             used, reserved = await pipe.execute()
         pause_fields = {as_text(k): as_text(v) for k, v in paused.items()}
@@ -261,10 +400,37 @@ class RateLimiter:
             reserved=int(reserved),
             paused_until=until_ms / 1000 if is_paused else None,
             reason=pause_fields.get("reason") if is_paused else None,
+            others=others,
         )
 
+    def _effective(
+        self,
+        configured: Mapping[Any, Any],
+        observed: Mapping[Any, Any],
+        shared: Mapping[Any, Any],
+        bucket: str,
+        now_ms: int,
+    ) -> tuple[RateLimit, float]:
+        """Return the budget acquire enforces (before margin) and the others' estimate.
+
+        Must match rate_limit_acquire.lua.
+        """
+        reported = self._limit_from(observed)
+        if reported is None:
+            return self._limit_from(configured) or self._budgets.get(bucket, self._limit), 0.0
+        window_ms = _window_ms(reported.window_s)
+        ceiling_ms = _window_ms(self._ceiling.window_s)
+        ceiling = max(1, math.floor(self._ceiling.requests * window_ms / ceiling_ms + 1e-9))
+        requests, others = min(reported.requests, ceiling), 0.0
+        fields = {as_text(k): as_text(v) for k, v in shared.items()}
+        if self._share and "others" in fields and "at_ms" in fields:
+            age_ms = max(0, now_ms - int(fields["at_ms"]))
+            others = held_estimate(float(fields["others"]), age_ms / 1000, window_ms / 1000)
+            requests = shared_budget(requests, others)
+        return RateLimit(requests, reported.window_s), others
+
     def _granted(self, limit: RateLimit) -> int:
-        # Must match limit() in rate_limit_acquire.lua.
+        # Must match granted() in rate_limit_acquire.lua.
         return max(1, math.floor(limit.requests * (1 - self._margin) + 1e-9))
 
     @staticmethod

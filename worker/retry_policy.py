@@ -73,9 +73,13 @@ class Wait:
 
 @dataclass(frozen=True)
 class PauseBucket:
-    """Stop every worker sending on this bucket until `until_s`; uses none of the job's attempts."""
+    """Stop every worker sending on this bucket; uses none of the job's attempts.
 
-    until_s: float
+    How long is the limiter's rule (`RateLimiter.after_429`): HubSpot's `retry_after_s` when it
+    gave one (None: it did not), else the window or the daily reset of `policy`.
+    """
+
+    retry_after_s: float | None
     policy: str
     reason: str
 
@@ -164,7 +168,7 @@ def _classify_http(
     wait_s = retry_after_s(failure.headers, now_s)
     if status == 429:
         policy_name = failure.policy_name or "TEN_SECONDLY_ROLLING"
-        return PauseBucket(now_s + (wait_s if wait_s is not None else 1.0), policy_name, message)
+        return PauseBucket(wait_s, policy_name, message)
     if status in _HUBSPOT_STATE:
         delay = wait_s if wait_s is not None else backoff_delay_s(attempts_used, policy)
         return Wait(now_s + delay, f"HTTP {status}: {message}")

@@ -122,7 +122,6 @@ class Runtime:
             ),
             max_limiter_wait_s=s.max_limiter_wait_s,
             lock_ttl_ms=lock_ttl_ms(s),
-            daily_reset_utc_hour=s.daily_reset_utc_hour,
         )
 
     def _publish(self, envelope: JobEnvelope) -> None:

@@ -84,6 +84,60 @@ def test_a_ten_secondly_429_pauses_every_worker_and_uses_no_attempt(
     assert all("succeeded" in log.read_text() for log in stack.logs)
 
 
+def test_a_429_without_retry_after_rests_its_bucket_for_the_whole_window(
+    stack: Stack, fake: FakeHubSpot
+) -> None:
+    # Given HubSpot answers the first create with a 429 that has no Retry-After, only the
+    # headers of a 10 s window with nothing left in it
+    window = {
+        "X-HubSpot-RateLimit-Max": "100",
+        "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+        "X-HubSpot-RateLimit-Remaining": "0",
+    }
+    fake.fail_next(1, 429, headers=window, body=RATE_LIMIT_429)
+    stack.start_worker(concurrency=8)
+    producer = Producer(stack.settings)
+    first, _ = producer.enqueue(valid_event("first"))
+    # When that job is parked by the 429, ten more jobs arrive
+    wait_state(stack, first, "retrying", timeout_s=20)
+    others = [producer.enqueue(valid_event(i))[0] for i in range(10)]
+    fake.wait_for_events(11, timeout_s=40)
+    # Then no request reached HubSpot for the rest of that window, and no further 429 came
+    requests = fake.requests()
+    refused = requests[0]
+    assert refused["status"] == 429
+    window_end = refused["answeredAt"] + 10.0
+    assert all(r["receivedAt"] >= window_end for r in requests[1:])
+    assert [r for r in requests[1:] if r["status"] == 429] == []
+    # and the bucket was paused once, without using the job's attempt
+    assert stack.log_text().count("rate limited (TEN_SECONDLY_ROLLING)") == 1
+    assert "one 10s window, no Retry-After" in stack.log_text()
+    assert all(wait_state(stack, j, "delivered").attempts == 1 for j in [first, *others])
+
+
+def test_the_budget_rises_to_hubspots_max_and_never_exceeds_it(
+    stack: Stack, fake: FakeHubSpot
+) -> None:
+    # Given HubSpot allows this app 190 per rolling 10 s (and says so in its headers), while
+    # eventq is configured for 100
+    fake.set_rate_limit(190, window_ms=10_000)
+    stack.env.update({"EVENTQ_RATE_LIMIT": "100/10s", "EVENTQ_RATE_LIMIT_PAD_MS": "250"})
+    stack.start_worker(concurrency=32)
+    stack.start_worker(concurrency=32)
+    # When a backlog of 400 jobs (two full windows and some) arrives
+    Producer(stack.settings).enqueue_many([valid_event(i) for i in range(400)])
+    fake.wait_for_events(400, timeout_s=60)
+    # Then the best 10 s saw at least 180 deliveries (the budget rose above the configured 100)
+    requests = fake.requests()
+    delivered = [r["receivedAt"] for r in requests if r["status"] == 200]
+    best = max_in_any_window(delivered, 10.0)
+    print(f"best 10 s window: {best} deliveries")
+    assert best >= 180
+    # and no rolling 10 s ever held more than HubSpot's 190 requests, none refused
+    assert max_in_any_window(arrivals(requests), 10.0) <= 190
+    assert [r for r in requests if r["status"] == 429] == []
+
+
 def test_a_503_storm_opens_the_breaker_and_recovery_delivers_every_job(
     stack: Stack, fake: FakeHubSpot, redis_client: redis.Redis
 ) -> None:

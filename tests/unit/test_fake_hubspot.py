@@ -16,7 +16,7 @@ from jsonschema import Draft7Validator
 
 from fake_hubspot import FakeConfig, FakeHubSpot, RateLimit, create_app, fake_subprocess
 from fake_hubspot.config import READ_SCOPE, WRITE_SCOPE, RefreshGrant
-from fake_hubspot.control import max_in_any_window
+from fake_hubspot.control import FakeControlError, max_in_any_window
 from fake_hubspot.server import build_parser, config_from_args
 from fake_hubspot.validator import resolved_schema
 
@@ -305,6 +305,59 @@ async def test_a_spent_daily_budget_answers_429_with_the_daily_policy(
     assert answer["policyName"] == "DAILY"
     assert "daily" in answer["message"]
     assert fake.events() == []
+
+
+async def test_an_oauth_portal_has_no_daily_budget_and_gets_no_daily_headers(
+    fake: FakeHubSpot, http: aiohttp.ClientSession
+) -> None:
+    # Given a daily budget of 1 (private apps) and an OAuth access token
+    fake.set_rate_limit(100, daily=1)
+    portal = await access_token(http, fake, "daily-free", 303)
+
+    # When the portal makes three calls
+    answers = [await read(http, fake, token=portal) for _ in range(3)]
+
+    # Then none is refused and none carries a daily header, only the rolling ones
+    assert [status for status, _, _ in answers] == [404, 404, 404]
+    for _, headers, _ in answers:
+        assert "X-HubSpot-RateLimit-Daily" not in headers
+        assert "X-HubSpot-RateLimit-Daily-Remaining" not in headers
+        assert headers["X-HubSpot-RateLimit-Max"] == "100"
+    # while the private app's second call of the day is refused
+    assert (await read(http, fake))[0] == 404
+    assert (await read(http, fake))[0] == 429
+
+
+async def test_the_daily_budget_refuses_an_unknown_time_zone(fake: FakeHubSpot) -> None:
+    with pytest.raises(FakeControlError, match="unknown time zone"):
+        fake.set_rate_limit(100, daily=10, daily_timezone="Mars/Olympus")
+    fake.set_rate_limit(100, daily=10, daily_timezone="Pacific/Kiritimati")
+
+
+async def test_another_client_spends_part_of_a_tokens_budget_and_counts_its_answers(
+    fake: FakeHubSpot, http: aiohttp.ClientSession
+) -> None:
+    # Given 10 per 1 s, and another client spending 5 per 1 s of the same token's budget
+    fake.set_rate_limit(10, window_ms=1000)
+    identity = fake.start_other_client(TOKEN, 5, window_ms=1000)
+    await asyncio.sleep(1.2)
+
+    # When we make 10 calls at once
+    answers = await asyncio.gather(*(read(http, fake) for _ in range(10)))
+
+    # Then HubSpot's count holds the other client's calls: some of ours are refused, and the
+    # headers show the budget partly spent by someone else
+    statuses = sorted(status for status, _, _ in answers)
+    assert 3 <= statuses.count(429) <= 7, statuses
+    other = fake.stats()["other_client"]
+    assert other["identity"] == identity
+    assert other["sent"] >= 6
+    assert other["ok"] + other["rate_limited"] == other["sent"]
+    # and its calls are not recorded as API requests
+    assert len(fake.requests()) == 10
+    # And once stopped it spends nothing more
+    fake.stop_other_client(TOKEN)
+    assert fake.stats()["other_client"] is None
 
 
 async def test_a_disabled_rate_limit_lets_every_request_through_without_headers(

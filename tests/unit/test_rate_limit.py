@@ -7,7 +7,9 @@ import json
 import os
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import redis.asyncio
@@ -20,6 +22,9 @@ from worker.rate_limit import (
     bucket_for_portal,
     bucket_for_token,
     next_daily_reset,
+    others_estimate,
+    pause_after_429,
+    shared_budget,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -184,11 +189,11 @@ async def test_pause_blocks_every_worker_until_it_ends_and_is_never_shortened(
     assert (await one.state("b")).paused_until is None
 
 
-async def test_observe_adopts_a_smaller_max_from_hubspot_and_drops_it_when_raised(
+async def test_observe_adopts_a_smaller_max_from_hubspot_and_rises_with_a_larger_one(
     client: redis.asyncio.Redis, other_client: redis.asyncio.Redis, prefix: str
 ) -> None:
-    # Given a limiter configured for 10 per 1 s
-    rl = limiter(client, prefix)
+    # Given a limiter configured for 10 per 1 s (ceiling 20 per 1 s)
+    rl = limiter(client, prefix, ceiling=RateLimit(20, WINDOW_S))
     headers = {
         "X-HubSpot-RateLimit-Max": "3",
         "x-hubspot-ratelimit-interval-milliseconds": "1000",
@@ -199,13 +204,32 @@ async def test_observe_adopts_a_smaller_max_from_hubspot_and_drops_it_when_raise
     await rl.observe("b", headers)
 
     # Then every worker's bucket allows only 3 per window
-    other = limiter(other_client, prefix)
+    other = limiter(other_client, prefix, ceiling=RateLimit(20, WINDOW_S))
     assert (await other.state("b")).budget == 3
     grants = [await other.acquire("b", max_wait_s=0) for _ in range(4)]
     assert [grant.granted for grant in grants] == [True, True, True, False]
-    # And a later, larger report restores the configured budget (min of both)
+    # And a later, larger report raises the budget above the configured 10, to HubSpot's 15
+    await rl.observe("b", {**headers, "X-HubSpot-RateLimit-Max": "15"})
+    assert (await rl.state("b")).budget == 15
+    more = [await other.acquire("b", max_wait_s=0) for _ in range(13)]
+    assert [grant.granted for grant in more] == [True] * 12 + [False]
+    # But never above the ceiling
     await rl.observe("b", {**headers, "X-HubSpot-RateLimit-Max": "50"})
-    assert (await rl.state("b")).budget == BUDGET
+    assert (await rl.state("b")).budget == 20
+
+
+async def test_the_ceiling_is_scaled_to_hubspots_window(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    # Given a ceiling of 250 per 10 s, When HubSpot reports 100 per 1 s
+    rl = limiter(client, prefix, ceiling=RateLimit(250, 10.0))
+    await rl.observe(
+        "b", {"X-HubSpot-RateLimit-Max": "100", "X-HubSpot-RateLimit-Interval-Milliseconds": "1000"}
+    )
+
+    # Then the budget is the ceiling's 25 per 1 s
+    state = await rl.state("b")
+    assert (state.budget, state.window_s) == (25, 1.0)
 
 
 async def test_observe_with_zero_remaining_pauses_the_bucket_for_one_slot(
@@ -234,11 +258,12 @@ async def test_observe_with_zero_remaining_pauses_the_bucket_for_one_slot(
     assert refused.reason == "paused:ROLLING_EXHAUSTED"
 
 
-async def test_observe_with_zero_daily_remaining_pauses_until_the_next_daily_reset(
+async def test_observe_with_zero_daily_remaining_pauses_until_midnight_in_the_accounts_zone(
     client: redis.asyncio.Redis, prefix: str
 ) -> None:
-    # Given a limiter whose HubSpot daily budget resets at 07:00 UTC
-    rl = limiter(client, prefix, daily_reset_utc_hour=7)
+    # Given a limiter whose HubSpot account lives in Tokyo
+    zone = ZoneInfo("Asia/Tokyo")
+    rl = limiter(client, prefix, daily_zone=zone)
 
     # When HubSpot says the daily budget is spent (header names in any case)
     await rl.observe(
@@ -246,14 +271,57 @@ async def test_observe_with_zero_daily_remaining_pauses_until_the_next_daily_res
     )
     grant = await rl.acquire("b", max_wait_s=60)
 
-    # Then acquires are refused until the next 07:00 UTC
-    reset = next_daily_reset(grant.now, 7)
+    # Then acquires are refused until the next midnight in Tokyo
+    reset = next_daily_reset(grant.now, zone)
+    assert datetime.fromtimestamp(reset, zone).time().isoformat() == "00:00:00"
     assert not grant.granted
     assert grant.reason == "paused:DAILY"
     assert reset <= grant.retry_at <= reset + WINDOW_S + PAD_MS / 1000
     state = await rl.state("b")
     assert state.paused_until == reset
     assert state.reason == "DAILY"
+
+
+async def test_an_oauth_bucket_is_never_paused_until_midnight_by_daily_figures(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    # Given an OAuth account's bucket (HubSpot gives OAuth calls no daily limit)
+    rl = limiter(client, prefix)
+    bucket = bucket_for_portal("4242")
+
+    # When an answer carries a spent daily budget anyway, and a 429 says DAILY
+    await rl.observe(bucket, {"X-HubSpot-RateLimit-Daily-Remaining": "0"})
+    assert (await rl.state(bucket)).paused_until is None
+    pause = await rl.after_429(bucket, "DAILY", {}, None)
+
+    # Then the bucket rests one window (padded), not until midnight (Redis time is read in ms)
+    now = (await rl.acquire(bucket, max_wait_s=0)).now
+    assert pause.until_s - now <= WINDOW_S + PAD_MS / 1000 + 0.002
+
+
+async def test_a_headerless_429_pauses_once_for_the_window_the_headers_give(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    # Given a bucket of 10 per 1 s
+    rl = limiter(client, prefix)
+    now = (await rl.acquire("b", max_wait_s=0)).now
+
+    # When a 429 comes without Retry-After but with a 3 s interval and nothing remaining
+    headers = {
+        "X-HubSpot-RateLimit-Max": "10",
+        "X-HubSpot-RateLimit-Interval-Milliseconds": "3000",
+        "X-HubSpot-RateLimit-Remaining": "0",
+    }
+    pause = await rl.after_429("b", "TEN_SECONDLY_ROLLING", headers, None)
+
+    # Then the bucket is paused once, for the whole (padded) window, under the 429's policy
+    state = await rl.state("b")
+    assert state.reason == "TEN_SECONDLY_ROLLING"
+    assert state.paused_until is not None
+    padded_s = 3.0 + PAD_MS / 1000
+    assert padded_s - 0.002 <= state.paused_until - now <= padded_s + 0.2
+    assert pause.until_s == pytest.approx(state.paused_until, abs=0.002)
+    assert "no Retry-After" in pause.why
 
 
 async def test_malformed_headers_change_nothing(client: redis.asyncio.Redis, prefix: str) -> None:
@@ -355,23 +423,136 @@ def test_bucket_for_portal_names_the_portal() -> None:
         bucket_for_portal("  ")
 
 
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
 @pytest.mark.parametrize(
-    ("now", "hour", "expected"),
+    ("now", "zone", "expected"),
     [
-        (1_700_000_000.0, 0, 1_700_006_400.0),  # 2023-11-14 22:13:20 → 15th 00:00
-        (1_699_920_000.0, 0, 1_700_006_400.0),  # exactly midnight → the next one
-        (1_700_006_399.5, 0, 1_700_006_400.0),  # half a second before
-        (1_700_000_000.0, 23, 1_700_002_800.0),  # 22:13:20 → 23:00 the same day
-        (1_700_006_400.0, 7, 1_700_031_600.0),  # 00:00 → 07:00 the same day
-        (1_700_035_200.0, 7, 1_700_118_000.0),  # 08:00 → 07:00 the next day
+        ("2023-11-14T22:13:20+00:00", ZoneInfo("UTC"), "2023-11-15T00:00:00+00:00"),
+        ("2023-11-15T00:00:00+00:00", ZoneInfo("UTC"), "2023-11-16T00:00:00+00:00"),
+        ("2023-11-14T23:59:59.5+00:00", ZoneInfo("UTC"), "2023-11-15T00:00:00+00:00"),
+        # Berlin is UTC+1 in winter: 23:30 UTC is already the next day there
+        ("2023-11-14T23:30:00+00:00", BERLIN, "2023-11-16T00:00:00+01:00"),
+        ("2023-11-14T22:30:00+00:00", BERLIN, "2023-11-15T00:00:00+01:00"),
+        # Across the spring change (31 March 2024, a 23-hour day) and the autumn one (25 hours)
+        ("2024-03-30T12:00:00+01:00", BERLIN, "2024-03-31T00:00:00+01:00"),
+        ("2024-03-31T12:00:00+02:00", BERLIN, "2024-04-01T00:00:00+02:00"),
+        ("2024-10-27T01:00:00+02:00", BERLIN, "2024-10-28T00:00:00+01:00"),
+        # New York, UTC-5: 03:00 UTC is still the previous evening there
+        ("2023-11-15T03:00:00+00:00", ZoneInfo("America/New_York"), "2023-11-15T00:00:00-05:00"),
+        # Sao Paulo's 2018 spring change skipped midnight: the day began at 01:00
+        ("2018-11-03T12:00:00-03:00", ZoneInfo("America/Sao_Paulo"), "2018-11-04T01:00:00-02:00"),
     ],
 )
-def test_next_daily_reset_is_the_first_reset_hour_strictly_after_now(
-    now: float, hour: int, expected: float
+def test_next_daily_reset_is_the_first_midnight_in_the_zone_strictly_after_now(
+    now: str, zone: ZoneInfo, expected: str
 ) -> None:
-    assert next_daily_reset(now, hour) == expected
+    at = datetime.fromisoformat(now).timestamp()
+    assert next_daily_reset(at, zone) == datetime.fromisoformat(expected).timestamp()
 
 
-def test_next_daily_reset_rejects_an_hour_outside_the_day() -> None:
-    with pytest.raises(ValueError):
-        next_daily_reset(0.0, 24)
+@pytest.mark.parametrize(
+    ("policy", "retry_after_s", "expected"),
+    [
+        ("TEN_SECONDLY_ROLLING", None, 1010.0),  # no Retry-After: the whole window
+        ("TEN_SECONDLY_ROLLING", 2.0, 1002.0),  # HubSpot's Retry-After wins
+        ("SECONDLY", None, 1010.0),
+        ("DAILY", None, 5000.0),  # until the daily reset
+        ("DAILY", 9000.0, 10_000.0),  # or a longer Retry-After
+    ],
+)
+def test_pause_after_429(policy: str, retry_after_s: float | None, expected: float) -> None:
+    until = pause_after_429(
+        1000.0, policy=policy, retry_after_s=retry_after_s, window_s=10.0, daily_reset_s=5000.0
+    )
+    assert until == expected
+
+
+def test_a_daily_429_without_a_daily_reset_waits_one_window() -> None:
+    # OAuth accounts have no daily limit: a DAILY 429 for them is treated as rolling
+    until = pause_after_429(
+        1000.0, policy="DAILY", retry_after_s=None, window_s=10.0, daily_reset_s=None
+    )
+    assert until == 1010.0
+
+
+@pytest.mark.parametrize(
+    ("used_by_all", "ours", "previous", "age_s", "expected"),
+    [
+        (40, 40, 0.0, 0.0, 0.0),  # all of HubSpot's count is ours: nobody else
+        (70, 40, 0.0, 0.0, 30.0),  # 30 more than ours: the others spend 30
+        (30, 40, 0.0, 0.0, 0.0),  # ours still on the way to HubSpot: never negative
+        (50, 40, 30.0, 0.0, 30.0),  # a lower sample does not drop the estimate at once
+        (50, 40, 30.0, 10.0, 30.0),  # the peak holds for a window
+        (40, 40, 30.0, 20.0, 15.0),  # then halves per window
+        (40, 40, 30.0, 40.0, 30.0 / 8),  # and fades when the others stop
+        (80, 40, 30.0, 1.0, 40.0),  # a rise is taken at once
+    ],
+)
+def test_others_estimate(
+    used_by_all: int, ours: int, previous: float, age_s: float, expected: float
+) -> None:
+    got = others_estimate(used_by_all, ours, previous, age_s, window_s=10.0)
+    assert got == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("others", "expected"),
+    [
+        (0.0, 100),  # alone: the whole budget
+        (0.9, 100),  # under one request is noise
+        (30.0, 67),  # 30 for them, 3 of headroom (a tenth)
+        (29.2, 67),  # a partial request counts as one
+        (5.0, 94),  # at least one request of headroom
+        (150.0, 1),  # never below one
+    ],
+)
+def test_shared_budget_leaves_the_others_their_part_with_headroom(
+    others: float, expected: int
+) -> None:
+    assert shared_budget(100, others) == expected
+
+
+async def test_others_spending_the_budget_lower_what_every_worker_grants(
+    client: redis.asyncio.Redis, other_client: redis.asyncio.Redis, prefix: str
+) -> None:
+    # Given a sharing limiter of 100 per 10 s that has sent 10 requests in this window
+    rl = limiter(client, prefix, limit=RateLimit(100, 10.0), share=True)
+    for _ in range(10):
+        assert (await rl.acquire("b", max_wait_s=0)).granted
+
+    # When HubSpot says 40 of its 100 are used (so others spent 30)
+    await rl.observe(
+        "b",
+        {
+            "X-HubSpot-RateLimit-Max": "100",
+            "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+            "X-HubSpot-RateLimit-Remaining": "60",
+        },
+    )
+
+    # Then every worker grants 67 in the window (100 - 30 - headroom 3), not 100
+    other = limiter(other_client, prefix, limit=RateLimit(100, 10.0), share=True)
+    state = await other.state("b")
+    assert state.others == pytest.approx(30.0, abs=0.1)
+    assert state.budget == 67
+    grants = [await other.acquire("b", max_wait_s=0) for _ in range(58)]
+    assert [grant.granted for grant in grants] == [True] * 57 + [False]
+    # And without sharing the same figures take the whole budget
+    alone = limiter(other_client, prefix, limit=RateLimit(100, 10.0), share=False)
+    assert (await alone.state("b")).budget == 100
+
+
+async def test_a_cold_sharing_bucket_paces_a_tenth_of_its_budget_per_tenth_of_its_window(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    # Given a sharing limiter of 100 per 10 s that has not yet seen HubSpot's headers
+    rl = limiter(client, prefix, limit=RateLimit(100, 10.0), share=True)
+
+    # When 11 acquire at once
+    grants = [await rl.acquire("b", max_wait_s=0) for _ in range(11)]
+
+    # Then only the first 10 go now (a burst of 100 could take what other clients spend)
+    assert [grant.granted for grant in grants] == [True] * 10 + [False]
+    assert grants[-1].retry_at - grants[0].send_at >= 1.0 - 0.002

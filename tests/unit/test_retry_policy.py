@@ -108,13 +108,19 @@ def test_not_found_by_the_check_means_send_now() -> None:
     )
 
 
-def test_429_pauses_the_bucket_for_retry_after() -> None:
+def test_429_pauses_the_bucket_and_hands_its_retry_after_to_the_limiter() -> None:
     decision = decide_now(
         HttpFailure(429, {"policyName": "TEN_SECONDLY_ROLLING"}, {"Retry-After": "2"})
     )
     assert isinstance(decision, PauseBucket)
-    assert decision.until_s == 1002.0
+    assert decision.retry_after_s == 2.0
     assert decision.policy == "TEN_SECONDLY_ROLLING"
+
+
+def test_429_without_retry_after_leaves_the_pause_length_to_the_limiter() -> None:
+    decision = decide_now(HttpFailure(429, {"policyName": "DAILY"}))
+    assert isinstance(decision, PauseBucket)
+    assert (decision.retry_after_s, decision.policy) == (None, "DAILY")
 
 
 def test_429_is_never_exhausted_by_attempts() -> None:

@@ -26,6 +26,8 @@ from tests.conftest import REDIS_URL
         ),
         ("EVENTQ_LOG_FORMAT", "xml", "EVENTQ_LOG_FORMAT"),
         ("EVENTQ_OAUTH_CLIENT_ID", "abc", "OAuth mode needs"),
+        ("EVENTQ_HUBSPOT_TIMEZONE", "Mars/Olympus", "EVENTQ_HUBSPOT_TIMEZONE: unknown time zone"),
+        ("EVENTQ_RATE_LIMIT_CEILING", "lots", "EVENTQ_RATE_LIMIT_CEILING: expected a rate"),
     ],
 )
 def test_a_malformed_setting_is_named_in_one_line(
@@ -132,3 +134,29 @@ def test_log_lines_carry_their_fields_in_text_and_in_json(
     assert entry["jobId"] == "j1"
     assert entry["message"] == "attempt delivered"
     assert entry["level"] == "INFO"
+
+
+def test_the_daily_reset_follows_the_accounts_time_zone() -> None:
+    settings = load_settings(hubspot_timezone="Europe/Berlin")
+    assert settings.daily_reset_zone.key == "Europe/Berlin"
+    assert settings.daily_reset_setting == "EVENTQ_HUBSPOT_TIMEZONE"
+
+
+@pytest.mark.parametrize(("hour", "zone"), [(0, "UTC"), (7, "Etc/GMT+7"), (20, "Etc/GMT-4")])
+def test_the_deprecated_reset_hour_still_resets_at_that_hour_utc(hour: int, zone: str) -> None:
+    from datetime import UTC, datetime
+
+    from worker.rate_limit import next_daily_reset
+
+    settings = load_settings(daily_reset_utc_hour=hour)
+    assert settings.daily_reset_zone.key == zone
+    reset = next_daily_reset(
+        datetime(2024, 3, 31, 12, tzinfo=UTC).timestamp(), settings.daily_reset_zone
+    )
+    assert datetime.fromtimestamp(reset, UTC).hour == hour
+    assert "deprecated" in settings.daily_reset_setting
+
+
+def test_the_deprecated_reset_hour_and_a_time_zone_together_are_refused() -> None:
+    with pytest.raises(SettingsError, match="keep only EVENTQ_HUBSPOT_TIMEZONE"):
+        load_settings(daily_reset_utc_hour=7, hubspot_timezone="Europe/Berlin")

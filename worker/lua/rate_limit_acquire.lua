@@ -3,7 +3,9 @@
 -- KEYS[2] pause (hash: until_ms, reason)
 -- KEYS[3] conf  (hash: req, window_ms; the bucket's configured budget, optional)
 -- KEYS[4] obs   (hash: req, window_ms; the budget HubSpot reported, optional)
--- ARGV: default_req, default_window_ms, margin, pad_ms, max_wait_ms, tag, jitter_fraction
+-- KEYS[5] share (hash: others, at_ms; what other clients of the budget spend, optional)
+-- ARGV: default_req, default_window_ms, margin, pad_ms, max_wait_ms, tag, jitter_fraction,
+--       ceiling_req, ceiling_window_ms, share (1 = leave the others' part, 0 = ignore it)
 -- Returns {granted 0|1, send_at_ms or retry_at_ms, now_ms, reason}.
 
 local t = redis.call('TIME')
@@ -12,26 +14,54 @@ local margin = tonumber(ARGV[3])
 local pad = tonumber(ARGV[4])
 local max_wait = tonumber(ARGV[5])
 local jitter_fraction = tonumber(ARGV[7])
+local ceiling_req = tonumber(ARGV[8])
+local ceiling_window = tonumber(ARGV[9])
+local share = ARGV[10] == '1'
 
--- Each limit becomes {n, w}: n = floor(req * (1 - margin)) grants per w = window + pad ms.
-local function limit(req, window_ms)
+-- Must match RateLimiter._granted: n = floor(req * (1 - margin)) grants, at least 1.
+local function granted(req)
   -- The epsilon keeps e.g. 100 * (1 - 0.07) from flooring to 92.
   local n = math.floor(tonumber(req) * (1 - margin) + 1e-9)
   if n < 1 then n = 1 end
-  return {n, tonumber(window_ms) + pad}
+  return n
 end
 
-local limits = {}
-local conf = redis.call('HMGET', KEYS[3], 'req', 'window_ms')
-if conf[1] and conf[2] then
-  limits[1] = limit(conf[1], conf[2])
-else
-  limits[1] = limit(ARGV[1], ARGV[2])
+-- Must match shared_budget in rate_limit.py.
+local function shared(req, others)
+  if others < 1 then return req end
+  local headroom = math.max(1, math.ceil(others * 0.1))
+  return math.max(1, req - math.ceil(others) - headroom)
 end
+
+-- Each limit is {n, w}: n grants per w ms (window + pad).
+local limits = {}
 local obs = redis.call('HMGET', KEYS[4], 'req', 'window_ms')
 if obs[1] and obs[2] then
-  -- Enforcing both limits makes the budget min(configured, observed).
-  limits[2] = limit(obs[1], obs[2])
+  -- HubSpot's figure is the account's budget: rise to it (or fall), up to the ceiling.
+  local window = tonumber(obs[2])
+  local ceiling = math.max(1, math.floor(ceiling_req * window / ceiling_window + 1e-9))
+  local req = math.min(tonumber(obs[1]), ceiling)
+  if share then
+    local sh = redis.call('HMGET', KEYS[5], 'others', 'at_ms')
+    if sh[1] and sh[2] then
+      -- Must match held_estimate in rate_limit.py: held one window, then halved per window.
+      local fading = math.max(0, now - tonumber(sh[2]) - window)
+      req = shared(req, tonumber(sh[1]) * 0.5 ^ (fading / window))
+    end
+  end
+  limits[1] = {granted(req), window + pad}
+else
+  local conf = redis.call('HMGET', KEYS[3], 'req', 'window_ms')
+  local req, window = ARGV[1], ARGV[2]
+  if conf[1] and conf[2] then
+    req, window = conf[1], conf[2]
+  end
+  limits[1] = {granted(req), tonumber(window) + pad}
+  if share then
+    -- Until HubSpot's headers are seen, a tenth of the budget per tenth of the window: a cold
+    -- bucket's first burst would take the part other clients of the same app spend.
+    limits[2] = {math.max(1, math.ceil(limits[1][1] / 10)), math.max(1, math.floor(window / 10))}
+  end
 end
 
 local widest = 0
