@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from functools import lru_cache
@@ -307,8 +308,6 @@ def _parse_named_keys(text: str) -> dict[str, str]:
     if not text:
         return {}
     if text.startswith("{"):
-        import json
-
         loaded = json.loads(text)
         if not isinstance(loaded, dict):
             raise ValueError("expected a JSON object of name → key")

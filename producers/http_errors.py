@@ -14,6 +14,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 
+import kombu.exceptions
 import redis
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -109,7 +110,6 @@ def _message_for(exc: web.HTTPException) -> str:
 def _is_outage(exc: BaseException) -> bool:
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
         return True
-    import kombu.exceptions
 
     return isinstance(exc, kombu.exceptions.OperationalError)
 

@@ -9,6 +9,7 @@ from celery import signals
 from eventq.logs import configure_logging
 from eventq.messaging import make_celery
 from eventq.settings import get_settings
+from worker.runtime import get_runtime, shutdown_runtime
 
 __all__ = ["app"]
 
@@ -31,20 +32,14 @@ def _setup_logging(**_: Any) -> None:
 @signals.worker_ready.connect
 def _start_runtime(**_: Any) -> None:
     # start the schedule mover at once, not at the first job: parked jobs must come back
-    from worker.runtime import get_runtime
-
     get_runtime(settings, app)
 
 
 @signals.worker_process_init.connect
 def _start_child_runtime(**_: Any) -> None:
-    from worker.runtime import get_runtime
-
     get_runtime(settings, app)
 
 
 @signals.worker_shutdown.connect
 def _stop_runtime(**_: Any) -> None:
-    from worker.runtime import shutdown_runtime
-
     shutdown_runtime()

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from pydantic import SecretStr
 
 from worker.attempts import HttpFailure
+from worker.rate_limit import bucket_for_token as _bucket
 
 __all__ = [
     "WRITE_SCOPE",
@@ -32,8 +33,6 @@ _REPLAY = "`eventq dlq replay --all --reason auth`"
 
 def bucket_for_token(token: str) -> str:
     """Return the rate-limit bucket of a private-app token (a hash, never the token)."""
-    from worker.rate_limit import bucket_for_token as _bucket  # the limiter owns the naming
-
     return _bucket(token)
 
 

@@ -34,6 +34,9 @@ from celery.concurrency.base import BasePool
 from celery.exceptions import WorkerShutdown, WorkerTerminate
 from kombu.serialization import loads
 
+from worker.celery_app import app, settings
+from worker.runtime import get_runtime
+
 __all__ = ["AsyncioPool"]
 
 log = logging.getLogger("eventq.pool")
@@ -90,9 +93,6 @@ class AsyncioPool(BasePool):  # type: ignore[misc]
 
     def on_start(self) -> None:
         """Start (or find) this process's delivery runtime."""
-        from worker.celery_app import app, settings
-        from worker.runtime import get_runtime
-
         self._runtime = get_runtime(settings, app)
 
     def register_with_event_loop(self, loop: Any) -> None:

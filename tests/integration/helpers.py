@@ -9,10 +9,10 @@ from typing import Any
 import redis
 from celery import Celery
 
-from eventq.admin import job_status
 from eventq.messaging import TASK_NAME
 from eventq.records import JobStatus
 from eventq.settings import Settings
+from eventq_cli.job_status import job_status
 from tests.conftest import Stack, wait_for
 
 

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, __version__, settings
+from hypothesis.internal.conjecture.utils import many
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -42,9 +43,6 @@ CASES: Counter[str] = Counter()
 
 def require_a_working_hypothesis_jsonschema() -> None:
     """Fail with the fix when Hypothesis dropped an API that hypothesis-jsonschema 0.23 uses."""
-    from hypothesis import __version__
-    from hypothesis.internal.conjecture.utils import many
-
     if not hasattr(many, "more"):
         pytest.fail(
             f"hypothesis {__version__} removed many.more(), which hypothesis-jsonschema (used by "

@@ -12,6 +12,7 @@ import json
 import signal
 
 import redis
+import redis as redis_lib
 
 from eventq.keys import Keys
 from eventq.records import AuditEntry
@@ -297,8 +298,6 @@ def test_an_empty_file_is_rejected_with_a_clear_message(stack: Stack, tmp_path: 
 def test_the_token_never_appears_in_logs_messages_flower_args_or_the_dlq(
     stack: Stack, fake: FakeHubSpot, redis_client: object
 ) -> None:
-    import redis as redis_lib
-
     client = redis_lib.Redis.from_url(stack.settings.redis_url)
     # Given one job that is delivered and one dead-lettered (401), with DEBUG logs
     job_ok, _ = Producer(stack.settings).enqueue(valid_event("ok"))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import subprocess
 import sys
 import uuid
 
 import pytest
 
+from eventq.logs import configure_logging
 from eventq.settings import RateLimit, SettingsError, load_settings
 from tests.conftest import REDIS_URL
 
@@ -116,11 +119,6 @@ def test_a_short_key_is_refused_without_printing_it(monkeypatch: pytest.MonkeyPa
 def test_log_lines_carry_their_fields_in_text_and_in_json(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import json
-    import logging
-
-    from eventq.logs import configure_logging
-
     configure_logging(load_settings(log_format="text"))
     logging.getLogger("eventq.test").info("attempt delivered", extra={"jobId": "j1"})
     text_line = capsys.readouterr().err.strip()
