@@ -19,6 +19,7 @@ import redis
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from eventq.errors import EventqError
 from producers.enqueue import FieldError
 from producers.http_models import ErrorBody, ErrorCode, FieldProblem, JsonPosition
 
@@ -42,7 +43,7 @@ _CODES: dict[int, ErrorCode] = {
 _KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After")
 
 
-class ApiError(Exception):
+class ApiError(EventqError):
     """An answer other than success: HTTP status, stable `code`, a sentence, and details."""
 
     def __init__(

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from pydantic import SecretStr
 
+from eventq.errors import EventqError
 from worker.attempts import HttpFailure
 from worker.rate_limit import bucket_for_token as _bucket
 
@@ -36,7 +37,7 @@ def bucket_for_token(token: str) -> str:
     return _bucket(token)
 
 
-class CredentialsError(Exception):
+class CredentialsError(EventqError):
     """No usable token for this account; the message says what an admin must do."""
 
     def __init__(self, message: str, *, portal_id: str | None = None) -> None:
