@@ -142,10 +142,16 @@ def test_an_invalid_raw_celery_message_is_dead_lettered_as_invalid_with_zero_pos
 
 
 def test_a_bare_event_sent_as_a_raw_message_is_delivered(stack: Stack, fake: FakeHubSpot) -> None:
+    # Given a worker, When a plain Celery client sends an event with no envelope
     stack.start_worker()
-    send_raw(stack.settings, [valid_event("bare")])
+    job_id = send_raw(stack.settings, [valid_event("bare")])
+    # Then it is created once at HubSpot, and its job (the message's task id) reads delivered
     events = fake.wait_for_events(1, timeout_s=20)
     assert events[0]["body"]["externalEventId"] == "evt-bare"
+    found = wait_state(stack, job_id, "delivered")
+    assert found.attempts == 1
+    assert found.objectId is not None
+    assert len(creates(fake.requests())) == 1
 
 
 def test_always_503_is_dead_lettered_as_exhausted_with_every_attempt_recorded(
