@@ -38,6 +38,8 @@ CHECKS = (
     response_schema_conformance,
 )
 MIN_CASES = 500
+# credentials are ours to send: generated cookies and tokens would only test aiohttp's parser
+GENERATION = schemathesis.GenerationConfig(with_security_parameters=False)
 OPERATIONS = 20  # 18 paths; two of them also take a second method
 
 
@@ -58,11 +60,11 @@ def openapi_schema(stack: Stack) -> Iterator[BaseOpenAPISchema]:
     for n in range(3):
         seed_dead_letter(service_settings, valid_event(n), reason="rejected", http_status=400)
     with running_service(service_settings) as base_url:
-        yield schemathesis.from_uri(base_url + "/openapi.json", validate_schema=True)
+        yield schemathesis.from_uri(
+            base_url + "/openapi.json", validate_schema=True, generation_config=GENERATION
+        )
 
 
-# credentials are ours to send: generated cookies and tokens would only test aiohttp's parser
-GENERATION = schemathesis.GenerationConfig(with_security_parameters=False)
 EXAMPLES = settings(
     max_examples=60,
     deadline=3000,
