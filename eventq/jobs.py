@@ -31,6 +31,7 @@ BeginStatus = Literal["ok", "done", "stale", "locked"]
 
 # a duplicate of a job created this recently is not republished: its producer is publishing it
 PUBLISH_GRACE_S = 30
+_LEDGER_NO_OBJECT_ID = "-"  # ledger value of an event HubSpot accepted without naming its id
 
 
 @cache
@@ -133,6 +134,7 @@ class Begun:
     verify: bool
     attempts: int
     delivered_object_id: str | None = None  # from the delivered ledger: already in HubSpot
+    in_ledger: bool = False  # delivered before, possibly without an object id
 
 
 class JobStore:
@@ -172,26 +174,36 @@ class JobStore:
             ],
         )
         state = cast(BeginStatus, as_text(status))
-        return Begun(state, bool(int(verify)), int(attempts), as_text(ledger) or None)
+        entry = as_text(ledger)
+        object_id = None if entry in ("", _LEDGER_NO_OBJECT_ID) else entry
+        return Begun(state, bool(int(verify)), int(attempts), object_id, in_ledger=bool(entry))
 
     async def mark_delivered(
-        self, envelope: JobEnvelope, object_id: str, record: AttemptRecord, *, attempts: int
+        self,
+        envelope: JobEnvelope,
+        object_id: str | None,
+        record: AttemptRecord,
+        *,
+        attempts: int,
     ) -> None:
-        """Record the job as delivered, remember it in the ledger and release its lock."""
+        """Record the job as delivered, remember it in the ledger and release its lock.
+
+        `object_id` None: HubSpot's answer gave none; the job shows no objectId.
+        """
         keys, now = self._keys, record.at
+        fields: dict[str, Any] = {
+            "state": "delivered",
+            "attempts": attempts,
+            "updatedAt": now,
+            "verify": 0,
+        }
+        if object_id is not None:
+            fields["objectId"] = object_id
+        ledger_value = object_id or _LEDGER_NO_OBJECT_ID
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(keys.ledger(_identity(envelope)), object_id, ex=self._ledger_ttl_s)
-            pipe.hset(
-                keys.job(envelope.jobId),
-                mapping={
-                    "state": "delivered",
-                    "objectId": object_id,
-                    "attempts": attempts,
-                    "updatedAt": now,
-                    "verify": 0,
-                },
-            )
-            pipe.hdel(keys.job(envelope.jobId), "nextAttemptAt")
+            pipe.set(keys.ledger(_identity(envelope)), ledger_value, ex=self._ledger_ttl_s)
+            pipe.hdel(keys.job(envelope.jobId), "nextAttemptAt", "objectId")
+            pipe.hset(keys.job(envelope.jobId), mapping=fields)
             self._append(pipe, envelope.jobId, record)
             pipe.expire(keys.job(envelope.jobId), self._job_ttl_s)
             pipe.expire(keys.job_history(envelope.jobId), self._job_ttl_s)

@@ -55,7 +55,7 @@ class Keys:
         return f"{self.prefix}:idem:{key_hash}"
 
     def ledger(self, identity: str) -> str:
-        """Return the delivered-events ledger entry (value: HubSpot objectId)."""
+        """Return the delivered-events ledger entry (value: HubSpot objectId, `-` when none)."""
         return f"{self.prefix}:ledger:{identity}"
 
     @property
@@ -109,5 +109,5 @@ class Keys:
         return f"{self.prefix}:breaker:{target_digest}"
 
     def oauth(self, portal: str, part: str) -> str:
-        """Return one part (`token`, `lock`, `hold`) of an OAuth account's state."""
+        """Return one part (`token`, `lock`, `hold`, `refresh`) of an OAuth account's state."""
         return f"{self.prefix}:oauth:{portal}:{part}"

@@ -20,16 +20,20 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
     field_serializer,
     field_validator,
-    model_validator,
 )
 
 __all__ = [
+    "DATE_TIME_HINT",
     "CustomProperty",
     "JobEnvelope",
     "JobSource",
     "MarketingEvent",
+    "MaskedSubstring",
+    "MaskedSubstrings",
     "format_utc",
     "new_job_id",
     "spec_schemas",
@@ -37,11 +41,13 @@ __all__ = [
 
 JobSource = Literal["api", "cli", "http", "replay", "raw"]
 
-Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=512)]
-ShortText = Annotated[str, StringConstraints(max_length=512)]
-LongText = Annotated[str, StringConstraints(max_length=65_536)]
-Url = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://\S+$")]
+# Only what HubSpot's spec refuses is refused here (types, enums, integer formats, date-time
+# with an offset); lengths, URL shape and date order are eventq's advice (eventq.event_warnings).
+ExternalEventId = Annotated[str, StringConstraints(min_length=1)]  # a path segment of PUT/GET
+Int32 = Annotated[int, Field(ge=-(2**31), lt=2**31)]
+Int64 = Annotated[int, Field(ge=-(2**63), lt=2**63)]
+PortalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+DATE_TIME_HINT = "give an RFC 3339 date-time with a zone: 2027-03-01T10:00:00Z or +01:00"
 
 
 @lru_cache(maxsize=1)
@@ -62,31 +68,49 @@ def format_utc(moment: datetime) -> str:
     return text.replace("+00:00", "Z")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Body(BaseModel):
+    # fields HubSpot's spec does not name are left out (eventq.event_warnings reports them)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-class CustomProperty(_Strict):
-    """One item of `customProperties` (HubSpot's `PropertyValue`): `name` and `value` required."""
+class MaskedSubstring(_Body):
+    """One masked range of a property value (HubSpot's `MaskedSubstring`)."""
 
-    name: Name
-    value: LongText
+    start: Int32
+    end: Int32
+
+
+class MaskedSubstrings(_Body):
+    """HubSpot's `MaskedSubstrings`: the masked ranges of a property value."""
+
+    substrings: list[MaskedSubstring]
+
+
+class CustomProperty(_Body):
+    """One item of `customProperties` (HubSpot's `PropertyValue`): `name` and `value` required.
+
+    The spec marks every field required, but HubSpot's own guide sends only `name` and `value`.
+    """
+
+    name: str
+    value: str
     dataSensitivity: Literal["high", "none", "standard"] | None = None
     isEncrypted: bool | None = None
     isLargeValue: bool | None = None
-    persistenceTimestamp: int | None = None
-    requestId: ShortText | None = None
+    maskedSubstrings: MaskedSubstrings | None = None
+    persistenceTimestamp: Int64 | None = None
+    requestId: str | None = None
     selectedByUser: bool | None = None
-    selectedByUserTimestamp: int | None = None
+    selectedByUserTimestamp: Int64 | None = None
     source: str | None = None
-    sourceId: ShortText | None = None
-    sourceLabel: ShortText | None = None
-    sourceMetadata: LongText | None = None
-    sourceUpstreamDeployable: ShortText | None = None
-    sourceVid: list[int] | None = None
-    timestamp: int | None = None
-    unit: ShortText | None = None
-    updatedByUserId: int | None = Field(None, ge=-(2**31), lt=2**31)
+    sourceId: str | None = None
+    sourceLabel: str | None = None
+    sourceMetadata: str | None = None
+    sourceUpstreamDeployable: str | None = None
+    sourceVid: list[Int64] | None = None
+    timestamp: Int64 | None = None
+    unit: str | None = None
+    updatedByUserId: Int32 | None = None
     useTimestampAsPersistenceTimestamp: bool | None = None
 
     @field_validator("source")
@@ -97,35 +121,43 @@ class CustomProperty(_Strict):
         return value
 
 
-class MarketingEvent(_Strict):
-    """HubSpot's create body (`MarketingEventCreateRequestParams`), validated strictly."""
+class MarketingEvent(_Body):
+    """HubSpot's create body (`MarketingEventCreateRequestParams`): refuses what the spec refuses.
 
-    externalAccountId: Id
-    externalEventId: Id
-    eventName: Name
-    eventOrganizer: Name
-    customProperties: list[CustomProperty] = Field(default_factory=list, max_length=500)
-    eventType: ShortText | None = None
-    eventDescription: LongText | None = None
-    eventUrl: Url | None = None
+    `externalEventId` may not be empty: re-delivery addresses the event by it as a URL path
+    segment. `customProperties` (required by the spec) defaults to an empty list.
+    """
+
+    externalAccountId: str
+    externalEventId: ExternalEventId
+    eventName: str
+    eventOrganizer: str
+    customProperties: list[CustomProperty] = Field(default_factory=list)
+    eventType: str | None = None
+    eventDescription: str | None = None
+    eventUrl: str | None = None
     eventCancelled: bool | None = None
     eventCompleted: bool | None = None
-    startDateTime: AwareDatetime | None = None
-    endDateTime: AwareDatetime | None = None
+    startDateTime: datetime | None = None
+    endDateTime: datetime | None = None
 
-    @field_validator("startDateTime", "endDateTime")
+    @field_validator("startDateTime", "endDateTime", mode="wrap")
     @classmethod
-    def _expressible_in_utc(cls, value: datetime | None) -> datetime | None:
+    def _date_time(cls, value: object, handler: ValidatorFunctionWrapHandler) -> datetime | None:
         try:
-            return None if value is None else value.astimezone(UTC)
+            moment: datetime | None = handler(value)
+        except ValidationError:
+            raise ValueError(f"not a date-time; {DATE_TIME_HINT}") from None
+        if moment is None:
+            return None
+        if moment.utcoffset() is None:  # RFC 3339 (the spec's `date-time`) requires an offset
+            dated = isinstance(value, str) and "T" not in value.upper()
+            problem = "is a date without a time or zone" if dated else "has no time zone"
+            raise ValueError(f"{problem}; {DATE_TIME_HINT}")
+        try:
+            return moment.astimezone(UTC)
         except OverflowError:
             raise ValueError("cannot be expressed as a UTC time (out of range)") from None
-
-    @model_validator(mode="after")
-    def _end_not_before_start(self) -> MarketingEvent:
-        if self.startDateTime and self.endDateTime and self.endDateTime < self.startDateTime:
-            raise ValueError("endDateTime is before startDateTime")
-        return self
 
     @field_serializer("startDateTime", "endDateTime")
     def _utc(self, value: datetime | None) -> str | None:
@@ -168,7 +200,7 @@ class JobEnvelope(BaseModel):
     attempt: int = Field(1, ge=1, description="Number of the attempt this message carries.")
     firstEnqueuedAt: AwareDatetime = Field(default_factory=_now)
     source: JobSource = "raw"
-    portalId: Id | None = Field(None, description="HubSpot account (portal) id, OAuth mode.")
+    portalId: PortalId | None = Field(None, description="HubSpot account (portal) id, OAuth mode.")
     priority: Literal["live", "bulk"] = Field(
         "live", description="`bulk` (replays, backfills) goes to the lower-priority queue."
     )

@@ -104,6 +104,14 @@ class Settings(BaseSettings):
     hubspot_access_token: SecretStr | None = Field(
         None, description="Private-app access token. Unset means sandbox mode under `eventq run`."
     )
+    hubspot_token_has_read_scope: bool = Field(
+        False,
+        description=(
+            "Set when the private-app token also has crm.objects.marketing_events.read: an "
+            "ambiguous attempt is then checked with a GET before re-sending. Without it (or "
+            "when the GET is refused) eventq re-sends idempotently with PUT."
+        ),
+    )
     api_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(
         default_factory=dict,
         description=(
@@ -230,7 +238,10 @@ class Settings(BaseSettings):
     )
     oauth_token_url: str | None = Field(
         None,
-        description="OAuth token endpoint; defaults to EVENTQ_HUBSPOT_BASE_URL + /oauth/v1/token.",
+        description=(
+            "OAuth token endpoint; defaults to EVENTQ_HUBSPOT_BASE_URL + /oauth/v3/token "
+            "(v1 is switched off on 2027-02-16)."
+        ),
     )
     oauth_timeout_s: PositiveFloat = Field(
         10.0, description="Total timeout of one access-token refresh request."
@@ -297,7 +308,7 @@ class Settings(BaseSettings):
     @property
     def effective_oauth_token_url(self) -> str:
         """Return the OAuth token endpoint, falling back to HubSpot's under the base URL."""
-        return self.oauth_token_url or self.hubspot_base_url + "/oauth/v1/token"
+        return self.oauth_token_url or self.hubspot_base_url + "/oauth/v3/token"
 
     @property
     def effective_broker_url(self) -> str:

@@ -40,7 +40,8 @@ def enqueue(source: Any, bulk: bool, portal_id: str | None, as_json: bool) -> No
 
     SOURCE holds a JSON object, a JSON array of objects, or JSON Lines. Each invalid item is
     reported with its line or index, field and problem; the valid items are still enqueued.
-    Exits 1 when any item was rejected.
+    An item HubSpot accepts but eventq advises against is enqueued with a warning line per
+    field. Exits 1 when any item was rejected (warnings alone exit 0).
     """
     settings_or_exit()
     from producers.enqueue import Producer
@@ -50,6 +51,7 @@ def enqueue(source: Any, bulk: bool, portal_id: str | None, as_json: bool) -> No
     priority: Literal["live", "bulk"] = "bulk" if bulk else "live"
     accepted = duplicates = 0
     rejected: list[tuple[str, str]] = []
+    warned: list[tuple[str, Any]] = []
     with Progress(console=err, disable=len(items) < _PROGRESS_FROM or as_json) as progress:
         task = progress.add_task("enqueueing", total=len(items))
         for start in range(0, len(items), _CHUNK):
@@ -73,6 +75,7 @@ def enqueue(source: Any, bulk: bool, portal_id: str | None, as_json: bool) -> No
                 else:
                     accepted += 1
                     duplicates += duplicate
+                    warned += [(item.place, w) for w in result.warnings] if result else []
                 if as_json:
                     out.print_json(
                         data={
@@ -80,14 +83,20 @@ def enqueue(source: Any, bulk: bool, portal_id: str | None, as_json: bool) -> No
                             "jobId": job_id,
                             "duplicate": duplicate,
                             "error": problem,
+                            "warnings": [
+                                {"field": w.field, "message": w.message}
+                                for w in (result.warnings if result else [])
+                            ],
                         }
                     )
             progress.advance(task, len(chunk))
+    for place, warning in warned:
+        err.print(f"[yellow]warning[/yellow] {place}: {warning}", highlight=False, soft_wrap=True)
     for place, problem in rejected:
-        err.print(f"[red]rejected[/red] {place}: {problem}", highlight=False)
+        err.print(f"[red]rejected[/red] {place}: {problem}", highlight=False, soft_wrap=True)
     err.print(
         f"{accepted} enqueued ({duplicates} already queued), {len(rejected)} rejected "
-        f"of {len(items)} items"
+        f"of {len(items)} items" + (f", {len(warned)} warnings" if warned else "")
     )
     if rejected:
         raise SystemExit(1)

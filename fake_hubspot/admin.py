@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from fake_hubspot.auth import TokenFault
 from fake_hubspot.config import DEFAULT_SCOPES, RateLimit, RefreshGrant
 from fake_hubspot.faults import Injection
 from fake_hubspot.state import STATE, FakeState
@@ -37,7 +38,7 @@ class LatencyIn(_In):
 
 
 class FailNextIn(_In):
-    """`POST /_fake/fail-next`: answer the next `count` creates (and GETs) with `status`."""
+    """`POST /_fake/fail-next`: answer the next `count` writes (and GETs) with `status`."""
 
     count: Positive = 1
     status: Status
@@ -47,22 +48,22 @@ class FailNextIn(_In):
 
 
 class FailureRateIn(_In):
-    """`POST /_fake/failure-rate`: answer a fraction `rate` of creates with `status`."""
+    """`POST /_fake/failure-rate`: answer a fraction `rate` of writes with `status`."""
 
     rate: Annotated[float, Field(ge=0.0, le=1.0)]
     status: Status = 503
 
 
 class CountIn(_In):
-    """`POST /_fake/hang` and `/_fake/close-after-create`: the next `count` creates."""
+    """`POST /_fake/hang` and `/_fake/close-after-create`: the next `count` writes."""
 
     count: NonNegative
 
 
-class DuplicateModeIn(_In):
-    """`POST /_fake/duplicate-mode`."""
+class CloseRateIn(_In):
+    """`POST /_fake/close-rate`: drop the connection after storing a fraction `rate` of writes."""
 
-    mode: Literal["allow", "409"]
+    rate: Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class RateLimitIn(_In):
@@ -82,7 +83,10 @@ class PortalRateLimitIn(_In):
 
 
 class TokenIn(_In):
-    """`POST /_fake/tokens`: accept a private-app token (optional app name and scopes)."""
+    """`POST /_fake/tokens`: accept a private-app token (optional app name and scopes).
+
+    `scopes` omitted: the fake's configured private-app scopes (`--token-scopes`).
+    """
 
     token: Text
     app: Text | None = None
@@ -111,6 +115,25 @@ class RevokeIn(_In):
 
     refresh_token: Text
     access_tokens: bool = False
+
+
+class RotateIn(_In):
+    """`POST /_fake/oauth/rotate`: the next `count` refreshes of a portal answer a new refresh
+    token; `revoke_old` revokes the one used (only the newest works), else both keep working."""
+
+    portal_id: int
+    count: Positive = 1
+    revoke_old: bool = True
+
+
+class TokenFailNextIn(_In):
+    """`POST /_fake/oauth/fail-next`: answer the next `count` refreshes of `portal_id` (null: of
+    any portal) with `status` (429 or 5xx, say) and `headers` (e.g. `Retry-After`)."""
+
+    count: Positive = 1
+    status: Status
+    headers: dict[str, str] = Field(default_factory=dict)
+    portal_id: int | None = None
 
 
 def _reply(body: Any, status: int = 200) -> web.Response:
@@ -193,14 +216,14 @@ async def release(request: web.Request) -> web.Response:
 
 
 async def close_after_create(request: web.Request) -> web.Response:
-    """Make the next `count` creates store the event, then drop the connection."""
+    """Make the next `count` writes store the event, then drop the connection."""
     _state(request).faults.close_next = (await _load(request, CountIn)).count
     return _reply(_OK)
 
 
-async def duplicate_mode(request: web.Request) -> web.Response:
-    """Choose what a second create of the same external ids does."""
-    _state(request).faults.duplicate_mode = (await _load(request, DuplicateModeIn)).mode
+async def close_rate(request: web.Request) -> web.Response:
+    """Make a random fraction of writes store the event, then drop the connection."""
+    _state(request).faults.set_close_rate((await _load(request, CloseRateIn)).rate)
     return _reply(_OK)
 
 
@@ -249,6 +272,26 @@ async def revoke(request: web.Request) -> web.Response:
     return _reply({"ok": True, "known": known})
 
 
+async def rotate(request: web.Request) -> web.Response:
+    """Make a portal's next refreshes rotate its refresh token."""
+    data = await _load(request, RotateIn)
+    _state(request).auth.rotate_next(data.portal_id, count=data.count, revoke_old=data.revoke_old)
+    return _reply(_OK)
+
+
+async def rotated(request: web.Request) -> web.Response:
+    """Every refresh token issued by a rotation, oldest first (`portal_id`, `refresh_token`)."""
+    return _reply(_state(request).auth.rotated)
+
+
+async def token_fail_next(request: web.Request) -> web.Response:
+    """Queue injected token-endpoint answers."""
+    data = await _load(request, TokenFailNextIn)
+    fault = TokenFault(data.status, data.headers, data.count, data.portal_id)
+    _state(request).auth.fail_next(fault)
+    return _reply(_OK)
+
+
 async def requests(request: web.Request) -> web.Response:
     """Every recorded API request from `?since=` on, in arrival order."""
     return _reply(_state(request).recorder.since(_since(request)))
@@ -272,14 +315,21 @@ _POSTS: dict[str, _Handler] = {
     "hang": hang,
     "release": release,
     "close-after-create": close_after_create,
-    "duplicate-mode": duplicate_mode,
+    "close-rate": close_rate,
     "rate-limit": rate_limit,
     "account-rate-limit": account_rate_limit,
     "tokens": add_token,
     "oauth": oauth,
     "oauth/revoke": revoke,
+    "oauth/rotate": rotate,
+    "oauth/fail-next": token_fail_next,
 }
-_GETS: dict[str, _Handler] = {"requests": requests, "events": events, "stats": stats}
+_GETS: dict[str, _Handler] = {
+    "requests": requests,
+    "events": events,
+    "stats": stats,
+    "oauth/rotated": rotated,
+}
 
 
 def add_control_routes(router: web.UrlDispatcher) -> None:

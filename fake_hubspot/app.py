@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 from multidict import CIMultiDict
 
 from fake_hubspot.admin import add_control_routes
-from fake_hubspot.auth import AuthFailure, Identity, RefreshFailure
+from fake_hubspot.auth import AuthFailure, Identity, RefreshFailure, TokenFault
 from fake_hubspot.config import READ_SCOPE, WRITE_SCOPE, FakeConfig
 from fake_hubspot.errors import (
     category_for_status,
@@ -22,10 +23,11 @@ from fake_hubspot.faults import Injection
 from fake_hubspot.ratelimit import TEN_SECONDLY
 from fake_hubspot.state import STATE, FakeState
 
-__all__ = ["CREATE_PATH", "STATE", "TOKEN_PATH", "create_app"]
+__all__ = ["CREATE_PATH", "STATE", "TOKEN_PATH", "TOKEN_V1_PATH", "create_app"]
 
 CREATE_PATH = "/marketing/v3/marketing-events/events"
-TOKEN_PATH = "/oauth/v1/token"  # noqa: S105 - a URL path, not a secret
+TOKEN_PATH = "/oauth/v3/token"  # noqa: S105 - a URL path (the one eventq uses), not a secret
+TOKEN_V1_PATH = "/oauth/v1/token"  # noqa: S105 - deprecated, switched off on 2027-02-16
 _NO_BODY = frozenset({204, 304})
 _NOT_JSON = object()
 
@@ -107,6 +109,36 @@ async def create_event(request: web.Request) -> web.Response:
     state = request.app[STATE]
     record = state.recorder.open(request.method, request.path, dict(request.query))
     state.recorder.creates += 1
+    return await _write(request, record, _store_created)
+
+
+async def upsert_event(request: web.Request) -> web.Response:
+    """`PUT /marketing/v3/marketing-events/events/{externalEventId}`: create or update.
+
+    The body is a create body; the event is the one the path names (its `externalEventId`
+    wins over the body's). Answers `MarketingEventPublicDefaultResponse` (`id`, `objectId`).
+    """
+    state = request.app[STATE]
+    record = state.recorder.open(request.method, request.path, dict(request.query))
+    state.recorder.upserts += 1
+    return await _write(request, record, _store_upserted)
+
+
+def _store_created(state: FakeState, identity: Identity, body: Any, _: web.Request) -> Any:
+    return state.events.create_response(state.events.create(identity.name, body))
+
+
+def _store_upserted(state: FakeState, identity: Identity, body: Any, request: web.Request) -> Any:
+    body = {**body, "externalEventId": request.match_info["externalEventId"]}
+    return state.events.upsert_response(state.events.upsert(identity.name, body))
+
+
+_Store = Callable[[FakeState, Identity, Any, web.Request], Any]
+
+
+async def _write(request: web.Request, record: dict[str, Any], store: _Store) -> web.Response:
+    """Admit, fault-inject, validate and store a write; faults apply to POST and PUT alike."""
+    state = request.app[STATE]
     body = _parse_json(await request.read())
     record["body"] = None if body is _NOT_JSON else body
     await state.faults.delay()
@@ -119,28 +151,27 @@ async def create_event(request: web.Request) -> web.Response:
     injection = state.faults.take_injection(is_create=True)
     if injection is not None:
         return _finish(state, record, _injected(state, injection, headers))
-    if body is _NOT_JSON:
-        detail = {"message": "The request body is not valid JSON", "in": "body"}
-        answer = error_body("VALIDATION_ERROR", "Invalid input JSON: not parseable", [detail])
-        return _finish(state, record, _json(400, answer, headers))
-    errors = state.validator.errors(body)
-    if errors:
-        message = f"Invalid input JSON: {errors[0]['in']}: {errors[0]['message']}"
-        if len(errors) > 1:
-            message += f" (and {len(errors) - 1} more)"
-        answer = error_body("VALIDATION_ERROR", message, errors)
-        return _finish(state, record, _json(400, answer, headers))
-    account, external = body["externalAccountId"], body["externalEventId"]
-    if state.faults.duplicate_mode == "409" and state.events.find(identity.name, account, external):
-        message = (
-            f"A marketing event with externalEventId {external} already exists for "
-            f"externalAccountId {account}"
-        )
-        return _finish(state, record, _json(409, error_body("CONFLICT", message), headers))
-    event = state.events.create(identity.name, body)
+    invalid = _invalid_body(state, body)
+    if invalid is not None:
+        return _finish(state, record, _json(400, invalid, headers))
+    answer = store(state, identity, body, request)
     if state.faults.take_close():
         return _drop(state, request, record)
-    return _finish(state, record, _json(200, state.events.create_response(event), headers))
+    return _finish(state, record, _json(200, answer, headers))
+
+
+def _invalid_body(state: FakeState, body: Any) -> dict[str, Any] | None:
+    """Return HubSpot's 400 body for a body that is not JSON or not valid, else None."""
+    if body is _NOT_JSON:
+        detail = {"message": "The request body is not valid JSON", "in": "body"}
+        return error_body("VALIDATION_ERROR", "Invalid input JSON: not parseable", [detail])
+    errors = state.validator.errors(body)
+    if not errors:
+        return None
+    message = f"Invalid input JSON: {errors[0]['in']}: {errors[0]['message']}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more)"
+    return error_body("VALIDATION_ERROR", message, errors)
 
 
 async def read_event(request: web.Request) -> web.Response:
@@ -172,8 +203,21 @@ async def read_event(request: web.Request) -> web.Response:
     return _finish(state, record, _json(200, state.events.read_response(event), headers))
 
 
+def _token_fault(fault: TokenFault) -> web.Response:
+    if fault.status == 429:
+        body = rate_limit_body(TEN_SECONDLY, "oauth:token")
+    else:
+        body = error_body(category_for_status(fault.status), f"Injected failure ({fault.status})")
+    return _json(fault.status, body, fault.headers)
+
+
 async def refresh_token(request: web.Request) -> web.Response:
-    """`POST /oauth/v1/token` with `grant_type=refresh_token`: issue a new access token."""
+    """`POST /oauth/v3/token` (or the deprecated `/oauth/v1/token`) with
+    `grant_type=refresh_token`: issue a new access token.
+
+    v3 answers also carry `hub_id` and `scopes` (the grant's), as HubSpot's v3 does; v1 answers
+    as it always did here. Either may rotate the refresh token or answer an injected fault.
+    """
     state = request.app[STATE]
     record = state.recorder.open(request.method, request.path, dict(request.query))
     form = await request.post()
@@ -185,6 +229,10 @@ async def refresh_token(request: web.Request) -> web.Response:
     grant_type = str(form.get("grant_type", ""))
     record["body"] = {"grant_type": grant_type, "client_id": fields.get("client_id")}
     await state.faults.delay()
+    fault = state.auth.take_fault(fields.get("refresh_token"))
+    if fault is not None:
+        state.recorder.injected += 1
+        return _finish(state, record, _token_fault(fault))
     if grant_type != "refresh_token":
         answer = oauth_error_body(
             "BAD_GRANT_TYPE", "unsupported_grant_type", "grant_type must be refresh_token"
@@ -197,13 +245,16 @@ async def refresh_token(request: web.Request) -> web.Response:
         answer = oauth_error_body(result.status, result.error, result.message)
         return _finish(state, record, _json(result.http_status, answer))
     record["identity"] = f"portal:{result.portal_id}"
-    answer = {
+    granted: dict[str, Any] = {
         "token_type": "bearer",
         "refresh_token": result.refresh_token,
         "access_token": result.access_token,
         "expires_in": result.expires_in,
     }
-    return _finish(state, record, _json(200, answer, {"Cache-Control": "no-store"}))
+    if request.path == TOKEN_PATH:
+        granted["hub_id"] = result.portal_id
+        granted["scopes"] = list(result.scopes)
+    return _finish(state, record, _json(200, granted, {"Cache-Control": "no-store"}))
 
 
 async def not_found(request: web.Request) -> web.Response:
@@ -230,7 +281,9 @@ def create_app(config: FakeConfig | None = None) -> web.Application:
     app[STATE] = state
     app.router.add_post(CREATE_PATH, create_event)
     app.router.add_get(CREATE_PATH + "/{externalEventId}", read_event)
+    app.router.add_put(CREATE_PATH + "/{externalEventId}", upsert_event)
     app.router.add_post(TOKEN_PATH, refresh_token)
+    app.router.add_post(TOKEN_V1_PATH, refresh_token)
     add_control_routes(app.router)
     app.router.add_route("*", "/{tail:.*}", not_found)
     app.on_shutdown.append(_release_hung)

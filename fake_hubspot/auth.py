@@ -1,4 +1,9 @@
-"""Bearer-token authentication: private-app tokens, OAuth refresh tokens and access tokens."""
+"""Bearer-token authentication: private-app tokens, OAuth refresh tokens and access tokens.
+
+Also what the token endpoint can be told to do differently: rotate a portal's refresh token on
+its next refresh (keeping or revoking the old one), and answer with an injected fault (429 with
+or without `Retry-After`, 5xx) for one portal or all.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,16 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from fake_hubspot.config import READ_SCOPE, WRITE_SCOPE, FakeConfig, RefreshGrant
+from fake_hubspot.config import FakeConfig, RefreshGrant
 
-__all__ = ["AuthFailure", "Authenticator", "Identity", "RefreshFailure", "RefreshResult"]
+__all__ = [
+    "AuthFailure",
+    "Authenticator",
+    "Identity",
+    "RefreshFailure",
+    "RefreshResult",
+    "TokenFault",
+]
 
 _BEARER = "bearer "
 
@@ -21,13 +33,11 @@ class Identity:
 
     name: str
     portal_id: int | None
-    scopes: frozenset[str] | None  # None: every scope (private apps)
+    scopes: frozenset[str]
 
     def allows(self, scope: str) -> bool:
-        """Return whether the token carries `scope` (write implies read)."""
-        if self.scopes is None or scope in self.scopes:
-            return True
-        return scope == READ_SCOPE and WRITE_SCOPE in self.scopes
+        """Return whether the token carries `scope` (as HubSpot: write does not imply read)."""
+        return scope in self.scopes
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +56,7 @@ class RefreshResult:
     refresh_token: str
     expires_in: int
     portal_id: int
+    scopes: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +67,24 @@ class RefreshFailure:
     status: str
     error: str
     message: str
+
+
+@dataclass(slots=True)
+class TokenFault:
+    """An injected token-endpoint answer for the next `count` refreshes of `portal_id` (or any)."""
+
+    status: int
+    headers: dict[str, str]
+    count: int
+    portal_id: int | None = None
+
+
+@dataclass(slots=True)
+class _Rotation:
+    """Issue a new refresh token on the next `count` refreshes; revoke the used one or keep it."""
+
+    count: int
+    revoke_old: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +106,7 @@ class Authenticator:
 
     def __init__(self, config: FakeConfig) -> None:
         self._static: dict[str, Identity] = {}
+        self.token_scopes = config.token_scopes
         for number, token in enumerate(config.tokens, start=1):
             self.add_static_token(token, f"app-{number}")
         self.client_id = config.oauth_client_id
@@ -86,15 +116,22 @@ class Authenticator:
         self._revoked: set[str] = set()
         self._access: dict[str, _AccessToken] = {}
         self.refreshes: Counter[int] = Counter()
+        self._rotations: dict[int, _Rotation] = {}
+        self.rotated: list[dict[str, object]] = []  # issued refresh tokens, for tests to read
+        self._faults: list[TokenFault] = []
 
     def add_static_token(
         self, token: str, app: str | None = None, scopes: list[str] | None = None
     ) -> str:
-        """Accept `token` as a private-app token; return the identity name (`app:NAME`)."""
+        """Accept `token` as a private-app token; return the identity name (`app:NAME`).
+
+        `scopes` None: the configured private-app scopes (`--token-scopes`, default write only).
+        """
         if not token:
             raise ValueError("the token is empty")
         name = f"app:{app or f'app-{len(self._static) + 1}'}"
-        self._static[token] = Identity(name, None, None if scopes is None else frozenset(scopes))
+        granted = frozenset(self.token_scopes if scopes is None else scopes)
+        self._static[token] = Identity(name, None, granted)
         return name
 
     def add_refresh_token(self, grant: RefreshGrant) -> None:
@@ -110,6 +147,33 @@ class Authenticator:
             for token in [t for t, a in self._access.items() if a.refresh_token == refresh_token]:
                 del self._access[token]
         return known
+
+    def rotate_next(self, portal_id: int, *, count: int = 1, revoke_old: bool = True) -> None:
+        """Make the next `count` refreshes of `portal_id` answer a new refresh token.
+
+        With `revoke_old`, the refresh token used is revoked when its successor is issued (so
+        only the newest works); without, both keep working.
+        """
+        self._rotations[portal_id] = _Rotation(count, revoke_old)
+
+    def fail_next(self, fault: TokenFault) -> None:
+        """Answer the next `fault.count` refreshes (of `fault.portal_id`, or any) with a fault."""
+        self._faults.append(fault)
+
+    def take_fault(self, refresh_token: str | None) -> TokenFault | None:
+        """Return the injected fault for a refresh with `refresh_token`, using up one count."""
+        grant = self._grants.get(refresh_token or "")
+        portal = None if grant is None else grant.portal_id
+        for fault in self._faults:
+            if fault.count > 0 and fault.portal_id in (None, portal):
+                fault.count -= 1
+                self._faults = [f for f in self._faults if f.count > 0]
+                return fault
+        return None
+
+    def pending_faults(self) -> int:
+        """Return how many injected token-endpoint answers are still to come."""
+        return sum(f.count for f in self._faults)
 
     def authenticate(self, header: str | None) -> Identity | AuthFailure:
         """Return the identity behind an `Authorization: Bearer …` header, or why not."""
@@ -153,6 +217,19 @@ class Authenticator:
             identity, time.monotonic() + self.lifetime_s, grant.token
         )
         self.refreshes[grant.portal_id] += 1
-        return RefreshResult(
-            access_token, grant.token, max(1, math.ceil(self.lifetime_s)), grant.portal_id
-        )
+        lifetime = max(1, math.ceil(self.lifetime_s))
+        new_refresh = self._rotate(grant)
+        return RefreshResult(access_token, new_refresh, lifetime, grant.portal_id, grant.scopes)
+
+    def _rotate(self, grant: RefreshGrant) -> str:
+        """Return the refresh token to answer: `grant`'s, or a new one if a rotation is due."""
+        rotation = self._rotations.get(grant.portal_id)
+        if rotation is None or rotation.count <= 0:
+            return grant.token
+        rotation.count -= 1
+        new = RefreshGrant(secrets.token_urlsafe(24), grant.portal_id, grant.scopes)
+        self.add_refresh_token(new)
+        if rotation.revoke_old:
+            self._revoked.add(grant.token)
+        self.rotated.append({"portal_id": grant.portal_id, "refresh_token": new.token})
+        return new.token

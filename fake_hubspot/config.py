@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal
 
 __all__ = [
     "DEFAULT_SCOPES",
+    "PRIVATE_APP_SCOPES",
     "READ_SCOPE",
     "WRITE_SCOPE",
-    "DuplicateMode",
     "FakeConfig",
     "RateLimit",
     "RefreshGrant",
 ]
 
-DuplicateMode = Literal["allow", "409"]
-
 READ_SCOPE = "crm.objects.marketing_events.read"
 WRITE_SCOPE = "crm.objects.marketing_events.write"
 DEFAULT_SCOPES: tuple[str, ...] = ("oauth", READ_SCOPE, WRITE_SCOPE)
+# a private app set up for this job is granted the write scope only
+PRIVATE_APP_SCOPES: tuple[str, ...] = (WRITE_SCOPE,)
 
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m)?\s*$")
 _UNIT_MS = {"ms": 1.0, "s": 1000.0, "m": 60_000.0, None: 1000.0}
@@ -84,4 +83,4 @@ class FakeConfig:
     oauth_client_secret: str = "fake-client-secret"  # noqa: S105 - a fake's well-known default
     refresh_tokens: tuple[RefreshGrant, ...] = field(default_factory=tuple)
     access_token_lifetime_s: float = 1800.0
-    duplicate_mode: DuplicateMode = "allow"
+    token_scopes: tuple[str, ...] = PRIVATE_APP_SCOPES  # of the configured private-app tokens

@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from eventq.errors import EventqError
 
@@ -95,7 +95,7 @@ class FakeHubSpot:
         *,
         include_get: bool = False,
     ) -> None:
-        """Answer the next `count` creates (and GETs if `include_get`) with `status`."""
+        """Answer the next `count` writes (and GETs if `include_get`) with `status`."""
         payload = {
             "count": count,
             "status": status,
@@ -106,7 +106,7 @@ class FakeHubSpot:
         self._post("fail-next", payload)
 
     def set_failure_rate(self, rate: float, status: int = 503) -> None:
-        """Answer a random fraction `rate` (0..1) of creates with `status`."""
+        """Answer a random fraction `rate` (0..1) of writes (create and upsert) with `status`."""
         self._post("failure-rate", {"rate": rate, "status": status})
 
     def hang(self, count: int) -> None:
@@ -118,12 +118,12 @@ class FakeHubSpot:
         self._post("release")
 
     def close_after_create(self, count: int) -> None:
-        """Make the next `count` creates store the event, then close without answering."""
+        """Make the next `count` writes store the event, then close without answering."""
         self._post("close-after-create", {"count": count})
 
-    def set_duplicate_mode(self, mode: Literal["allow", "409"]) -> None:
-        """Choose what a repeated create does: `allow` (a second record) or `409`."""
-        self._post("duplicate-mode", {"mode": mode})
+    def set_close_rate(self, rate: float) -> None:
+        """Make a random fraction `rate` (0..1) of writes store the event, then close."""
+        self._post("close-rate", {"rate": rate})
 
     def set_rate_limit(
         self, requests: int | None, window_ms: int = 10_000, daily: int | None = None
@@ -145,7 +145,10 @@ class FakeHubSpot:
     def add_token(
         self, token: str, app: str | None = None, scopes: Sequence[str] | None = None
     ) -> str:
-        """Accept a private-app `token` (own rate-limit bucket); return its identity name."""
+        """Accept a private-app `token` (own rate-limit bucket); return its identity name.
+
+        `scopes` None: the fake's configured private-app scopes (default: the write scope only).
+        """
         payload = {"token": token, "app": app, "scopes": None if scopes is None else list(scopes)}
         return str(self._post("tokens", payload)["identity"])
 
@@ -181,6 +184,39 @@ class FakeHubSpot:
         """Revoke a refresh token (and its access tokens if asked); return whether it existed."""
         payload = {"refresh_token": token, "access_tokens": access_tokens}
         return bool(self._post("oauth/revoke", payload)["known"])
+
+    def rotate_refresh_token(
+        self, portal_id: int, *, count: int = 1, revoke_old: bool = True
+    ) -> None:
+        """Make the next `count` refreshes of `portal_id` answer a new refresh token.
+
+        With `revoke_old` the refresh token used is revoked as its successor is issued, so only
+        the newest works; without, the old one keeps working too.
+        """
+        payload = {"portal_id": portal_id, "count": count, "revoke_old": revoke_old}
+        self._post("oauth/rotate", payload)
+
+    def rotated_refresh_tokens(self) -> list[dict[str, Any]]:
+        """Return the refresh tokens rotations issued (`portal_id`, `refresh_token`), in order."""
+        answer: list[dict[str, Any]] = self._call("GET", "oauth/rotated")
+        return answer
+
+    def fail_next_token_requests(
+        self,
+        count: int,
+        status: int,
+        headers: Mapping[str, str] | None = None,
+        *,
+        portal_id: int | None = None,
+    ) -> None:
+        """Answer the next `count` token refreshes of `portal_id` (None: of any) with `status`."""
+        payload = {
+            "count": count,
+            "status": status,
+            "headers": dict(headers or {}),
+            "portal_id": portal_id,
+        }
+        self._post("oauth/fail-next", payload)
 
     def requests(self, since: int = 0) -> list[dict[str, Any]]:
         """Return the recorded API requests from index `since` on."""

@@ -20,6 +20,7 @@ def _fields(schema: str) -> tuple[str, ...]:
 
 _CREATE_FIELDS = _fields("MarketingEventDefaultResponse")
 _READ_FIELDS = _fields("MarketingEventPublicReadResponse")
+_UPSERT_FIELDS = _fields("MarketingEventPublicDefaultResponse")
 
 
 def iso_utc(epoch_s: float) -> str:
@@ -90,11 +91,21 @@ class EventStore:
             "externalAccountId": body["externalAccountId"],
             "externalEventId": body["externalEventId"],
             "createdAt": now,
+            "updatedAt": now,
             "body": body,
         }
         self.records.append(record)
         key = (identity, body["externalAccountId"], body["externalEventId"])
         self._index.setdefault(key, []).append(record)
+        return record
+
+    def upsert(self, identity: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create the event, or replace the body of the one `identity` has under these ids."""
+        record = self.find(identity, body["externalAccountId"], body["externalEventId"])
+        if record is None:
+            return self.create(identity, body)
+        record["body"] = body
+        record["updatedAt"] = time.time()
         return record
 
     @staticmethod
@@ -114,15 +125,24 @@ class EventStore:
         """Return the `MarketingEventDefaultResponse` for a created event."""
         return self._echo(record, _CREATE_FIELDS)
 
+    def upsert_response(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Return the `MarketingEventPublicDefaultResponse` for an upserted event."""
+        answer = self._echo(record, _UPSERT_FIELDS)
+        answer.update(
+            id=record["objectId"],
+            createdAt=iso_utc(record["createdAt"]),
+            updatedAt=iso_utc(record["updatedAt"]),
+        )
+        return answer
+
     def read_response(self, record: dict[str, Any]) -> dict[str, Any]:
         """Return the `MarketingEventPublicReadResponse` for an event."""
         answer = self._echo(record, _READ_FIELDS)
-        stamp = iso_utc(record["createdAt"])
         answer.update(
             id=record["objectId"],
             externalEventId=record["externalEventId"],
-            createdAt=stamp,
-            updatedAt=stamp,
+            createdAt=iso_utc(record["createdAt"]),
+            updatedAt=iso_utc(record["updatedAt"]),
             registrants=0,
             attendees=0,
             cancellations=0,

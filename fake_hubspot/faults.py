@@ -1,4 +1,4 @@
-"""The fault plan: latency, injected statuses, hangs, dropped connections and duplicate mode."""
+"""The fault plan: latency, injected statuses, hangs and dropped connections."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import random
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
-
-from fake_hubspot.config import DuplicateMode
 
 __all__ = ["FaultPlan", "Injection"]
 
@@ -27,14 +25,14 @@ class Injection:
 class FaultPlan:
     """What goes wrong next. Everything here is cheap to consult when nothing is planned."""
 
-    def __init__(self, latency_ms: float, duplicate_mode: DuplicateMode) -> None:
+    def __init__(self, latency_ms: float) -> None:
         self.set_latency(latency_ms, None, None)
-        self.duplicate_mode: DuplicateMode = duplicate_mode
         self._next: deque[Injection] = deque()
         self.failure_rate = 0.0
         self.failure_status = 503
         self.hang_next = 0
         self.close_next = 0
+        self.close_rate = 0.0
 
     def set_latency(self, ms: float | None, min_ms: float | None, max_ms: float | None) -> None:
         """Delay API answers by `ms`, or by a uniform random time in [`min_ms`, `max_ms`]."""
@@ -61,14 +59,17 @@ class FaultPlan:
             await asyncio.sleep(low if low == high else random.uniform(low, high))  # noqa: S311
 
     def fail_next(self, injection: Injection) -> None:
-        """Answer the next `injection.remaining` matching requests with `injection`."""
+        """Answer the next `injection.remaining` matching requests with `injection`.
+
+        Writes (create POST and upsert PUT) match; GETs only with `include_get`.
+        """
         if not 100 <= injection.status <= 599:
             raise ValueError("status must be an HTTP status between 100 and 599")
         if injection.remaining > 0:
             self._next.append(injection)
 
     def set_failure_rate(self, rate: float, status: int) -> None:
-        """Answer a random fraction `rate` of create requests with `status`."""
+        """Answer a random fraction `rate` of writes (create and upsert) with `status`."""
         if not 0.0 <= rate <= 1.0:
             raise ValueError("rate must be between 0 and 1")
         if not 100 <= status <= 599:
@@ -95,12 +96,18 @@ class FaultPlan:
             return True
         return False
 
+    def set_close_rate(self, rate: float) -> None:
+        """Drop the connection after storing a random fraction `rate` of writes."""
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("rate must be between 0 and 1")
+        self.close_rate = rate
+
     def take_close(self) -> bool:
-        """Return whether to drop the connection after this create, consuming one."""
+        """Return whether to drop the connection after this stored write (uses a planned one)."""
         if self.close_next > 0:
             self.close_next -= 1
             return True
-        return False
+        return self.close_rate > 0.0 and random.random() < self.close_rate  # noqa: S311
 
     def pending(self) -> dict[str, Any]:
         """Return what is still planned (for `/_fake/stats`)."""
@@ -108,8 +115,8 @@ class FaultPlan:
             "fail_next": sum(item.remaining for item in self._next),
             "hang_next": self.hang_next,
             "close_after_create": self.close_next,
+            "close_rate": self.close_rate,
             "failure_rate": self.failure_rate,
             "failure_status": self.failure_status,
-            "duplicate_mode": self.duplicate_mode,
             "latency": self.latency_ms(),
         }

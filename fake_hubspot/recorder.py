@@ -24,6 +24,7 @@ class RequestRecorder:
         self.by_status: Counter[int] = Counter()
         self.rate_limited: Counter[str] = Counter()
         self.creates = 0
+        self.upserts = 0
         self.injected = 0
         self.hung = 0
         self.closed = 0
@@ -66,6 +67,7 @@ class RequestRecorder:
             "requests": len(self.records),
             "by_status": {str(status): n for status, n in sorted(self.by_status.items())},
             "creates": self.creates,
+            "upserts": self.upserts,
             "rate_limited": dict(self.rate_limited),
             "injected_failures": self.injected,
             "hung": self.hung,

@@ -10,7 +10,7 @@ import sys
 from aiohttp import web
 
 from fake_hubspot.app import create_app
-from fake_hubspot.config import FakeConfig, RateLimit, RefreshGrant
+from fake_hubspot.config import READ_SCOPE, WRITE_SCOPE, FakeConfig, RateLimit, RefreshGrant
 
 __all__ = ["build_parser", "config_from_args", "main"]
 
@@ -31,12 +31,26 @@ def _grant(text: str) -> RefreshGrant:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def _scopes(text: str) -> tuple[str, ...]:
+    scopes = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not scopes:
+        raise argparse.ArgumentTypeError("expected scopes separated by commas")
+    return scopes
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of `python -m fake_hubspot` / `eventq fake-hubspot`."""
     defaults = FakeConfig()
     parser = argparse.ArgumentParser(
         prog="fake_hubspot",
         description="A fake HubSpot marketing-events API with fault injection (/_fake/ routes).",
+        epilog=(
+            "HubSpot routes: POST and PUT (upsert) /marketing/v3/marketing-events/events[/{id}], "
+            "GET .../events/{id} (read scope), POST /oauth/v1/token. Control (POST /_fake/...): "
+            "reset, latency, fail-next, failure-rate, hang, release, close-after-create, "
+            "close-rate, rate-limit, account-rate-limit, tokens, oauth, oauth/revoke; "
+            "GET /_fake/requests, events, stats."
+        ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8090, help="port, 0 = any (default 8090)")
@@ -52,6 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.rate_limit,
         metavar="N/WINDOW|off",
         help="rolling limit per app or portal, e.g. 100/10s, 50/500ms or off (default 100/10s)",
+    )
+    parser.add_argument(
+        "--token-scopes",
+        type=_scopes,
+        default=defaults.token_scopes,
+        metavar="SCOPE,SCOPE",
+        help=(
+            f"scopes of the --token tokens (default {WRITE_SCOPE} only, what a private app set "
+            f"up for this job has: a GET of an event then answers 403; add {READ_SCOPE} to "
+            "allow it)"
+        ),
     )
     parser.add_argument("--daily-limit", type=int, default=None, help="daily request budget")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="latency of API answers")
@@ -70,9 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=defaults.access_token_lifetime_s,
         help="lifetime of issued access tokens in seconds (default 1800)",
-    )
-    parser.add_argument(
-        "--duplicate-mode", choices=["allow", "409"], default=defaults.duplicate_mode
     )
     logs = parser.add_mutually_exclusive_group()
     logs.add_argument("--access-log", action="store_true", help="log every request to stderr")
@@ -95,7 +117,7 @@ def config_from_args(args: argparse.Namespace) -> FakeConfig:
         oauth_client_secret=args.oauth_client_secret,
         refresh_tokens=tuple(args.oauth_refresh_token),
         access_token_lifetime_s=args.access_token_lifetime_s,
-        duplicate_mode=args.duplicate_mode,
+        token_scopes=args.token_scopes,
     )
 
 

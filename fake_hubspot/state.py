@@ -35,7 +35,7 @@ class FakeState:
     def _configure(self, config: FakeConfig) -> None:
         self.auth = Authenticator(config)
         self.limiter = RateLimiter(config.rate_limit, config.daily_limit)
-        self.faults = FaultPlan(config.latency_ms, config.duplicate_mode)
+        self.faults = FaultPlan(config.latency_ms)
 
     def reset(self) -> None:
         """Release hung requests and return everything to the startup configuration."""

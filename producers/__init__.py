@@ -3,6 +3,7 @@
 from producers.enqueue import (
     EnqueueResult,
     FieldError,
+    FieldWarning,
     Producer,
     RejectedEvent,
     enqueue_event,
@@ -12,6 +13,7 @@ from producers.enqueue import (
 __all__ = [
     "EnqueueResult",
     "FieldError",
+    "FieldWarning",
     "Producer",
     "RejectedEvent",
     "enqueue_event",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from pydantic import ValidationError
 
 from eventq.accounts import AccountsWatcher, UnknownAccount
 from eventq.errors import InvalidInput
+from eventq.event_warnings import FieldWarning, event_warnings
 from eventq.jobs import Created, create_jobs, mark_published
 from eventq.keys import Keys
 from eventq.messaging import make_celery, queue_for, send_job
@@ -23,12 +25,15 @@ from eventq.settings import Settings, get_settings
 __all__ = [
     "EnqueueResult",
     "FieldError",
+    "FieldWarning",
     "Producer",
     "RejectedEvent",
     "enqueue_event",
     "enqueue_events",
     "field_errors",
 ]
+
+log = logging.getLogger("eventq.producer")
 
 
 @dataclass(frozen=True)
@@ -57,12 +62,16 @@ class RejectedEvent(InvalidInput, ValueError):
 
 @dataclass(frozen=True)
 class EnqueueResult:
-    """The outcome of enqueueing one item: a job id, or the reasons it was rejected."""
+    """The outcome of enqueueing one item: a job id, or the reasons it was rejected.
+
+    `warnings` is eventq's advice on an accepted item (HubSpot accepts it; see README).
+    """
 
     index: int
     job_id: str | None = None
     duplicate: bool = False
     errors: list[FieldError] = field(default_factory=list)
+    warnings: list[FieldWarning] = field(default_factory=list)
 
     @property
     def accepted(self) -> bool:
@@ -89,6 +98,14 @@ def validate_event(event: Mapping[str, Any] | MarketingEvent) -> MarketingEvent:
         return MarketingEvent.model_validate(dict(event))
     except ValidationError as error:
         raise RejectedEvent(field_errors(error)) from None
+
+
+def check_event(
+    event: Mapping[str, Any] | MarketingEvent,
+) -> tuple[MarketingEvent, list[FieldWarning]]:
+    """Return the validated event and eventq's warnings on it; raise RejectedEvent if invalid."""
+    model = validate_event(event)
+    return model, event_warnings(model, None if isinstance(event, MarketingEvent) else event)
 
 
 def make_envelope(
@@ -129,11 +146,38 @@ class Producer:
         """Validate and enqueue one event; returns (job id, duplicate).
 
         Raises RejectedEvent for an invalid event or (OAuth mode) an unknown `portalId`.
+        `enqueue_one` takes the same arguments and also returns the warnings.
         """
-        model = validate_event(event)
+        result = self.enqueue_one(
+            event,
+            source=source,
+            portal_id=portal_id,
+            priority=priority,
+            idempotency_key=idempotency_key,
+        )
+        assert result.job_id is not None  # enqueue_one raises instead of rejecting
+        return result.job_id, result.duplicate
+
+    def enqueue_one(
+        self,
+        event: Mapping[str, Any] | MarketingEvent,
+        *,
+        source: JobSource = "api",
+        portal_id: str | None = None,
+        priority: Literal["live", "bulk"] = "live",
+        idempotency_key: str | None = None,
+    ) -> EnqueueResult:
+        """Validate and enqueue one event; returns its result (job id, duplicate, warnings).
+
+        Raises RejectedEvent for an invalid event or (OAuth mode) an unknown `portalId`.
+        """
+        model, warnings = check_event(event)
         portal_id = self.account_for(portal_id)
         envelope = make_envelope(model, source=source, portal_id=portal_id, priority=priority)
-        return self.submit(envelope, idempotency_hash=idempotency_hash(idempotency_key))
+        job_id, duplicate = self.submit(
+            envelope, idempotency_hash=idempotency_hash(idempotency_key)
+        )
+        return EnqueueResult(0, job_id, duplicate, warnings=warnings)
 
     def submit(
         self, envelope: JobEnvelope, *, idempotency_hash: str | None = None
@@ -224,9 +268,10 @@ class Producer:
             return [EnqueueResult(i, errors=rejected.errors) for i in range(len(items))]
         results: dict[int, EnqueueResult] = {}
         pending: list[tuple[int, JobEnvelope, str | None]] = []
+        advice: dict[int, list[FieldWarning]] = {}
         for index, item in enumerate(items):
             try:
-                event = validate_event(item)
+                event, advice[index] = check_event(item)
             except RejectedEvent as rejected:
                 results[index] = EnqueueResult(index, errors=rejected.errors)
                 continue
@@ -238,7 +283,9 @@ class Producer:
             pending.append((index, envelope, idempotency_hash(idempotency_key, index)))
         created = self.submit_many([(envelope, idem) for _, envelope, idem in pending])
         for (index, _, _), done in zip(pending, created, strict=True):
-            results[index] = EnqueueResult(index, done.job_id, done.duplicate)
+            results[index] = EnqueueResult(
+                index, done.job_id, done.duplicate, warnings=advice[index]
+            )
         return [results[index] for index in range(len(items))]
 
 
@@ -268,10 +315,13 @@ def enqueue_event(event: Mapping[str, Any] | MarketingEvent, **options: Any) -> 
 
     Raises RejectedEvent (with `.errors`, one per bad field) when the event is invalid.
     Sending the same event (externalAccountId, externalEventId) again while its job is live
-    returns the existing job id.
+    returns the existing job id. Warnings are logged (`Producer.enqueue_one` returns them).
     """
-    job_id, _ = default_producer().enqueue(event, **options)
-    return job_id
+    result = default_producer().enqueue_one(event, **options)
+    for warning in result.warnings:
+        log.warning("event accepted with a warning: job %s %s", result.job_id, warning)
+    assert result.job_id is not None  # enqueue_one raises instead of rejecting
+    return result.job_id
 
 
 def enqueue_events(

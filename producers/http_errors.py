@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from eventq.errors import EventqError
-from producers.enqueue import FieldError
+from producers.enqueue import FieldError, FieldWarning
 from producers.http_models import ErrorBody, ErrorCode, FieldProblem, JsonPosition
 
 __all__ = ["REQUEST_ID", "ApiError", "error_response", "handle_errors", "problems_of"]
@@ -65,8 +65,8 @@ class ApiError(EventqError):
         self.headers = dict(headers or {})
 
 
-def problems_of(errors: Sequence[FieldError]) -> list[FieldProblem]:
-    """Return the producer's field errors as response models."""
+def problems_of(errors: Sequence[FieldError | FieldWarning]) -> list[FieldProblem]:
+    """Return the producer's field errors (or warnings) as response models."""
     return [FieldProblem(field=e.field, message=e.message) for e in errors]
 
 

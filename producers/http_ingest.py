@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from eventq.records import JobState, JobStatus
 from eventq.schema import MarketingEvent
 from eventq.settings import Settings
-from producers.enqueue import EnqueueResult, Producer, RejectedEvent, validate_event
+from producers.enqueue import EnqueueResult, Producer, RejectedEvent
 from producers.http_auth import PRINCIPAL
 from producers.http_bodies import json_response, read_json, validate_model, validate_query
 from producers.http_errors import ApiError, problems_of
@@ -56,18 +56,24 @@ def _idempotency_key(request: web.Request) -> str | None:
 def _enqueue_one(
     producer: Producer, event: Any, query: IngestQuery, idempotency_key: str | None
 ) -> EnqueueResponse:
-    job_id, duplicate = producer.enqueue(
-        validate_event(event),
+    result = producer.enqueue_one(
+        event,
         source="http",
         portal_id=query.portalId,
         priority=query.priority,
         idempotency_key=idempotency_key,
     )
+    job_id = cast(str, result.job_id)  # enqueue_one raises instead of rejecting
     state = "queued"
-    if duplicate:
+    if result.duplicate:
         stored = producer.redis.hget(producer.keys.job(job_id), "state")
         state = stored.decode() if isinstance(stored, bytes) else "queued"
-    return EnqueueResponse(jobId=job_id, status=cast(JobState, state), duplicate=duplicate)
+    return EnqueueResponse(
+        jobId=job_id,
+        status=cast(JobState, state),
+        duplicate=result.duplicate,
+        warnings=problems_of(result.warnings),
+    )
 
 
 async def post_event(request: web.Request) -> web.Response:
@@ -94,7 +100,11 @@ def _batch_item(result: EnqueueResult) -> BatchItemResult:
             index=result.index, status="rejected", errors=problems_of(result.errors)
         )
     return BatchItemResult(
-        index=result.index, status="accepted", jobId=result.job_id, duplicate=result.duplicate
+        index=result.index,
+        status="accepted",
+        jobId=result.job_id,
+        duplicate=result.duplicate,
+        warnings=problems_of(result.warnings),
     )
 
 

@@ -107,12 +107,16 @@ class IngestQuery(_Query):
     )
 
 
+_WARNINGS = "eventq's advice on fields HubSpot accepts; the event is enqueued all the same."
+
+
 class EnqueueResponse(BaseModel):
     """The job made for an event, or the live job that already has it (`duplicate`)."""
 
     jobId: str
     status: JobState
     duplicate: bool = False
+    warnings: list[FieldProblem] = Field(default_factory=list, description=_WARNINGS)
 
 
 class BatchItemResult(BaseModel):
@@ -123,6 +127,7 @@ class BatchItemResult(BaseModel):
     jobId: str | None = None
     duplicate: bool = False
     errors: list[FieldProblem] = Field(default_factory=list)
+    warnings: list[FieldProblem] = Field(default_factory=list, description=_WARNINGS)
 
 
 class BatchResponse(BaseModel):

@@ -1,7 +1,7 @@
 """What one HTTP exchange with HubSpot produced, as plain typed data (no aiohttp types).
 
 AttemptResult
- ├── Created        200 from create: the event exists, with its objectId
+ ├── Created        2xx from create (POST) or upsert (PUT): the event exists, with its id if any
  ├── Found          200 from the existence check (GET): created earlier
  ├── NotFound       404 from the existence check: safe to POST
  ├── HttpFailure    any other HTTP answer: status, HubSpot's error body, headers
@@ -19,9 +19,12 @@ __all__ = ["AttemptResult", "Created", "Found", "HttpFailure", "NetworkFailure",
 
 @dataclass(frozen=True)
 class Created:
-    """HubSpot created the event."""
+    """HubSpot created (or, for a PUT, created or updated) the event.
 
-    object_id: str
+    `object_id` is the answer's `id` or `objectId`; None when the answer carried neither.
+    """
+
+    object_id: str | None
     headers: Mapping[str, str] = field(default_factory=dict)
     latency_ms: float = 0.0
 

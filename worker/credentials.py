@@ -17,6 +17,7 @@ from worker.attempts import HttpFailure
 from worker.rate_limit import bucket_for_token as _bucket
 
 __all__ = [
+    "READ_SCOPE",
     "WRITE_SCOPE",
     "AccessToken",
     "Credentials",
@@ -24,11 +25,13 @@ __all__ = [
     "CredentialsUnavailable",
     "StaticCredentials",
     "bucket_for_token",
+    "can_read_events",
     "describe_auth_failure",
     "is_expired_token",
 ]
 
 WRITE_SCOPE = "crm.objects.marketing_events.write"  # what the create endpoint requires
+READ_SCOPE = "crm.objects.marketing_events.read"  # what the existence check (GET) requires
 _REPLAY = "`eventq dlq replay --all --reason auth`"
 
 
@@ -95,6 +98,12 @@ class AccessToken:
     value: SecretStr
     bucket: str
     portal_id: str | None = None
+    scopes: frozenset[str] | None = None
+
+
+def can_read_events(token: AccessToken) -> bool:
+    """Return True when the token is known to carry the read scope the existence check needs."""
+    return token.scopes is not None and READ_SCOPE in token.scopes
 
 
 class Credentials(Protocol):
@@ -110,10 +119,14 @@ class Credentials(Protocol):
 
 
 class StaticCredentials:
-    """A private-app token: one token, one bucket, nothing to refresh."""
+    """A private-app token: one token, one bucket, nothing to refresh.
 
-    def __init__(self, token: SecretStr) -> None:
-        self._token = AccessToken(token, bucket_for_token(token.get_secret_value()))
+    `has_read_scope` declares the read scope (HubSpot does not tell a private app its scopes).
+    """
+
+    def __init__(self, token: SecretStr, *, has_read_scope: bool = False) -> None:
+        scopes = frozenset({WRITE_SCOPE, READ_SCOPE}) if has_read_scope else None
+        self._token = AccessToken(token, bucket_for_token(token.get_secret_value()), None, scopes)
 
     async def token_for(self, portal_id: str | None) -> AccessToken:
         """Return the private-app token whatever the account."""

@@ -1,6 +1,7 @@
 """One attempt of one job, start to finish, as a plain `async` function (no Celery here).
 
-claim the attempt → ledger → breaker → limiter → (existence check) → POST → decide → record.
+claim the attempt → ledger → breaker → limiter → POST (first attempt) or, after an ambiguous
+attempt and on replay, [GET if the token can read] → PUT → decide → record.
 """
 
 from __future__ import annotations
@@ -10,22 +11,24 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import ValidationError
 
 from eventq.errors import EventqError
-from eventq.jobs import JobStore
+from eventq.jobs import Begun, JobStore
 from eventq.records import AttemptRecord, DeadLetter, DeadLetterReason, HubSpotErrorInfo
 from eventq.schema import JobEnvelope
-from worker.attempts import AttemptResult, HttpFailure, NetworkFailure, NotFound
+from worker.attempts import AttemptResult, Found, HttpFailure, NetworkFailure, NotFound
 from worker.circuit_breaker import CircuitBreaker
 from worker.credentials import (
     AccessToken,
     Credentials,
     CredentialsError,
     CredentialsUnavailable,
+    can_read_events,
     describe_auth_failure,
     is_expired_token,
 )
@@ -38,6 +41,7 @@ from worker.retry_policy import (
     Delivered,
     PauseBucket,
     RetryLater,
+    Wait,
     decide,
 )
 
@@ -47,6 +51,7 @@ log = logging.getLogger("eventq.delivery")
 attempt_log = logging.getLogger("eventq.attempt")
 
 OutcomeKind = Literal["delivered", "retrying", "dead_lettered", "skipped"]
+_Send = Callable[[Mapping[str, Any], str], Awaitable[AttemptResult]]
 
 
 @dataclass(frozen=True)
@@ -125,7 +130,7 @@ class Delivery:
             return await self._wait_for_lock(envelope)
         try:
             attempt = _Attempt(self, envelope, begun.attempts, begun.verify)
-            return await attempt.run(begun.delivered_object_id)
+            return await attempt.run(begun)
         except BaseException:
             await self.jobs.release(envelope.jobId)  # the message will be redelivered
             raise
@@ -183,10 +188,11 @@ class _Attempt:
         self.event = envelope.event
         self.breaker_clean = False
 
-    async def run(self, object_id: str | None) -> Outcome:
-        """Run the attempt; `object_id` is the ledger's answer when the event was delivered."""
-        if object_id is not None:
-            return await self._delivered(object_id, None, "already in the delivered ledger")
+    async def run(self, begun: Begun) -> Outcome:
+        """Run the attempt; `begun` carries the ledger's answer when the event was delivered."""
+        if begun.in_ledger:
+            how = "already in the delivered ledger"
+            return await self._delivered(begun.delivered_object_id, None, how)
         try:
             token = await self.d.credentials.token_for(self.envelope.portalId)
         except CredentialsUnavailable as error:  # token endpoint down: wait, use no attempt
@@ -197,10 +203,10 @@ class _Attempt:
         if gate is not None:
             return gate
         if self.verify:
-            found = await self._check_first(token)
-            if found is not None:
-                return found
-        result = await self._create(token)
+            return await self._resend(token)
+        return await self._finish(await self._send(token, self.d.client.create), token)
+
+    async def _finish(self, result: AttemptResult, token: AccessToken) -> Outcome:
         return await self._retry_if_expired(result, token) or await self._act(result, token)
 
     async def _retry_if_expired(self, result: AttemptResult, token: AccessToken) -> Outcome | None:
@@ -210,17 +216,39 @@ class _Attempt:
             return await self._park(time.time(), "token refreshed, retrying at once")
         return None
 
-    async def _check_first(self, token: AccessToken) -> Outcome | None:
-        """Look for the event before POSTing; returns an outcome unless it is safe to POST now."""
+    async def _resend(self, token: AccessToken) -> Outcome:
+        """After an ambiguous attempt or on replay: re-send with PUT, which cannot duplicate.
+
+        Only a token known to have the read scope looks first (GET): found is delivered, not
+        found is POSTed; a refused or failed look falls back to the PUT, never to a dead letter.
+        """
+        if can_read_events(token):
+            looked = await self._look(token)
+            if looked is not None:
+                return looked
+            gate = await self._gate(token)  # the GET took a slot; the next request needs its own
+            if gate is not None:
+                return gate
+        send = self.d.client.upsert if self.verify else self.d.client.create
+        return await self._finish(await self._send(token, send), token)
+
+    async def _look(self, token: AccessToken) -> Outcome | None:
+        """GET the event; return an outcome when found or paused, None to go on and send."""
         secret = token.value.get_secret_value()
         found = await self.d.client.find(
             self.event.externalAccountId, self.event.externalEventId, secret
         )
         await self._observe(found, token)
-        if not isinstance(found, NotFound):
-            return await self._retry_if_expired(found, token) or await self._act(found, token)
-        self.verify = False  # HubSpot has no such event: a POST cannot duplicate it
-        return await self._gate(token)
+        if isinstance(found, NotFound):
+            self.verify = False  # HubSpot has no such event: a POST cannot duplicate it
+            return None
+        if isinstance(found, Found) or (isinstance(found, HttpFailure) and found.status == 429):
+            return await self._act(found, token)
+        refreshed = await self._retry_if_expired(found, token)
+        if refreshed is not None:
+            return refreshed
+        log.info("existence check not usable (%s): re-sending with PUT", _describe(found))
+        return None
 
     async def _gate(self, token: AccessToken) -> Outcome | None:
         """Return a parked outcome when the breaker or limiter says not now, else None."""
@@ -235,9 +263,8 @@ class _Attempt:
             await asyncio.sleep(grant.wait_s)
         return None
 
-    async def _create(self, token: AccessToken) -> AttemptResult:
-        secret = token.value.get_secret_value()
-        result = await self.d.client.create(self.event.to_hubspot(), secret)
+    async def _send(self, token: AccessToken, send: _Send) -> AttemptResult:
+        result = await send(self.event.to_hubspot(), token.value.get_secret_value())
         await self._observe(result, token)
         return result
 
@@ -265,7 +292,14 @@ class _Attempt:
         self, decision: Decision, result: AttemptResult, token: AccessToken
     ) -> Outcome:
         if isinstance(decision, Delivered):
-            return await self._delivered(decision.object_id, result, "delivered")
+            how = "delivered"
+            if decision.warning:
+                how = f"delivered, warning: {decision.warning}"
+                log.warning("job %s %s", self.envelope.jobId, how)
+            return await self._delivered(decision.object_id, result, how)
+        if isinstance(decision, Wait):
+            self.attempts -= 1  # HubSpot's state (423, 477), not the job's fault
+            return await self._park(decision.until_s, decision.reason, result)
         if isinstance(decision, PauseBucket):
             self.attempts -= 1  # a 429 is HubSpot's pacing, not the job's fault
             RATE_LIMITED.labels(decision.policy).inc()
@@ -277,7 +311,7 @@ class _Attempt:
             jitter_s = random.uniform(0, 0.25)  # noqa: S311 - spreads wake-ups, not crypto
             return await self._park(until + jitter_s, f"429 {decision.policy}", result)
         if isinstance(decision, RetryLater):
-            self.verify = decision.verify
+            self.verify = self.verify or decision.verify  # once ambiguous, re-send with PUT
             return await self._park(time.time() + decision.delay_s, decision.reason, result)
         if decision.reason == "auth" and isinstance(result, HttpFailure):
             message = describe_auth_failure(result, self.envelope.portalId)
@@ -306,7 +340,9 @@ class _Attempt:
         _log_attempt(self.envelope, record)
         return record
 
-    async def _delivered(self, object_id: str, result: AttemptResult | None, how: str) -> Outcome:
+    async def _delivered(
+        self, object_id: str | None, result: AttemptResult | None, how: str
+    ) -> Outcome:
         record = self._record("delivered", how, result)
         await self.d.jobs.mark_delivered(self.envelope, object_id, record, attempts=self.attempts)
         return Outcome("delivered", self.envelope.jobId, how, object_id=object_id)
@@ -358,3 +394,12 @@ class _Attempt:
         await self.d.jobs.mark_dead_lettered(self.envelope.jobId, entry, record)
         log.warning("job %s dead-lettered as %s: %s", self.envelope.jobId, reason, detail)
         return Outcome("dead_lettered", self.envelope.jobId, f"{reason}: {detail}")
+
+
+def _describe(result: AttemptResult) -> str:
+    """Return a short, secret-free description of a result for a log line."""
+    if isinstance(result, HttpFailure):
+        return f"HTTP {result.status}"
+    if isinstance(result, NetworkFailure):
+        return f"{result.kind}: {result.detail}"
+    return type(result).__name__

@@ -32,7 +32,7 @@ def new_session(
 
 
 class HubSpotClient:
-    """Create and look up marketing events; every failure becomes data, never an exception."""
+    """Create, upsert and look up marketing events; every failure becomes data, not an exception."""
 
     def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
         self._session = session
@@ -48,13 +48,24 @@ class HubSpotClient:
         url = self._base_url + EVENTS_PATH
         return await self._exchange("POST", url, token, json.dumps(body))
 
+    async def upsert(self, body: Mapping[str, Any], token: str) -> AttemptResult:
+        """PUT the body to the event's own URL (create-or-update, write scope).
+
+        Returns Created, HttpFailure or NetworkFailure. Sent again, it cannot make a second event.
+        """
+        return await self._exchange(
+            "PUT", self._event_url(str(body["externalEventId"])), token, json.dumps(body)
+        )
+
     async def find(
         self, external_account_id: str, external_event_id: str, token: str
     ) -> AttemptResult:
         """GET the event by its external ids; returns Found, NotFound, HttpFailure or a failure."""
-        url = f"{self._base_url}{EVENTS_PATH}/{quote(external_event_id, safe='')}"
         query = "?externalAccountId=" + quote(external_account_id, safe="")
-        return await self._exchange("GET", url + query, token, None)
+        return await self._exchange("GET", self._event_url(external_event_id) + query, token, None)
+
+    def _event_url(self, external_event_id: str) -> str:
+        return f"{self._base_url}{EVENTS_PATH}/{quote(external_event_id, safe='')}"
 
     async def _exchange(self, method: str, url: str, token: str, data: str | None) -> AttemptResult:
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
@@ -94,11 +105,12 @@ def _json(text: str) -> dict[str, Any]:
 def _classify(
     method: str, status: int, body: dict[str, Any], headers: dict[str, str], latency_ms: float
 ) -> AttemptResult:
-    object_id = body.get("objectId") or body.get("id")
+    found_id = body.get("id") or body.get("objectId")
+    object_id = None if found_id is None else str(found_id)
+    if 200 <= status < 300 and method != "GET":
+        return Created(object_id, headers, latency_ms)
     if status == 200 and object_id is not None:
-        if method == "POST":
-            return Created(str(object_id), headers, latency_ms)
-        return Found(str(object_id), headers, latency_ms)
+        return Found(object_id, headers, latency_ms)
     if method == "GET" and status == 404:
         return NotFound(headers, latency_ms)
     return HttpFailure(status, body, headers, latency_ms)

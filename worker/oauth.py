@@ -11,18 +11,30 @@
 
 A token is refreshed `EVENTQ_OAUTH_REFRESH_MARGIN_S` before it expires (at most half its life
 early). `{prefix}:oauth:{portal}:hold` stops refreshing for an account: `paused` after
-`invalid_grant` (until a different refresh token is configured), `failed` for a short while after
-another refusal, `unavailable` while the token endpoint is down. Other accounts are unaffected.
+`invalid_grant` or an answer for another account (`hub_id` not the configured portal), until a
+different refresh token is configured; `failed` for a short while after another refusal;
+`unavailable` while the token endpoint is down or rate limited (for its `Retry-After`). Other
+accounts are unaffected.
 
-Redis holds the access token (short-lived; Redis is already trusted with every job) and
-truncated SHA-256 fingerprints of tokens for comparisons; never a refresh token or the client
-secret. No log line, exception or DLQ message from here contains a token or the secret.
+Refresh tokens: the configured one (accounts file), unless HubSpot rotated it. A refresh answer
+carrying a different refresh token stores that one in `{prefix}:oauth:{portal}:refresh` (with
+the fingerprint of the configured token it replaces), in the same transaction as the access
+token and while holding the refresh lock, so exactly one refresh at a time uses and replaces it.
+Later refreshes, on any worker and after restarts, use the stored one while the configured one
+is unchanged; a newly configured refresh token wins over it. If HubSpot refuses the stored one
+(`invalid_grant`), it is dropped and the configured one is tried once before pausing.
+
+Redis holds the access token (short-lived; Redis is already trusted with every job), a rotated
+refresh token (the only copy of it), and truncated SHA-256 fingerprints of tokens for
+comparisons; never the client secret. No log line, exception or DLQ message from here contains
+a token or the secret.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import secrets
 import time
@@ -38,7 +50,7 @@ from eventq.keys import Keys
 from eventq.settings import RateLimit, Settings, SettingsError
 from worker.credentials import AccessToken, CredentialsError, CredentialsUnavailable
 from worker.rate_limit import RateLimiter, bucket_for_portal
-from worker.token_endpoint import Granted, Rejected, TokenEndpoint, Unavailable
+from worker.token_endpoint import Granted, Rejected, TokenEndpoint, Unavailable, parse_scopes
 
 if TYPE_CHECKING:
     import aiohttp
@@ -73,6 +85,9 @@ class _Snapshot:
     left_ms: int  # PTTL of the token key
     hold: Mapping[str, str]
     hold_left_ms: int
+    scopes: frozenset[str] | None = None
+    refresh: str | None = None  # a rotated refresh token HubSpot answered
+    refresh_origin: str = ""  # fingerprint of the configured refresh token it replaced
 
     def usable(self, margin_ms: int) -> bool:
         """Return True when the token need not be refreshed yet."""
@@ -244,7 +259,7 @@ class OAuthCredentials:
                 finally:
                     await self._unlock_script([self._keys.oauth(portal, "lock")], [holder])
             if snap.valid() and snap.token is not None:
-                return _access(portal, snap.token)  # another worker is refreshing; this still works
+                return _access(portal, snap.token, snap.scopes)  # another worker is refreshing
             if self._clock() >= deadline:
                 raise CredentialsUnavailable(
                     f"timed out waiting for another worker to refresh portal {portal}'s token",
@@ -269,10 +284,26 @@ class OAuthCredentials:
         held = _while_held(portal, snap, refresh_fp)
         if held is not None:
             return held
-        answer = await self._endpoint.refresh(accounts.refresh_tokens[portal])
-        if isinstance(answer, Granted):
-            return await self._store(portal, answer)
-        if isinstance(answer, Unavailable):
+        configured = accounts.refresh_tokens[portal]
+        stored = snap.refresh if snap.refresh_origin == refresh_fp else None  # rotated since
+        rotated = stored is not None
+        answer = await self._endpoint.refresh(configured if stored is None else SecretStr(stored))
+        if rotated and isinstance(answer, Rejected) and answer.kind == "invalid_grant":
+            log.warning(
+                "HubSpot refused portal %s's rotated refresh token (invalid_grant); dropping it "
+                "and trying the configured one",
+                portal,
+            )
+            await self._redis.delete(self._keys.oauth(portal, "refresh"))
+            rotated = False
+            answer = await self._endpoint.refresh(configured)
+        if isinstance(answer, Granted) and answer.hub_id not in (None, portal):
+            message = _mismatch_message(portal, accounts, answer.hub_id)
+            await self._hold(portal, "paused", message, refresh_fp, None)
+            log.error("OAuth refresh refused: %s", message)
+        elif isinstance(answer, Granted):
+            return await self._store(portal, answer, refresh_fp, rotated)
+        elif isinstance(answer, Unavailable):
             message = f"cannot refresh portal {portal}'s access token now: {answer.detail}"
             await self._hold(portal, "unavailable", message, refresh_fp, answer.retry_after_s)
             log.warning("%s; asking again in %.0f s", message, answer.retry_after_s)
@@ -291,11 +322,13 @@ class OAuthCredentials:
     async def _read(self, portal: str) -> _Snapshot:
         token_key, hold_key = self._keys.oauth(portal, "token"), self._keys.oauth(portal, "hold")
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hmget(token_key, ["token", "fp", "lifetime_ms"])
+            pipe.hmget(token_key, ["token", "fp", "lifetime_ms", "scopes"])
             pipe.pttl(token_key)
             pipe.hgetall(hold_key)
             pipe.pttl(hold_key)
-            (token, fp, lifetime), left, hold, hold_left = await pipe.execute()
+            pipe.hmget(self._keys.oauth(portal, "refresh"), ["token", "origin"])
+            replies = await pipe.execute()
+        (token, fp, lifetime, scopes), left, hold, hold_left, (refresh, origin) = replies
         return _Snapshot(
             token=None if token is None else as_text(token),
             fp="" if fp is None else as_text(fp),
@@ -303,29 +336,52 @@ class OAuthCredentials:
             left_ms=int(left),
             hold={as_text(k): as_text(v) for k, v in hold.items()},
             hold_left_ms=int(hold_left),
+            scopes=None if scopes is None else parse_scopes(json.loads(as_text(scopes))),
+            refresh=None if refresh is None else as_text(refresh),
+            refresh_origin="" if origin is None else as_text(origin),
         )
 
-    async def _store(self, portal: str, answer: Granted) -> AccessToken:
+    async def _store(
+        self, portal: str, answer: Granted, refresh_fp: str, used_rotated: bool
+    ) -> AccessToken:
+        """Store the new access token and, if HubSpot rotated it, the new refresh token.
+
+        `refresh_fp` fingerprints the configured refresh token; `used_rotated` says whether the
+        refresh used a stored rotated one instead.
+        """
         token = answer.access_token.get_secret_value()
         fp = fingerprint(token)
         lifetime_ms = max(1, int(answer.expires_in_s * 1000))
-        token_key = self._keys.oauth(portal, "token")
+        token_key, refresh_key = (
+            self._keys.oauth(portal, "token"),
+            self._keys.oauth(portal, "refresh"),
+        )
+        fields: dict[str, str | int] = {"token": token, "fp": fp, "lifetime_ms": lifetime_ms}
+        if answer.scopes is not None:
+            fields["scopes"] = json.dumps(sorted(answer.scopes))
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(token_key)
-            pipe.hset(token_key, mapping={"token": token, "fp": fp, "lifetime_ms": lifetime_ms})
+            pipe.hset(token_key, mapping=fields)
             pipe.pexpire(token_key, lifetime_ms)
             pipe.delete(self._keys.oauth(portal, "hold"))  # a new refresh token ends a pause
+            if answer.new_refresh_token is not None:
+                new = answer.new_refresh_token.get_secret_value()
+                pipe.delete(refresh_key)
+                pipe.hset(refresh_key, mapping={"token": new, "origin": refresh_fp})
+            elif not used_rotated:
+                pipe.delete(refresh_key)  # the configured one works: a stored one is stale
             await pipe.execute()
         log.info(
             "refreshed the access token of portal %s (valid %.0f s)", portal, answer.expires_in_s
         )
-        if answer.refresh_token_changed:
+        if answer.new_refresh_token is not None:
             log.warning(
-                "HubSpot answered portal %s's refresh with a different refresh token; eventq "
-                "keeps using the configured one",
+                "HubSpot rotated portal %s's refresh token; eventq stored the new one in Redis "
+                "and uses it from now on (the accounts file still holds the old one)",
                 portal,
             )
-        return self._remember(portal, _Snapshot(token, fp, lifetime_ms, lifetime_ms, {}, 0))
+        snap = _Snapshot(token, fp, lifetime_ms, lifetime_ms, {}, 0, answer.scopes)
+        return self._remember(portal, snap)
 
     async def _hold(
         self, portal: str, kind: str, message: str, refresh_fp: str, for_s: float | None
@@ -343,7 +399,7 @@ class OAuthCredentials:
 
     def _remember(self, portal: str, snap: _Snapshot) -> AccessToken:
         assert snap.token is not None  # callers checked usable()
-        access = _access(portal, snap.token)
+        access = _access(portal, snap.token, snap.scopes)
         now = self._clock()
         early_ms = min(self._margin_ms, snap.lifetime_ms // 2)
         refresh_at = now + (snap.left_ms - early_ms) / 1000
@@ -351,8 +407,8 @@ class OAuthCredentials:
         return access
 
 
-def _access(portal: str, token: str) -> AccessToken:
-    return AccessToken(SecretStr(token), bucket_for_portal(portal), portal)
+def _access(portal: str, token: str, scopes: frozenset[str] | None) -> AccessToken:
+    return AccessToken(SecretStr(token), bucket_for_portal(portal), portal, scopes)
 
 
 def _while_held(portal: str, snap: _Snapshot, refresh_fp: str) -> AccessToken | None:
@@ -369,12 +425,23 @@ def _while_held(portal: str, snap: _Snapshot, refresh_fp: str) -> AccessToken | 
         if snap.hold.get("refresh_fp") != refresh_fp:
             return None  # rotated since: try the new refresh token (success ends the pause)
     elif snap.valid() and snap.token is not None:
-        return _access(portal, snap.token)
+        return _access(portal, snap.token, snap.scopes)
     message = snap.hold.get("message", f"portal {portal} is on hold")
     if kind == "unavailable":
         wait_s = max(0.1, snap.hold_left_ms / 1000)
         raise CredentialsUnavailable(message, portal_id=portal, retry_after_s=wait_s)
     raise CredentialsError(message, portal_id=portal)
+
+
+def _mismatch_message(portal: str, accounts: Accounts, hub_id: str) -> str:
+    """Return the DLQ message when the refresh token of `portal` is another account's."""
+    source = accounts.source_of(portal)
+    return (
+        f"the refresh token configured for portal {portal} belongs to HubSpot account {hub_id} "
+        f"(the token endpoint answered hub_id {hub_id}, expected {portal}): put portal "
+        f'{portal}\'s own refresh token under "{portal}" in {source} (or move this one under '
+        f'"{hub_id}"), then {_REPLAY}'
+    )
 
 
 def _rejection_message(portal: str, accounts: Accounts, answer: Rejected) -> str:

@@ -1,4 +1,4 @@
-"""The one place that decides: delivered, retry later, pause everyone, or dead-letter.
+"""The one place that decides: delivered, retry later, wait, pause everyone, or dead-letter.
 
 Pure functions over plain data, so every rule is unit-tested without Redis or HTTP.
 """
@@ -15,19 +15,24 @@ from eventq.records import DeadLetterReason
 from worker.attempts import AttemptResult, Created, Found, HttpFailure, NetworkFailure, NotFound
 
 __all__ = [
+    "NO_ID_WARNING",
     "Backoff",
     "DeadLetterNow",
     "Decision",
     "Delivered",
     "PauseBucket",
     "RetryLater",
+    "Wait",
     "backoff_delay_s",
     "decide",
     "retry_after_s",
 ]
 
 # statuses HubSpot documents as passing: try again later
-_TRANSIENT = frozenset({423, 477, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+_TRANSIENT = frozenset({500, 502, 503, 504, 520, 521, 522, 523, 524})
+# HubSpot's own state (423 locked, 477 account migration), not the job's fault: no attempt used
+_HUBSPOT_STATE = frozenset({423, 477})
+NO_ID_WARNING = "HubSpot's answer carried neither id nor objectId"
 
 
 @dataclass(frozen=True)
@@ -43,9 +48,10 @@ class Backoff:
 
 @dataclass(frozen=True)
 class Delivered:
-    """The event exists at HubSpot with this objectId."""
+    """The event exists at HubSpot with this object id (None: the answer gave none; `warning`)."""
 
-    object_id: str
+    object_id: str | None
+    warning: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,14 @@ class RetryLater:
 
     delay_s: float
     verify: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Park this job until `until_s` without using an attempt (HubSpot's state, not the job's)."""
+
+    until_s: float
     reason: str
 
 
@@ -74,7 +88,7 @@ class DeadLetterNow:
     detail: str
 
 
-Decision = Delivered | RetryLater | PauseBucket | DeadLetterNow
+Decision = Delivered | RetryLater | Wait | PauseBucket | DeadLetterNow
 
 
 def backoff_delay_s(attempts_used: int, policy: Backoff, rng: random.Random | None = None) -> float:
@@ -109,13 +123,20 @@ def decide(
 ) -> Decision:
     """Return what to do after `result`; `attempts_used` already counts this attempt.
 
-    The retry budget (attempts or age) turns a would-be retry into `exhausted`.
+    The retry budget (attempts or age) turns a would-be retry into `exhausted`; a wait uses no
+    attempt, so only the age bounds it: it ends at the latest when the job reaches its max age,
+    and past that age it is `exhausted` too.
     """
     decision = _classify(result, attempts_used=attempts_used, now_s=now_s, policy=policy)
     if isinstance(decision, RetryLater) and _exhausted(attempts_used, age_s, policy):
         return DeadLetterNow(
             "exhausted", f"gave up after {attempts_used} attempts: {decision.reason}"
         )
+    if isinstance(decision, Wait):
+        if age_s >= policy.max_age_s:
+            return DeadLetterNow("exhausted", f"gave up at the max age: {decision.reason}")
+        deadline_s = now_s + policy.max_age_s - age_s
+        return Wait(min(decision.until_s, deadline_s), decision.reason)
     return decision
 
 
@@ -127,7 +148,7 @@ def _classify(
     result: AttemptResult, *, attempts_used: int, now_s: float, policy: Backoff
 ) -> Decision:
     if isinstance(result, Created | Found):
-        return Delivered(result.object_id)
+        return Delivered(result.object_id, "" if result.object_id else NO_ID_WARNING)
     if isinstance(result, NotFound):
         return RetryLater(0.0, verify=False, reason="not found by the existence check")
     if isinstance(result, NetworkFailure):
@@ -144,6 +165,9 @@ def _classify_http(
     if status == 429:
         policy_name = failure.policy_name or "TEN_SECONDLY_ROLLING"
         return PauseBucket(now_s + (wait_s if wait_s is not None else 1.0), policy_name, message)
+    if status in _HUBSPOT_STATE:
+        delay = wait_s if wait_s is not None else backoff_delay_s(attempts_used, policy)
+        return Wait(now_s + delay, f"HTTP {status}: {message}")
     if status in _TRANSIENT or status >= 500:
         delay = max(backoff_delay_s(attempts_used, policy), wait_s or 0.0)
         return RetryLater(delay, verify=status >= 500, reason=f"HTTP {status}: {message}")

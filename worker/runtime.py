@@ -49,7 +49,8 @@ def _credentials(
         return OAuthCredentials.from_settings(settings, client, session, limiter)
     if settings.hubspot_access_token is None:
         raise RuntimeError("EVENTQ_HUBSPOT_ACCESS_TOKEN (or OAuth settings) must be set")
-    return StaticCredentials(settings.hubspot_access_token)
+    has_read = settings.hubspot_token_has_read_scope
+    return StaticCredentials(settings.hubspot_access_token, has_read_scope=has_read)
 
 
 def lock_ttl_ms(settings: Settings) -> int:

@@ -4,7 +4,8 @@ Like `hubspot_client`, this is a module that touches aiohttp; every status and n
 becomes data:
 
 TokenAnswer
- ├── Granted      200 with an access token and its lifetime
+ ├── Granted      200 with an access token, its lifetime, and (v3) the account's `hub_id`, the
+ │                granted `scopes` and a rotated refresh token if HubSpot sent a different one
  ├── Rejected     HubSpot refused the grant: `invalid_grant` (refresh token revoked or wrong),
  │                `invalid_client` (client id/secret wrong) or another 4xx
  └── Unavailable  no answer, 429 or 5xx: try again later
@@ -25,7 +26,15 @@ from pydantic import SecretStr
 
 from worker.retry_policy import retry_after_s
 
-__all__ = ["Granted", "Rejected", "TokenAnswer", "TokenEndpoint", "Unavailable"]
+__all__ = [
+    "Granted",
+    "Rejected",
+    "TokenAnswer",
+    "TokenEndpoint",
+    "Unavailable",
+    "parse_hub_id",
+    "parse_scopes",
+]
 
 log = logging.getLogger("eventq.oauth")
 
@@ -37,11 +46,18 @@ _MAX_MESSAGE = 300
 
 @dataclass(frozen=True)
 class Granted:
-    """A new access token, valid for `expires_in_s` seconds from when HubSpot answered."""
+    """A new access token, valid for `expires_in_s` seconds from when HubSpot answered.
+
+    `hub_id` is the account the token belongs to and `scopes` what it was granted (None when the
+    answer does not say); `new_refresh_token` is set only when HubSpot answered a refresh token
+    different from the one sent (rotation): from then on it is the one to use.
+    """
 
     access_token: SecretStr
     expires_in_s: float
-    refresh_token_changed: bool
+    hub_id: str | None = None
+    scopes: frozenset[str] | None = None
+    new_refresh_token: SecretStr | None = None
 
 
 @dataclass(frozen=True)
@@ -65,7 +81,8 @@ TokenAnswer = Granted | Rejected | Unavailable
 
 
 class TokenEndpoint:
-    """POSTs `grant_type=refresh_token` (form-encoded) over the worker's shared session.
+    """POSTs `grant_type=refresh_token` (form-encoded, client credentials in the body, as HubSpot's
+    `/oauth/v3/token` requires) over the worker's shared session.
 
     With a second client secret (rotation in progress), a refresh the first one gets refused
     with `invalid_client` is repeated with the second, which is then tried first from now on.
@@ -169,12 +186,50 @@ def _classify(
     return Rejected(kind, status, _redact(str(message), secrets))
 
 
+def _field(body: dict[str, Any], name: str) -> Any:
+    """Return `name` (snake_case, as HubSpot answers) or its camelCase spelling (some of
+    HubSpot's reference pages show that one)."""
+    if name in body:
+        return body[name]
+    head, *rest = name.split("_")
+    return body.get(head + "".join(part.title() for part in rest))
+
+
+def parse_hub_id(value: Any) -> str | None:
+    """Return a token answer's `hub_id` as the digits of a portal id, None when absent or not an
+    id (an answer without it, such as v1's before August 2025, is not checked)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and value > 0:
+        return str(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return value.strip()
+    return None
+
+
+def parse_scopes(value: Any) -> frozenset[str] | None:
+    """Return a token answer's `scopes` (a list, or one space-separated string as OAuth's
+    `scope`), None when absent or malformed (unknown, never "no scopes")."""
+    if isinstance(value, str):
+        return frozenset(value.split())
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return frozenset(v for v in value if v)
+    return None
+
+
 def _granted(body: dict[str, Any], secrets: tuple[str, ...]) -> TokenAnswer:
-    token, expires_in = body.get("access_token"), body.get("expires_in")
+    token, expires_in = _field(body, "access_token"), _field(body, "expires_in")
     if not isinstance(token, str) or not token or not isinstance(expires_in, int | float):
         return Unavailable("token endpoint answered 200 without access_token and expires_in")
-    if expires_in <= 0:
+    if isinstance(expires_in, bool) or expires_in <= 0:
         return Unavailable("token endpoint answered a token that is already expired")
-    new_refresh = body.get("refresh_token")
-    changed = isinstance(new_refresh, str) and new_refresh not in ("", secrets[1])
-    return Granted(SecretStr(token), float(expires_in), changed)
+    new_refresh = _field(body, "refresh_token")
+    rotated = isinstance(new_refresh, str) and new_refresh.strip() not in ("", secrets[1])
+    scopes = _field(body, "scopes")
+    return Granted(
+        SecretStr(token),
+        float(expires_in),
+        hub_id=parse_hub_id(_field(body, "hub_id")),
+        scopes=parse_scopes(body.get("scope") if scopes is None else scopes),
+        new_refresh_token=SecretStr(new_refresh.strip()) if rotated else None,
+    )

@@ -1,7 +1,8 @@
 -- Claim one attempt of a job for this worker, or say why not.
 -- KEYS: job, lock, unfinished, ledger   ARGV: jobId, attempt, now, lock_ttl_ms, source, summary,
 -- envelope JSON
--- Returns {status, verify, attempts, ledger objectId or ''}: status is ok | done | stale | locked.
+-- Returns {status, verify, attempts, ledger value or ''}: status is ok | done | stale | locked
+-- (the ledger value is the objectId, or '-' for an event delivered without one).
 if redis.call('EXISTS', KEYS[1]) == 0 then
   -- a raw Celery message nobody registered: adopt it
   redis.call('HSET', KEYS[1], 'jobId', ARGV[1], 'state', 'queued', 'attempt', ARGV[2],

@@ -48,5 +48,6 @@ def send_raw(settings: Settings, args: list[Any]) -> str:
     return str(app.send_task(TASK_NAME, args=args, queue=settings.queue).id)
 
 
-def creates(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in requests if r["method"] == "POST"]
+def writes(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return the requests that can make an event: creates (POST) and upserts (PUT)."""
+    return [r for r in requests if r["method"] in ("POST", "PUT")]

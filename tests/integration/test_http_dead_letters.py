@@ -113,16 +113,16 @@ def test_edit_and_replay_revalidates_the_new_payload_before_enqueueing(
     # Given an invalid entry
     entry = seed_dead_letter(stack.settings, without("eventOrganizer"))
     # When an admin sends a new payload that is still wrong
-    still_bad = dict(entry.payload, eventOrganizer="Acme", eventUrl="nope")
+    still_bad = dict(entry.payload, eventOrganizer="Acme", eventCancelled="nope")
     refused = admin.post("/v1/dead-letters/replay", json={"ids": [entry.id], "payload": still_bad})
     # Then nothing is enqueued and the entry stays, with the reason
     result = refused.json()["results"][0]
     assert result["status"] == "invalid"
-    assert result["errors"][0]["field"] == "eventUrl"
+    assert result["errors"][0]["field"] == "eventCancelled"
     kept = admin.get(f"/v1/dead-letters/{entry.id}").json()
-    assert kept["error"]["message"].startswith("replay refused: eventUrl")
+    assert kept["error"]["message"].startswith("replay refused: eventCancelled")
     # When the payload is fixed (a field removed, one added)
-    fixed = {k: v for k, v in still_bad.items() if k != "eventUrl"}
+    fixed = {k: v for k, v in still_bad.items() if k != "eventCancelled"}
     answer = admin.post("/v1/dead-letters/replay", json={"ids": [entry.id], "payload": fixed})
     # Then it is replayed under its old job id and the entry is gone
     result = answer.json()["results"][0]

@@ -61,7 +61,12 @@ def test_the_same_event_again_returns_the_live_job_as_a_duplicate(
 ) -> None:
     first = api.post("/v1/events", json=valid_event()).json()
     again = api.post("/v1/events", json=valid_event(eventName="Renamed")).json()
-    assert again == {"jobId": first["jobId"], "status": "queued", "duplicate": True}
+    assert again == {
+        "jobId": first["jobId"],
+        "status": "queued",
+        "duplicate": True,
+        "warnings": [],
+    }
     assert queued(stack, redis_client) == 1
 
 
@@ -116,7 +121,7 @@ def test_a_batch_enqueues_the_valid_items_and_reports_each_invalid_one(
     # Given a batch with two valid events, two invalid ones and a repeat of the first
     bad_name = valid_event(3)
     del bad_name["eventName"]
-    bad_property = valid_event(4, customProperties=[{"name": "", "value": "v"}])
+    bad_property = valid_event(4, customProperties=[{"name": 7, "value": "v"}])
     items = [valid_event(1), bad_name, valid_event(2), bad_property, valid_event(1), "text"]
     # When it is posted
     response = api.post("/v1/events/batch", json={"events": items})
@@ -232,3 +237,44 @@ def test_a_batch_publishes_a_duplicate_whose_producer_died_before_publishing(
     assert [r["jobId"] for r in body["results"]] == [created.job_id] * 2
     assert queued(stack, redis_client) == 1
     assert redis_client.hget(f"{settings.key_prefix}:job:{created.job_id}", "published") == b"1"
+
+
+def test_an_event_hubspot_accepts_but_we_advise_against_is_202_with_warnings(
+    stack: Stack, api: Api, redis_client: redis.Redis
+) -> None:
+    # Given the eventUrl of HubSpot's own guide, "testURL" (not an http URL)
+    event = valid_event("guide-url", eventUrl="testURL")
+    # When it is posted
+    response = api.post("/v1/events", json=event)
+    # Then it is enqueued, with a warning naming the field
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "queued"
+    assert [w["field"] for w in body["warnings"]] == ["eventUrl"]
+    assert "http(s) URL" in body["warnings"][0]["message"]
+    assert queued(stack, redis_client) == 1
+    # and a clean event has no warnings
+    assert api.post("/v1/events", json=valid_event("clean")).json()["warnings"] == []
+
+
+def test_a_batch_reports_warnings_per_item_and_enqueues_every_accepted_one(
+    stack: Stack, api: Api, redis_client: redis.Redis
+) -> None:
+    # Given a batch: a clean event, one with end before start, and one refused (no zone)
+    events = [
+        valid_event("b-clean"),
+        valid_event("b-order", endDateTime="2027-03-01T08:00:00Z"),
+        valid_event("b-naive", startDateTime="2027-03-01T10:00:00"),
+    ]
+    # When it is posted
+    body = api.post("/v1/events/batch", json={"events": events}).json()
+    # Then the warned item is accepted with its warning, the refused one names the accepted form
+    results = body["results"]
+    assert [r["status"] for r in results] == ["accepted", "accepted", "rejected"]
+    assert results[0]["warnings"] == []
+    assert results[1]["warnings"] == [
+        {"field": "endDateTime", "message": "is before startDateTime"}
+    ]
+    assert results[2]["errors"][0]["field"] == "startDateTime"
+    assert "2027-03-01T10:00:00Z or +01:00" in results[2]["errors"][0]["message"]
+    assert queued(stack, redis_client) == 2

@@ -344,3 +344,152 @@ def test_an_expired_token_401_is_retried_at_once_with_a_new_token_without_using_
     assert fake.stats()["token_refreshes"] == {"701": 2}
     calls = [(r["path"] == TOKEN_PATH, r["status"]) for r in fake.requests()]
     assert calls == [(True, 200), (False, 200), (False, 401), (True, 200), (False, 200)]
+
+
+def oauth_keys(stack: Stack, portals: Iterable[int], parts: Iterable[str]) -> set[str]:
+    return {keys(stack).oauth(str(p), part) for p in portals for part in parts}
+
+
+def test_the_access_token_is_refreshed_at_oauth_v3_token(
+    stack: Stack, fake: FakeHubSpot, redis_client: redis.Redis
+) -> None:
+    # Given OAuth mode with the default token URL
+    rt = refresh_token("v3")
+    use_oauth(stack, fake, {1201: rt}, EVENTQ_LOG_LEVEL="DEBUG")
+    stack.start_worker()
+    # When a job is delivered
+    job_id, _ = Producer(stack.settings).enqueue(valid_event())
+    wait_state(stack, job_id, "delivered")
+    # Then its token came from HubSpot's v3 endpoint, not the deprecated v1
+    token = [r for r in fake.requests() if r["path"].startswith("/oauth/")]
+    assert [(r["method"], r["path"], r["status"]) for r in token] == [
+        ("POST", "/oauth/v3/token", 200)
+    ]
+    assert [e["identity"] for e in fake.events()] == ["portal:1201"]
+    access = cached_access_token(redis_client, stack, 1201)
+    assert access is not None
+    assert_no_secrets_leaked(
+        redis_client,
+        stack,
+        {CLIENT_SECRET, rt, access},
+        token_keys=oauth_keys(stack, [1201], ["token"]),
+    )
+
+
+def test_a_hub_id_mismatch_dead_letters_that_accounts_jobs_as_auth_naming_both_ids(
+    stack: Stack, fake: FakeHubSpot, redis_client: redis.Redis
+) -> None:
+    # Given a refresh token configured for portal 1301 that HubSpot issued for account 1399
+    # (the fake's grant is 1399's, so its token answers hub_id 1399), and a correct account 1302
+    rt_wrong, rt_b = refresh_token("wrong"), refresh_token("b")
+    use_oauth(stack, fake, {1302: rt_b}, EVENTQ_LOG_LEVEL="DEBUG")
+    fake.configure_oauth(refresh_tokens={rt_wrong: 1399})
+    write_accounts(stack, {1301: rt_wrong, 1302: rt_b})
+    stack.start_worker()
+    producer = Producer(stack.settings)
+    # When 10 jobs of each account arrive
+    jobs_a = [producer.enqueue(valid_event(f"a-{n}"), portal_id="1301")[0] for n in range(10)]
+    jobs_b = [producer.enqueue(valid_event(f"b-{n}"), portal_id="1302")[0] for n in range(10)]
+    wait_for(lambda: settled(redis_client, stack, jobs_a + jobs_b), 30, "20 jobs settled")
+    # Then 1301's jobs are dead-lettered as auth, naming both ids and the fix; none was sent
+    assert job_states(redis_client, stack, jobs_b) == [("delivered", 1)] * 10
+    assert {e["identity"] for e in fake.events()} == {"portal:1302"}
+    entries = dead_letters(redis_client, stack)
+    assert len(entries) == 10
+    assert {(e["reason"], e["portalId"]) for e in entries} == {("auth", "1301")}
+    message = entries[0]["error"]["message"]
+    assert message.startswith(
+        "the refresh token configured for portal 1301 belongs to HubSpot account 1399 "
+        "(the token endpoint answered hub_id 1399, expected 1301)"
+    )
+    assert 'under "1301" in EVENTQ_OAUTH_ACCOUNTS_FILE' in message
+    assert REPLAY_HINT in message
+    # and HubSpot was asked once for 1301: the account is paused, not hammered
+    assert fake.stats()["token_refreshes"] == {"1399": 1, "1302": 1}
+    assert "hub_id 1399, expected 1301" in stack.log_text()
+    assert_no_secrets_leaked(
+        redis_client,
+        stack,
+        {CLIENT_SECRET, rt_wrong, rt_b},
+        token_keys=oauth_keys(stack, [1301, 1302], ["token"]),
+    )
+
+
+def test_a_rotated_refresh_token_is_used_after_a_worker_restart(
+    stack: Stack, fake: FakeHubSpot, redis_client: redis.Redis
+) -> None:
+    # Given HubSpot rotates account 1401's refresh token on its next refresh and revokes the old
+    rt = refresh_token("rotating")
+    use_oauth(stack, fake, {1401: rt}, lifetime_s=2.0, EVENTQ_LOG_LEVEL="DEBUG")
+    fake.rotate_refresh_token(1401, revoke_old=True)
+    stack.start_worker()
+    producer = Producer(stack.settings)
+    first, _ = producer.enqueue(valid_event("first"))
+    wait_state(stack, first, "delivered")
+    [rotation] = fake.rotated_refresh_tokens()
+    rt_new = rotation["refresh_token"]
+    # When the worker restarts after the access token expired (the accounts file unchanged,
+    # so it still holds the now revoked refresh token)
+    stack.stop_workers()
+    wait_for(
+        lambda: cached_access_token(redis_client, stack, 1401) is None, 10, "access token expired"
+    )
+    stack.start_worker()
+    second, _ = producer.enqueue(valid_event("second"))
+    # Then the job is delivered on its first attempt with a token from the new refresh token
+    job = wait_state(stack, second, "delivered")
+    assert job.attempts == 1
+    assert [r["status"] for r in token_requests(fake)] == [200, 200]
+    assert fake.stats()["token_refreshes"] == {"1401": 2}
+    assert fake.rotated_refresh_tokens() == [rotation]
+    assert "rotated portal 1401's refresh token" in stack.log_text()
+    # and the new refresh token is stored only in its own Redis key, never logged
+    refresh_key = keys(stack).oauth("1401", "refresh")
+    assert rt_new in str(redis_client.hgetall(refresh_key))
+    assert_no_secrets_leaked(
+        redis_client,
+        stack,
+        {CLIENT_SECRET, rt, rt_new},
+        token_keys=oauth_keys(stack, [1401], ["token", "refresh"]),
+    )
+
+
+def test_a_429_from_the_token_endpoint_holds_that_account_only(
+    stack: Stack, fake: FakeHubSpot, redis_client: redis.Redis
+) -> None:
+    # Given the token endpoint answers account 1501's first refresh with 429, Retry-After 3 s
+    rt_a, rt_b = refresh_token("a"), refresh_token("b")
+    use_oauth(stack, fake, {1501: rt_a, 1502: rt_b}, EVENTQ_LOG_LEVEL="DEBUG")
+    fake.fail_next_token_requests(1, 429, {"Retry-After": "3"}, portal_id=1501)
+    stack.start_worker()
+    producer = Producer(stack.settings)
+    # When 10 jobs of each account arrive
+    jobs_a = [producer.enqueue(valid_event(f"a-{n}"), portal_id="1501")[0] for n in range(10)]
+    jobs_b = [producer.enqueue(valid_event(f"b-{n}"), portal_id="1502")[0] for n in range(10)]
+    # Then the other account's jobs are delivered while 1501's wait
+    wait_for(
+        lambda: job_states(redis_client, stack, jobs_b) == [("delivered", 1)] * 10,
+        20,
+        "account 1502's jobs delivered",
+    )
+    held = [state for state, _ in job_states(redis_client, stack, jobs_a)]
+    assert "delivered" not in held
+    assert "dead_lettered" not in held
+    assert [e["identity"] for e in fake.events()] == ["portal:1502"] * 10
+    # and then 1501's are delivered too, each on its first attempt: the wait used none
+    wait_for(lambda: settled(redis_client, stack, jobs_a), 30, "account 1501's jobs settled")
+    assert job_states(redis_client, stack, jobs_a) == [("delivered", 1)] * 10
+    assert dead_letters(redis_client, stack) == []
+    # and HubSpot was asked again for 1501 only after its Retry-After, once
+    refreshes = token_requests(fake)
+    assert sorted(r["status"] for r in refreshes) == [200, 200, 429]
+    [refused] = [r for r in refreshes if r["status"] == 429]
+    [retried] = [r for r in refreshes if r["identity"] == "portal:1501"]
+    assert retried["receivedAt"] - refused["receivedAt"] >= 2.5
+    assert "token endpoint answered HTTP 429" in stack.log_text()
+    assert_no_secrets_leaked(
+        redis_client,
+        stack,
+        {CLIENT_SECRET, rt_a, rt_b},
+        token_keys=oauth_keys(stack, [1501, 1502], ["token"]),
+    )

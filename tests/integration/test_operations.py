@@ -16,7 +16,7 @@ import redis
 from fake_hubspot.control import FakeHubSpot
 from producers.enqueue import Producer
 from tests.conftest import Stack, valid_event, wait_for
-from tests.integration.helpers import creates, states_of
+from tests.integration.helpers import states_of, writes
 
 LATENCY_MS = 1500
 CONCURRENCY = 4
@@ -49,7 +49,7 @@ def test_sigterm_finishes_in_flight_deliveries_leaves_the_rest_queued_and_loses_
     # Then it stopped within the bound, after the in-flight deliveries were answered and recorded
     assert worker.returncode == 0, stack.log_text()[-3000:]
     assert stopped_after_s < LATENCY_MS / 1000 + 10
-    posted_before_stop = creates(fake.requests())
+    posted_before_stop = writes(fake.requests())
     assert len(posted_before_stop) == in_flight, "no new job was started after SIGTERM"
     assert all(p["status"] == 200 for p in posted_before_stop)
     states = states_of(stack, job_ids)
@@ -64,4 +64,4 @@ def test_sigterm_finishes_in_flight_deliveries_leaves_the_rest_queued_and_loses_
     events = fake.events()
     per_event = Counter(e["body"]["externalEventId"] for e in events)
     assert per_event == Counter({f"evt-term-{i}": 1 for i in range(JOBS)})
-    assert len(creates(fake.requests())) == JOBS, "no job was POSTed twice"
+    assert len(writes(fake.requests())) == JOBS, "no job was POSTed twice"

@@ -20,9 +20,9 @@ from fake_hubspot.control import FakeHubSpot
 from producers.enqueue import Producer
 from tests.conftest import TOKEN, Stack, valid_event, wait_for
 from tests.integration.helpers import (
-    creates,
     send_raw,
     wait_state,
+    writes,
 )
 
 SLACK_S = 0.6
@@ -44,7 +44,7 @@ def test_400_events_from_the_python_api_and_the_cli_arrive_exactly_once(
     # checks each create body against the spec's schema and answers 400 to any that is not
     assert len(events) == 400
     assert len({(e["body"]["externalEventId"]) for e in events}) == 400
-    assert [p["status"] for p in creates(fake.requests())] == [200] * 400
+    assert [p["status"] for p in writes(fake.requests())] == [200] * 400
     # and every job is delivered with the objectId HubSpot gave it
     object_ids = {e["body"]["externalEventId"]: e["objectId"] for e in events}
     for index, result in enumerate(results):
@@ -64,14 +64,15 @@ def test_two_503s_then_200_is_delivered_on_attempt_3_after_the_policy_gaps(
     job = wait_state(stack, job_id, "delivered")
     # Then it took three attempts, and the gaps follow the policy
     assert job.attempts == 3
-    posts = creates(fake.requests())
+    posts = writes(fake.requests())
     assert [p["status"] for p in posts] == [503, 503, 200]
     gap1 = posts[1]["receivedAt"] - posts[0]["answeredAt"]
     gap2 = posts[2]["receivedAt"] - posts[1]["answeredAt"]
     assert 0.45 <= gap1 <= 0.55 + SLACK_S
     assert 0.9 <= gap2 <= 1.1 + SLACK_S
-    # and a 503 is ambiguous, so each retry first looked for the event
-    assert [r["method"] for r in fake.requests()] == ["POST", "GET", "POST", "GET", "POST"]
+    # and a 503 is ambiguous, so each retry re-sent the event with PUT (no GET: the token
+    # cannot read), which cannot make a second event
+    assert [r["method"] for r in fake.requests()] == ["POST", "PUT", "PUT"]
     assert len(fake.events()) == 1
 
 
@@ -151,7 +152,7 @@ def test_a_bare_event_sent_as_a_raw_message_is_delivered(stack: Stack, fake: Fak
     found = wait_state(stack, job_id, "delivered")
     assert found.attempts == 1
     assert found.objectId is not None
-    assert len(creates(fake.requests())) == 1
+    assert len(writes(fake.requests())) == 1
 
 
 def test_always_503_is_dead_lettered_as_exhausted_with_every_attempt_recorded(
@@ -163,14 +164,15 @@ def test_always_503_is_dead_lettered_as_exhausted_with_every_attempt_recorded(
     job = wait_state(stack, job_id, "dead_lettered", timeout_s=40)
     entry = json.loads(stack.run_cli("dlq", "show", job.deadLetterId or "", "--json").stdout)
     assert entry["reason"] == "exhausted"
-    posts = creates(fake.requests())
+    posts = writes(fake.requests())
     assert len(posts) == 4  # EVENTQ_MAX_ATTEMPTS
     assert [a["httpStatus"] for a in entry["attempts"] if a["outcome"] != "waiting"] == [503] * 4
 
 
-def test_a_connection_closed_after_create_is_found_by_get_and_not_posted_again(
+def test_a_connection_closed_after_create_is_re_sent_with_put_not_a_second_post(
     stack: Stack, fake: FakeHubSpot
 ) -> None:
+    # Given HubSpot stores the event, then drops the connection before answering
     fake.close_after_create(1)
     stack.start_worker()
     job_id, _ = Producer(stack.settings).enqueue(valid_event())
@@ -178,7 +180,7 @@ def test_a_connection_closed_after_create_is_found_by_get_and_not_posted_again(
     events = fake.events()
     assert len(events) == 1
     assert job.objectId == events[0]["objectId"]
-    assert [r["method"] for r in fake.requests()] == ["POST", "GET"]
+    assert [r["method"] for r in fake.requests()] == ["POST", "PUT"]
 
 
 def test_a_worker_killed_mid_delivery_is_finished_by_another_exactly_once(
@@ -194,11 +196,12 @@ def test_a_worker_killed_mid_delivery_is_finished_by_another_exactly_once(
     first.wait(5)
     fake.set_latency(ms=0)
     stack.start_worker()
-    # Then the job is delivered once: the redelivered message checks HubSpot before POSTing
+    # Then the job is delivered once: the redelivered message re-sends with PUT, not POST
     job = wait_state(stack, job_id, "delivered", timeout_s=40)
     events = fake.events()
     assert len(events) == 1
     assert job.objectId == events[0]["objectId"]
+    assert [r["method"] for r in fake.requests()] == ["POST", "PUT"]
 
 
 def test_replay_of_a_fixed_entry_is_delivered_and_dry_run_and_purge_behave(
@@ -267,10 +270,14 @@ BAD_LINES = [
     ),
     (
         valid_event("n1", startDateTime="2027-01-01T10:00:00"),
-        "startDateTime: Input should have timezone info",
+        "startDateTime: has no time zone; give an RFC 3339 date-time with a zone: "
+        "2027-03-01T10:00:00Z or +01:00",
     ),
-    (valid_event("e1", endDateTime="2020-01-01T00:00:00Z"), "endDateTime is before startDateTime"),
-    (valid_event("u1", colour="red"), "colour: Extra inputs are not permitted"),
+    (valid_event("e1", externalEventId=""), "externalEventId: String should have at least 1"),
+    (
+        valid_event("u1", customProperties=[{"name": "a", "value": "b", "source": "NOPE"}]),
+        "customProperties.0.source: not one of HubSpot's property sources",
+    ),
 ]
 
 

@@ -17,7 +17,7 @@ from kombu import Connection
 from fake_hubspot.control import FakeHubSpot
 from producers.enqueue import Producer
 from tests.conftest import Stack, valid_event, wait_for
-from tests.integration.helpers import creates, status_of
+from tests.integration.helpers import status_of, writes
 
 AMQP_URL = "amqp://guest:guest@localhost:5672//"
 JOBS = 50
@@ -74,7 +74,7 @@ def test_50_jobs_and_a_503_retry_are_delivered_once_with_rabbitmq_as_broker(
     per_event = Counter(e["body"]["externalEventId"] for e in fake.events())
     assert per_event == Counter({f"evt-amqp-{i}": 1 for i in range(JOBS)})
     # and the 503'd job went through the retry schedule (back over RabbitMQ) to attempt 2
-    statuses = [p["status"] for p in creates(fake.requests())]
+    statuses = [p["status"] for p in writes(fake.requests())]
     assert sorted(statuses) == [200] * JOBS + [503]
     attempts = Counter(getattr(status_of(stack, j), "attempts", 0) for j in job_ids)
     assert attempts == Counter({1: JOBS - 1, 2: 1})

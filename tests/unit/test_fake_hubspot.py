@@ -49,7 +49,16 @@ def spec_validator(name: str) -> Draft7Validator:
 
 @pytest.fixture(scope="module")
 def fake_server() -> Iterator[str]:
-    with fake_subprocess(args=["--token", TOKEN, "--token", OTHER_TOKEN]) as (_, base_url):
+    # these tokens may read as well as write, so the GET route can be exercised with them
+    args = [
+        "--token",
+        TOKEN,
+        "--token",
+        OTHER_TOKEN,
+        "--token-scopes",
+        f"{READ_SCOPE},{WRITE_SCOPE}",
+    ]
+    with fake_subprocess(args=args) as (_, base_url):
         yield base_url
 
 
@@ -100,6 +109,14 @@ async def create(
 ) -> Answer:
     body = event_body() if body is None else body
     return await call(http, fake, "POST", EVENTS, token=token, json_body=body, timeout_s=timeout_s)
+
+
+async def upsert(
+    http: aiohttp.ClientSession, fake: FakeHubSpot, body: Any = None, token: str | None = TOKEN
+) -> Answer:
+    body = event_body() if body is None else body
+    path = f"{EVENTS}/{body.get('externalEventId', 'x')}"
+    return await call(http, fake, "PUT", path, token=token, json_body=body)
 
 
 async def read(
@@ -377,16 +394,93 @@ async def test_a_repeated_create_makes_a_second_record_by_default(
     assert len(fake.events()) == 2
 
 
-async def test_duplicate_mode_409_rejects_a_repeated_create_with_a_conflict(
+async def test_put_creates_the_event_once_then_updates_it_answering_the_specs_shape(
     fake: FakeHubSpot, http: aiohttp.ClientSession
 ) -> None:
-    fake.set_duplicate_mode("409")
-    assert (await create(http, fake))[0] == 200
-    status, _, answer = await create(http, fake)
-    assert status == 409
-    assert_hubspot_error(answer, "CONFLICT")
-    assert (await create(http, fake, token=OTHER_TOKEN))[0] == 200  # another app: no conflict
+    # Given an event created by POST
+    _, _, created = await create(http, fake)
+    # When the same event is PUT twice (the second time with a new name)
+    first = await upsert(http, fake)
+    second = await upsert(http, fake, event_body(eventName="Renamed"))
+    # Then there is still one event, renamed, and each answer is the spec's upsert answer
+    assert first[0] == second[0] == 200
+    validator = spec_validator("MarketingEventPublicDefaultResponse")
+    for _, _, answer in (first, second):
+        assert list(validator.iter_errors(answer)) == []
+        assert answer["id"] == answer["objectId"] == created["objectId"]
+    assert second[2]["eventName"] == "Renamed"
+    [event] = fake.events()
+    assert event["body"]["eventName"] == "Renamed"
+    # and a PUT of an unknown event creates it; another app's PUT makes its own event
+    assert (await upsert(http, fake, event_body("ev-2")))[0] == 200
+    assert (await upsert(http, fake, token=OTHER_TOKEN))[0] == 200
+    assert len(fake.events()) == 3
+    assert (fake.stats()["creates"], fake.stats()["upserts"]) == (1, 4)
+
+
+async def test_put_validates_its_body_like_create_and_needs_the_write_scope(
+    fake: FakeHubSpot, http: aiohttp.ClientSession
+) -> None:
+    status, _, answer = await upsert(http, fake, {**event_body(), "eventName": 7})
+    assert status == 400
+    assert_hubspot_error(answer, "VALIDATION_ERROR")
+    reader = await access_token(http, fake, "reader", 5, scopes=["oauth", READ_SCOPE])
+    status, _, answer = await upsert(http, fake, token=reader)
+    assert status == 403
+    assert answer["errors"][0]["context"]["requiredGranularScopes"] == [WRITE_SCOPE]
+    assert fake.events() == []
+
+
+async def test_put_honours_injected_failures_and_dropped_connections_like_create(
+    fake: FakeHubSpot, http: aiohttp.ClientSession
+) -> None:
+    fake.fail_next(1, 503)
+    assert (await upsert(http, fake))[0] == 503
+    fake.close_after_create(2)  # aiohttp re-sends an idempotent PUT once on a dropped connection
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await upsert(http, fake)
+    assert len(fake.events()) == 1  # stored before the connection was dropped, once
+    assert [r["closed"] for r in fake.requests()] == [False, True, True]
+    fake.set_failure_rate(1.0, 502)
+    assert (await upsert(http, fake))[0] == 502
+
+
+async def test_a_close_rate_drops_that_share_of_writes_after_storing_the_event(
+    fake: FakeHubSpot, http: aiohttp.ClientSession
+) -> None:
+    # Given every write is dropped after it is stored
+    fake.set_close_rate(1.0)
+    for number, send in enumerate([create, upsert]):
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await send(http, fake, event_body(f"ev-{number}"))
+    # Then both events exist, and no request was answered (aiohttp re-sent the PUT once)
     assert len(fake.events()) == 2
+    assert [(r["method"], r["closed"]) for r in fake.requests()] == [
+        ("POST", True),
+        ("PUT", True),
+        ("PUT", True),
+    ]
+    assert fake.stats()["faults"]["close_rate"] == 1.0
+    # and a rate of 0 drops none
+    fake.set_close_rate(0.0)
+    assert (await create(http, fake, event_body("ev-9")))[0] == 200
+
+
+async def test_configured_tokens_can_write_but_not_read_by_default() -> None:
+    # Given the fake's default private-app scopes (what a private app for this job has)
+    config = FakeConfig(tokens=("writer",), rate_limit=None)
+    async with TestServer(create_app(config)) as server, aiohttp.ClientSession() as session:
+        headers = {"Authorization": "Bearer writer"}
+        async with session.post(server.make_url(EVENTS), json=event_body(), headers=headers) as r:
+            created = r.status
+        url = server.make_url(f"{EVENTS}/ev-1?externalAccountId=acct-1")
+        async with session.get(url, headers=headers) as response:
+            read_status, answer = response.status, await response.json()
+    # Then it creates, and a GET is 403 naming the read scope, as HubSpot answers
+    assert created == 200
+    assert read_status == 403
+    assert answer["category"] == "MISSING_SCOPES"
+    assert answer["errors"][0]["context"]["requiredGranularScopes"] == [READ_SCOPE]
 
 
 async def test_an_oauth_refresh_issues_an_access_token_that_acts_for_its_portal(
@@ -457,12 +551,11 @@ async def test_a_token_lacking_a_scope_answers_403_naming_the_scope(
         ],
     }
     assert (await read(http, fake, token=reader))[0] == 404
-    writer = await access_token(http, fake, "writer", 6, scopes=[WRITE_SCOPE])
-    assert (await read(http, fake, token=writer))[0] == 404  # write implies read
-    bare = await access_token(http, fake, "bare", 7, scopes=["oauth"])
-    status, _, answer = await read(http, fake, token=bare)
-    assert status == 403
-    assert answer["errors"][0]["context"]["requiredGranularScopes"] == [READ_SCOPE]
+    for name, portal, scopes in [("writer", 6, [WRITE_SCOPE]), ("bare", 7, ["oauth"])]:
+        token = await access_token(http, fake, name, portal, scopes=scopes)
+        status, _, answer = await read(http, fake, token=token)  # write does not imply read
+        assert status == 403
+        assert answer["errors"][0]["context"]["requiredGranularScopes"] == [READ_SCOPE]
     assert fake.events() == []
 
 
@@ -575,10 +668,14 @@ def test_the_command_line_builds_the_startup_configuration() -> None:
             f"456:rt-y:{READ_SCOPE}",
             "--access-token-lifetime-s",
             "5",
+            "--token-scopes",
+            f"{WRITE_SCOPE}, {READ_SCOPE}",
         ]
     )
     config = config_from_args(args)
     assert config.tokens == ("a", "b")
+    assert config.token_scopes == (WRITE_SCOPE, READ_SCOPE)
+    assert config_from_args(build_parser().parse_args([])).token_scopes == (WRITE_SCOPE,)
     assert config.rate_limit == RateLimit(50, 500)
     assert config.daily_limit == 1000
     assert config.refresh_tokens[0] == RefreshGrant("rt-x", 123)

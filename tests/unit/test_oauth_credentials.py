@@ -23,7 +23,8 @@ from pydantic import SecretStr
 from eventq.accounts import AccountsWatcher
 from eventq.settings import RateLimit, load_settings
 from fake_hubspot import FakeConfig, create_app
-from fake_hubspot.config import RefreshGrant
+from fake_hubspot.app import TOKEN_PATH
+from fake_hubspot.config import DEFAULT_SCOPES, RefreshGrant
 from fake_hubspot.state import STATE
 from tests.conftest import REDIS_URL
 from worker.attempts import HttpFailure
@@ -51,13 +52,20 @@ WRITE_SCOPE = "crm.objects.marketing_events.write"
 
 
 class ScriptedEndpoint:
-    """Stands for HubSpot's token endpoint: counts refreshes per refresh token."""
+    """Stands for HubSpot's token endpoint: counts refreshes per refresh token.
+
+    `hub_ids` (refresh token -> hub_id answered), `rotations` (refresh token -> the new refresh
+    token answered) and `scopes` shape the granted answers.
+    """
 
     def __init__(self, lifetime_s: float = 30.0, delay_s: float = 0.05) -> None:
         self.lifetime_s = lifetime_s
         self.delay_s = delay_s
         self.calls: list[str] = []
         self.rejected: dict[str, TokenAnswer] = {}
+        self.hub_ids: dict[str, str] = {}
+        self.rotations: dict[str, str] = {}
+        self.scopes: frozenset[str] | None = None
 
     async def refresh(self, refresh_token: SecretStr) -> TokenAnswer:
         secret = refresh_token.get_secret_value()
@@ -66,7 +74,14 @@ class ScriptedEndpoint:
         if secret in self.rejected:
             return self.rejected[secret]
         token = f"access-{len(self.calls)}-{uuid4().hex}"
-        return Granted(SecretStr(token), self.lifetime_s, refresh_token_changed=False)
+        rotated = self.rotations.get(secret)
+        return Granted(
+            SecretStr(token),
+            self.lifetime_s,
+            hub_id=self.hub_ids.get(secret),
+            scopes=self.scopes,
+            new_refresh_token=None if rotated is None else SecretStr(rotated),
+        )
 
     def count(self, refresh_token: str) -> int:
         return self.calls.count(refresh_token)
@@ -328,7 +343,7 @@ async def test_the_token_endpoint_maps_hubspots_answers_to_typed_results() -> No
     app = create_app(config)
     app[STATE].auth.revoke(RT_2)
     async with TestServer(app) as server, aiohttp.ClientSession() as session:
-        url = str(server.make_url("/oauth/v1/token"))
+        url = str(server.make_url(TOKEN_PATH))
 
         def endpoint(secret: str = CLIENT_SECRET) -> TokenEndpoint:
             return TokenEndpoint(
@@ -355,7 +370,9 @@ async def test_the_token_endpoint_maps_hubspots_answers_to_typed_results() -> No
         await closed._session.close()
     assert isinstance(granted, Granted)
     assert granted.expires_in_s == 5.0
-    assert not granted.refresh_token_changed
+    assert granted.new_refresh_token is None
+    assert granted.hub_id == "1"
+    assert granted.scopes == frozenset(DEFAULT_SCOPES)
     assert revoked == Rejected("invalid_grant", 400, "missing or unknown refresh token")
     assert isinstance(bad_client, Rejected)
     assert bad_client.kind == "invalid_client"
@@ -372,7 +389,7 @@ async def test_a_second_client_secret_is_used_when_hubspot_refuses_the_first() -
     async with TestServer(app) as server, aiohttp.ClientSession() as session:
         endpoint = TokenEndpoint(
             session,
-            str(server.make_url("/oauth/v1/token")),
+            str(server.make_url(TOKEN_PATH)),
             client_id="fake-client-id",
             client_secret=SecretStr("old-secret"),
             next_client_secret=SecretStr(CLIENT_SECRET),
@@ -396,7 +413,7 @@ async def test_concurrent_refreshes_refused_on_the_old_secret_both_end_on_the_ne
     async with TestServer(app) as server, aiohttp.ClientSession() as session:
         endpoint = TokenEndpoint(
             session,
-            str(server.make_url("/oauth/v1/token")),
+            str(server.make_url(TOKEN_PATH)),
             client_id="fake-client-id",
             client_secret=SecretStr("old-secret"),
             next_client_secret=SecretStr(CLIENT_SECRET),
@@ -438,3 +455,138 @@ def test_only_an_expired_authentication_401_counts_as_an_expired_token() -> None
     assert is_expired_token(HttpFailure(401, {"category": "EXPIRED_AUTHENTICATION"}))
     assert not is_expired_token(HttpFailure(401, {"category": "INVALID_AUTHENTICATION"}))
     assert not is_expired_token(HttpFailure(403, {"category": "EXPIRED_AUTHENTICATION"}))
+
+
+INVALID_GRANT = Rejected("invalid_grant", 400, "missing or unknown refresh token")
+
+
+def rewrite_accounts(accounts_file: Path, accounts: dict[str, str]) -> None:
+    staged = accounts_file.with_suffix(".new")
+    staged.write_text(json.dumps(accounts))
+    os.replace(staged, accounts_file)
+
+
+async def expire_access_token(conn: redis.asyncio.Redis, prefix: str, portal: str) -> None:
+    await conn.delete(f"{prefix}:oauth:{portal}:token")
+
+
+async def test_an_answer_for_another_hub_id_pauses_that_account_as_auth_naming_both_ids(
+    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+) -> None:
+    # Given account 1's configured refresh token is really account 7's
+    endpoint = ScriptedEndpoint()
+    endpoint.hub_ids[RT_1] = "7"
+    endpoint.hub_ids[RT_2] = "2"
+    creds = workers(pools, prefix, endpoint, accounts_file)
+    # When 20 jobs of each account ask at once
+    one, two = await asyncio.gather(
+        tokens_from_all(creds, "1", 20), tokens_from_all(creds, "2", 20)
+    )
+    # Then account 1's jobs get a CredentialsError naming both ids and the fix, after one refresh
+    assert endpoint.count(RT_1) == 1
+    assert all(type(e) is CredentialsError for e in one)
+    message = str(one[0])
+    assert message.startswith("the refresh token configured for portal 1 belongs to HubSpot ")
+    assert "account 7 (the token endpoint answered hub_id 7, expected 1)" in message
+    assert 'under "1" in EVENTQ_OAUTH_ACCOUNTS_FILE' in message
+    assert "`eventq dlq replay --all --reason auth`" in message
+    assert RT_1 not in message
+    # and the other account's token was not kept for account 1; account 2 is unaffected
+    assert await pools[0].exists(f"{prefix}:oauth:1:token") == 0
+    assert len(values(two)) == 1
+    # When the admin configures account 1's own refresh token
+    own = "refresh-one-own-" + uuid4().hex
+    endpoint.hub_ids[own] = "1"
+    rewrite_accounts(accounts_file, {"1": own, "2": RT_2})
+    # Then account 1 works again
+    assert (await creds[1].token_for("1")).portal_id == "1"
+
+
+async def test_an_answer_without_hub_id_is_accepted_unchecked(
+    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+) -> None:
+    endpoint = ScriptedEndpoint()  # answers no hub_id, as v1 did before August 2025
+    [cred, *_] = workers(pools, prefix, endpoint, accounts_file)
+    assert (await cred.token_for("1")).portal_id == "1"
+
+
+async def test_the_granted_scopes_reach_every_worker_with_the_token(
+    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+) -> None:
+    endpoint = ScriptedEndpoint()
+    endpoint.scopes = frozenset({"oauth", WRITE_SCOPE})
+    creds = workers(pools, prefix, endpoint, accounts_file)
+    tokens = await tokens_from_all(creds, "1", 9)
+    assert {t.scopes for t in tokens} == {frozenset({"oauth", WRITE_SCOPE})}
+    unknown = ScriptedEndpoint()  # an answer without scopes: unknown, not "none"
+    [cred, *_] = workers(pools, prefix, unknown, accounts_file)
+    assert (await cred.token_for("2")).scopes is None
+
+
+async def test_a_rotated_refresh_token_is_stored_and_used_after_a_restart(
+    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+) -> None:
+    # Given HubSpot rotates account 1's refresh token on the first refresh and revokes the old
+    endpoint = ScriptedEndpoint()
+    new_rt = "refresh-one-next-" + uuid4().hex
+    endpoint.rotations[RT_1] = new_rt
+    creds = workers(pools, prefix, endpoint, accounts_file)
+    await tokens_from_all(creds, "1", 6)
+    endpoint.rejected[RT_1] = INVALID_GRANT
+    # When the workers restart (new processes, the configured token unchanged) and must refresh
+    await expire_access_token(pools[0], prefix, "1")
+    restarted = workers(pools, prefix, endpoint, accounts_file)
+    tokens = await tokens_from_all(restarted, "1", 6)
+    # Then the refresh used the stored new refresh token, once, never the revoked one again
+    assert all(isinstance(t, AccessToken) for t in tokens)
+    assert endpoint.calls == [RT_1, new_rt]
+    # and the new refresh token is in Redis only in its own key
+    dump = await dump_prefix(pools[0], prefix)
+    assert [k for k, v in dump.items() if new_rt in v] == [f"{prefix}:oauth:1:refresh"]
+
+
+async def test_a_refused_rotated_refresh_token_falls_back_to_the_configured_one_once(
+    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+) -> None:
+    # Given a stored rotated refresh token that HubSpot now refuses, the configured one valid
+    endpoint = ScriptedEndpoint()
+    new_rt = "refresh-one-next-" + uuid4().hex
+    endpoint.rotations[RT_1] = new_rt
+    [cred, *_] = workers(pools, prefix, endpoint, accounts_file)
+    await cred.token_for("1")
+    del endpoint.rotations[RT_1]
+    endpoint.rejected[new_rt] = INVALID_GRANT
+    # When the token must be refreshed
+    await expire_access_token(pools[0], prefix, "1")
+    [restarted, *_] = workers(pools, prefix, endpoint, accounts_file)
+    token = await restarted.token_for("1")
+    # Then the rotated one was tried, then the configured one, which is used from now on
+    assert token.portal_id == "1"
+    assert endpoint.calls == [RT_1, new_rt, RT_1]
+    assert await pools[0].exists(f"{prefix}:oauth:1:refresh") == 0
+    # When the configured one is refused too, the account is paused as for any invalid_grant
+    endpoint.rejected[RT_1] = INVALID_GRANT
+    await expire_access_token(pools[0], prefix, "1")
+    [again, *_] = workers(pools, prefix, endpoint, accounts_file)
+    with pytest.raises(CredentialsError, match="refresh token for portal 1 was rejected"):
+        await again.token_for("1")
+    assert endpoint.calls == [RT_1, new_rt, RT_1, RT_1]
+
+
+async def test_a_newly_configured_refresh_token_wins_over_a_stored_rotated_one(
+    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+) -> None:
+    # Given a stored rotated refresh token for account 1
+    endpoint = ScriptedEndpoint()
+    endpoint.rotations[RT_1] = "refresh-one-next-" + uuid4().hex
+    [cred, *_] = workers(pools, prefix, endpoint, accounts_file)
+    await cred.token_for("1")
+    # When the admin configures another refresh token and the token must be refreshed
+    configured = "refresh-one-configured-" + uuid4().hex
+    rewrite_accounts(accounts_file, {"1": configured, "2": RT_2})
+    await expire_access_token(pools[0], prefix, "1")
+    [restarted, *_] = workers(pools, prefix, endpoint, accounts_file)
+    await restarted.token_for("1")
+    # Then the configured one was used, and the stale stored one is gone
+    assert endpoint.calls[-1] == configured
+    assert await pools[0].exists(f"{prefix}:oauth:1:refresh") == 0

@@ -8,11 +8,13 @@ import pytest
 
 from worker.attempts import Created, Found, HttpFailure, NetworkFailure, NotFound
 from worker.retry_policy import (
+    NO_ID_WARNING,
     Backoff,
     DeadLetterNow,
     Delivered,
     PauseBucket,
     RetryLater,
+    Wait,
     backoff_delay_s,
     decide,
     retry_after_s,
@@ -30,6 +32,7 @@ def decide_now(result: object, attempts: int = 1, age_s: float = 0.0) -> object:
     [
         (Created("1"), Delivered("1")),
         (Found("2"), Delivered("2")),
+        (Created(None), Delivered(None, NO_ID_WARNING)),
         (HttpFailure(400, {"message": "bad"}), DeadLetterNow("rejected", "HTTP 400: bad")),
         (HttpFailure(404, {}), DeadLetterNow("rejected", "HTTP 404: HTTP 404")),
         (HttpFailure(409, {"message": "dup"}), DeadLetterNow("rejected", "HTTP 409: dup")),
@@ -41,14 +44,53 @@ def test_final_answers(result: object, expected: object) -> None:
     assert decide_now(result) == expected
 
 
-@pytest.mark.parametrize("status", [423, 477, 500, 502, 503, 504])
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
 def test_passing_statuses_are_retried(status: int) -> None:
     decision = decide_now(HttpFailure(status, {}))
     assert isinstance(decision, RetryLater)
     assert decision.verify == (status >= 500)  # a 5xx may have created the event
 
 
-def test_a_timeout_after_sending_is_retried_with_an_existence_check() -> None:
+@pytest.mark.parametrize(
+    ("result", "attempts", "age_s", "expected"),
+    [
+        # HubSpot's state, not the job's: wait for Retry-After, whatever the attempts used
+        (HttpFailure(477, {}, {"Retry-After": "3"}), 1, 0.0, Wait(1003.0, "HTTP 477: HTTP 477")),
+        (
+            HttpFailure(423, {"message": "locked"}, {"Retry-After": "5"}),
+            99,
+            0.0,
+            Wait(1005.0, "HTTP 423: locked"),
+        ),
+        # a 24 h Retry-After ends at the job's max age (3600 s here, 3000 s old: 600 s left)
+        (
+            HttpFailure(477, {}, {"Retry-After": "86400"}),
+            1,
+            3000.0,
+            Wait(1600.0, "HTTP 477: HTTP 477"),
+        ),
+        # past the max age, it is exhausted
+        (
+            HttpFailure(477, {}, {"Retry-After": "3"}),
+            1,
+            3600.0,
+            DeadLetterNow("exhausted", "gave up at the max age: HTTP 477: HTTP 477"),
+        ),
+    ],
+)
+def test_423_and_477_wait_without_using_an_attempt_up_to_the_max_age(
+    result: HttpFailure, attempts: int, age_s: float, expected: object
+) -> None:
+    assert decide_now(result, attempts=attempts, age_s=age_s) == expected
+
+
+def test_423_without_retry_after_waits_the_backoff_of_the_attempts_used() -> None:
+    decision = decide_now(HttpFailure(423, {}), attempts=2)
+    assert isinstance(decision, Wait)
+    assert 1000.0 + 4.0 * 0.8 <= decision.until_s <= 1000.0 + 4.0 * 1.2
+
+
+def test_a_timeout_after_sending_is_retried_as_an_idempotent_re_send() -> None:
     decision = decide_now(NetworkFailure("timeout", sent=True, detail="TimeoutError"))
     assert isinstance(decision, RetryLater)
     assert decision.verify

@@ -1,14 +1,18 @@
-"""The job schema follows HubSpot's spec and rejects what HubSpot would reject."""
+"""The job schema refuses exactly what HubSpot's spec refuses; stricter checks are warnings."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
 from pydantic import ValidationError
 
+from eventq.event_warnings import event_warnings
 from eventq.schema import JobEnvelope, MarketingEvent, spec_schemas
+from fake_hubspot.validator import BodyValidator
 from tests.conftest import valid_event
 
 
@@ -53,34 +57,131 @@ def test_each_required_field_missing_is_named(field: str) -> None:
     assert caught.value.errors()[0]["loc"] == (field,)
 
 
+HINT = "give an RFC 3339 date-time with a zone: 2027-03-01T10:00:00Z or +01:00"
+
+
 @pytest.mark.parametrize(
     ("changes", "field", "words"),
     [
-        ({"startDateTime": "2027-03-01T10:00:00"}, "startDateTime", "timezone"),
-        ({"endDateTime": "2027-03-01T08:00:00Z"}, None, "before startDateTime"),
-        ({"unknown": 1}, "unknown", "Extra inputs"),
+        ({"startDateTime": "2027-03-01T10:00:00"}, "startDateTime", f"has no time zone; {HINT}"),
+        ({"endDateTime": "2027-03-01"}, "endDateTime", f"a date without a time or zone; {HINT}"),
+        ({"startDateTime": "next tuesday"}, "startDateTime", f"not a date-time; {HINT}"),
         ({"eventName": 42}, "eventName", "string"),
-        ({"eventName": "   "}, "eventName", "at least 1"),
-        ({"externalEventId": "x" * 300}, "externalEventId", "at most 256"),
+        ({"externalEventId": ""}, "externalEventId", "at least 1"),
         ({"eventCancelled": "maybe"}, "eventCancelled", "boolean"),
+        ({"eventUrl": 7}, "eventUrl", "string"),
+        ({"customProperties": {"name": "a"}}, "customProperties", "list"),
         ({"customProperties": [{"name": "a"}]}, "customProperties.0.value", "required"),
         (
             {"customProperties": [{"name": "a", "value": "b", "source": "NOPE"}]},
             "customProperties.0.source",
             "property sources",
         ),
-        ({"eventUrl": "not a url"}, "eventUrl", "pattern"),
+        (
+            {"customProperties": [{"name": "a", "value": "b", "dataSensitivity": "secret"}]},
+            "customProperties.0.dataSensitivity",
+            "'high', 'none' or 'standard'",
+        ),
+        (
+            {"customProperties": [{"name": "a", "value": "b", "updatedByUserId": 2**31}]},
+            "customProperties.0.updatedByUserId",
+            "less than 2147483648",
+        ),
+        (
+            {"customProperties": [{"name": "a", "value": "b", "timestamp": 2**63}]},
+            "customProperties.0.timestamp",
+            "less than 9223372036854775808",
+        ),
     ],
 )
-def test_bad_input_names_the_field_and_the_problem(
-    changes: dict[str, object], field: str | None, words: str
+def test_what_the_spec_refuses_is_refused_naming_the_field_and_the_problem(
+    changes: dict[str, object], field: str, words: str
 ) -> None:
     with pytest.raises(ValidationError) as caught:
         MarketingEvent.model_validate(valid_event(**changes))
     error = caught.value.errors()[0]
-    if field is not None:
-        assert ".".join(str(p) for p in error["loc"]) == field
+    assert ".".join(str(p) for p in error["loc"]) == field
     assert words in error["msg"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "words"),
+    [
+        ({"eventUrl": "testURL"}, "eventUrl", "not an http(s) URL"),
+        ({"endDateTime": "2027-03-01T08:00:00Z"}, "endDateTime", "before startDateTime"),
+        ({"eventName": "   "}, "eventName", "is blank"),
+        ({"externalEventId": " evt-1"}, "externalEventId", "leading or trailing spaces"),
+        ({"externalEventId": "x" * 300}, "externalEventId", "longer than 256"),
+        ({"eventDescription": "x" * 70_000}, "eventDescription", "longer than 65536"),
+        ({"colour": "red"}, "colour", "not a field of HubSpot's create body"),
+        (
+            {"customProperties": [{"name": "n", "value": "v", "shade": 1}]},
+            "customProperties.0.shade",
+            "not a field",
+        ),
+        ({"customProperties": [{"name": "", "value": "v"}]}, "customProperties.0.name", "blank"),
+        (
+            {"customProperties": [{"name": f"p{i}", "value": "v"} for i in range(501)]},
+            "customProperties",
+            "more than 500 items",
+        ),
+    ],
+)
+def test_stricter_checks_of_ours_are_warnings_and_the_body_stays_valid_for_hubspot(
+    changes: dict[str, object], field: str, words: str
+) -> None:
+    # Given an event HubSpot's spec accepts but eventq advises against
+    raw = valid_event(**changes)
+    # When it is validated
+    event = MarketingEvent.model_validate(raw)
+    found = event_warnings(event, raw)
+    # Then it is accepted with one warning naming the field, and its body passes the spec
+    assert [(w.field, words in w.message) for w in found] == [(field, True)]
+    assert BodyValidator().errors(event.to_hubspot()) == []
+
+
+def test_an_unknown_field_is_left_out_of_the_body_sent() -> None:
+    body = MarketingEvent.model_validate(
+        valid_event(colour="red", customProperties=[{"name": "n", "value": "v", "shade": 1}])
+    ).to_hubspot()
+    assert "colour" not in body
+    assert body["customProperties"] == [{"name": "n", "value": "v"}]
+
+
+def test_a_valid_event_has_no_warnings() -> None:
+    raw = valid_event()
+    assert event_warnings(MarketingEvent.model_validate(raw), raw) == []
+
+
+def test_masked_substrings_of_the_spec_are_accepted_and_sent() -> None:
+    masked = {"substrings": [{"start": 0, "end": 4}]}
+    prop = {"name": "n", "value": "secret", "maskedSubstrings": masked}
+    body = MarketingEvent.model_validate(valid_event(customProperties=[prop])).to_hubspot()
+    assert body["customProperties"][0]["maskedSubstrings"] == masked
+    assert BodyValidator().errors(body) == []
+
+
+EXAMPLES = json.loads((Path(__file__).parents[1] / "data/hubspot_example_bodies.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "example", EXAMPLES["examples"], ids=[e["source"][:60] for e in EXAMPLES["examples"]]
+)
+def test_every_example_body_hubspot_publishes_is_accepted_and_sent_valid(
+    example: dict[str, Any],
+) -> None:
+    # Given a create body from HubSpot's docs
+    body = example["body"]
+    # When the producer validates it, Then it is accepted and the body sent passes the spec
+    event = MarketingEvent.model_validate(body)
+    assert BodyValidator().errors(event.to_hubspot()) == []
+    assert event.to_hubspot()["externalEventId"] == body["externalEventId"]
+
+
+def test_the_example_file_holds_the_guides_test_url_body() -> None:
+    urls = [e["body"].get("eventUrl") for e in EXAMPLES["examples"]]
+    assert "testURL" in urls
+    assert len(EXAMPLES["examples"]) >= 5
 
 
 def test_the_envelope_accepts_a_bare_event_with_defaults() -> None:

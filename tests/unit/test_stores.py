@@ -81,7 +81,26 @@ async def test_a_delivered_job_is_done_for_every_later_copy(store: JobStore) -> 
     begun = await store.begin(
         twin, raw_envelope=twin.model_dump_json(), lock_ttl_ms=5000, now=time.time()
     )
-    assert (begun.status, begun.delivered_object_id) == ("ok", "42")
+    assert (begun.status, begun.in_ledger, begun.delivered_object_id) == ("ok", True, "42")
+
+
+async def test_a_job_delivered_without_an_object_id_shows_none_and_is_in_the_ledger(
+    store: JobStore,
+) -> None:
+    # Given a job HubSpot accepted with an answer naming no id
+    env = envelope()
+    await begin(store, env)
+    record = AttemptRecord(attempt=1, at=time.time(), outcome="delivered")
+    await store.mark_delivered(env, None, record, attempts=1)
+    # Then its status has no objectId, and a twin learns from the ledger that it is delivered
+    status = await store.get(env.jobId)
+    assert status is not None
+    assert (status.state, status.objectId) == ("delivered", None)
+    twin = envelope()
+    begun = await store.begin(
+        twin, raw_envelope=twin.model_dump_json(), lock_ttl_ms=5000, now=time.time()
+    )
+    assert (begun.status, begun.in_ledger, begun.delivered_object_id) == ("ok", True, None)
 
 
 async def test_an_attempt_interrupted_mid_way_is_verified_next_time(store: JobStore) -> None:
