@@ -29,9 +29,10 @@ COPY eventq ./eventq
 COPY worker ./worker
 COPY producers ./producers
 COPY fake_hubspot ./fake_hubspot
+COPY eventq_cli ./eventq_cli
 RUN pip install --no-deps . \
     && pip check \
-    && python -c "import eventq.jobs, worker.tasks, producers.http_service; eventq.jobs.load_lua('create_job')"
+    && python -c "import eventq.jobs, eventq_cli.cli, worker.tasks, producers.http_service; eventq.jobs.load_lua('create_job')"
 
 # --- runtime: the virtualenv on a clean slim image, as a non-root user ---------------------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -14,6 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import celery
+import kombu
+import redis
 from rich.console import Console
 
 from bench import report, scenarios
@@ -60,10 +63,6 @@ _REPEATED = ("noop", "eventq", "naive_threads", "eventq_with_events")
 
 
 def _meta(args: argparse.Namespace) -> dict[str, Any]:
-    import celery
-    import kombu
-    import redis
-
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],

@@ -82,10 +82,10 @@ def write_json(results: dict[str, Any], path: Path) -> None:
 
 def write_plot(results: dict[str, Any], path: Path) -> None:
     """Plot delivered requests per 10 s window against the limit, eventq and naive, to `path`."""
-    import matplotlib
+    import matplotlib  # noqa: PLC0415 - heavy, only for the plot; the backend is set before pyplot
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415
 
     runs = results.get("rate_limit", {})
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True)

@@ -27,8 +27,14 @@ from bench.harness import (
     wait_until,
 )
 from bench.harness import redis_server_process as find_redis
+from bench.naive_task import NAIVE_TASK
+from bench.noop_task import NOOP_TASK
+from eventq.keys import Keys
 from eventq.messaging import celery_argv
+from eventq.schema import JobEnvelope, MarketingEvent
+from eventq.settings import settings_from_env
 from fake_hubspot.control import max_in_any_window
+from producers.enqueue import Producer
 
 __all__ = [
     "RateLimitRun",
@@ -180,9 +186,6 @@ def _prequeue_tasks(names: Names, broker_url: str, task: str, bodies: Iterable[A
 
 
 def _prequeue_eventq(env: dict[str, str], names: Names, bodies: Iterable[Any]) -> None:
-    from eventq.settings import settings_from_env
-    from producers.enqueue import Producer
-
     producer = Producer(settings_from_env(env))
     results = producer.enqueue_many(bodies)
     names.hide(producer.redis)
@@ -274,8 +277,6 @@ def _drain(
 
 def noop_ceiling(events: int, redis_url: str) -> Throughput:
     """Drain `events` no-op messages (an event as payload) with Celery's default prefork pool."""
-    from bench.noop_task import NOOP_TASK
-
     names = Names()
     client = redis.Redis.from_url(redis_url)
     try:
@@ -315,8 +316,6 @@ def noop_ceiling(events: int, redis_url: str) -> Throughput:
 
 def naive_throughput(events: int, redis_url: str, pool_args: Sequence[str]) -> Throughput:
     """Deliver `events` with the naive task on a pool (`[]` = default prefork)."""
-    from bench.naive_task import NAIVE_TASK
-
     names = Names()
     client = redis.Redis.from_url(redis_url)
     label = " ".join(pool_args) or f"prefork -c {psutil.cpu_count()} (default)"
@@ -437,8 +436,6 @@ def eventq_rate_limit(
 
 def naive_rate_limit(duration_s: float, prequeued: int, redis_url: str) -> RateLimitRun:
     """The naive task on 32 threads against a fake enforcing 100 per 10 s, for `duration_s`."""
-    from bench.naive_task import NAIVE_TASK
-
     names = Names()
     client = redis.Redis.from_url(redis_url)
     try:
@@ -464,9 +461,6 @@ def naive_rate_limit(duration_s: float, prequeued: int, redis_url: str) -> RateL
 
 def _park_jobs(client: redis.Redis, names: Names, jobs: int) -> None:
     """Write `jobs` retrying jobs into the retry schedule, due in 30 days (eventq's layout)."""
-    from eventq.keys import Keys
-    from eventq.schema import JobEnvelope, MarketingEvent
-
     keys = Keys(names.prefix)
     due = time.time() + 30 * 86_400
     template = JobEnvelope(event=MarketingEvent.model_validate(make_event(names.tag, 0)))

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from eventq.errors import InvalidInput
 from eventq.settings import Settings, SettingsError
 
 __all__ = [
@@ -42,14 +43,18 @@ DEFAULT_VAR = "EVENTQ_DEFAULT_PORTAL_ID"
 _SHOWN_IDS = 5  # an error lists this many known portal ids at most
 
 
-class UnknownAccount(ValueError):
+class UnknownAccount(InvalidInput, ValueError):
     """A job names a portal no configured account matches (or names none and there is no default).
 
     The message names `portalId` and says what to do; `portal_id` is the id the job named.
     """
 
     def __init__(self, message: str, portal_id: str | None) -> None:
-        super().__init__(message)
+        super().__init__(
+            message,
+            field="portalId",
+            fix=f"name a configured portal in portalId, or add its refresh token to {FILE_VAR}",
+        )
         self.portal_id = portal_id
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from functools import lru_cache
@@ -21,6 +22,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from eventq.errors import InvalidInput
+
 __all__ = [
     "ENV_PREFIX",
     "RateLimit",
@@ -35,10 +38,20 @@ ENV_PREFIX = "EVENTQ_"
 MIN_KEY_LENGTH = 16
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
+_SETTING_NAMED = re.compile(r"^invalid setting (EVENTQ_\w+)")
 
 
-class SettingsError(RuntimeError):
-    """A setting is missing or malformed; the message names the variable and the problem."""
+class SettingsError(InvalidInput, RuntimeError):
+    """A setting is missing or malformed; the message names the variable and the problem.
+
+    `field` is the variable (from the message's `invalid setting NAME:` when not given).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, fix: str | None = None) -> None:
+        named = _SETTING_NAMED.match(message)
+        field = field or (named.group(1) if named else None)
+        fix = fix or (f"set {field} as README's settings table describes" if field else None)
+        super().__init__(message, field=field, fix=fix)
 
 
 class RateLimit:
@@ -379,8 +392,6 @@ def _parse_named_keys(text: str) -> dict[str, str]:
     if not text:
         return {}
     if text.startswith("{"):
-        import json
-
         loaded = json.loads(text)
         if not isinstance(loaded, dict):
             raise ValueError("expected a JSON object of name → key")

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from eventq.errors import EventqError
+
 __all__ = [
     "FakeControlError",
     "FakeHubSpot",
@@ -26,7 +28,7 @@ __all__ = [
 ]
 
 
-class FakeControlError(RuntimeError):
+class FakeControlError(EventqError, RuntimeError):
     """A control route refused a call (bad arguments) or the fake could not be reached."""
 
     def __init__(self, message: str, status: int | None = None, body: str = "") -> None:

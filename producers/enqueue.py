@@ -14,6 +14,7 @@ from celery import Celery
 from pydantic import ValidationError
 
 from eventq.accounts import AccountsWatcher, UnknownAccount
+from eventq.errors import InvalidInput
 from eventq.event_warnings import FieldWarning, event_warnings
 from eventq.jobs import Created, create_jobs, mark_published
 from eventq.keys import Keys
@@ -46,11 +47,16 @@ class FieldError:
         return f"{self.field}: {self.message}"
 
 
-class RejectedEvent(ValueError):
-    """The event is invalid; `errors` names every bad field. Nothing was enqueued."""
+class RejectedEvent(InvalidInput, ValueError):
+    """The event is invalid; `errors` names every bad field (`field` is the first). Nothing was
+    enqueued."""
 
     def __init__(self, errors: list[FieldError]) -> None:
-        super().__init__("; ".join(str(e) for e in errors))
+        super().__init__(
+            "; ".join(str(e) for e in errors),
+            field=errors[0].field if errors else None,
+            fix="correct the named fields and enqueue the event again",
+        )
         self.errors = errors
 
 

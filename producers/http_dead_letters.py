@@ -7,6 +7,7 @@ from itertools import islice
 
 from aiohttp import web
 
+from eventq.dead_letters import DeadLetterFilter
 from eventq.records import DeadLetter
 from producers.http_auth import PRINCIPAL
 from producers.http_bodies import json_response, read_json, validate_model, validate_query
@@ -24,7 +25,6 @@ from producers.http_models import (
 from producers.http_routes import Route
 from producers.http_state import state_of
 from producers.replay import Replayer
-from worker.dead_letters import DeadLetterFilter
 
 __all__ = ["dead_letter_routes"]
 

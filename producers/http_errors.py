@@ -14,10 +14,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 
+import kombu.exceptions
 import redis
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from eventq.errors import EventqError
 from producers.enqueue import FieldError, FieldWarning
 from producers.http_models import ErrorBody, ErrorCode, FieldProblem, JsonPosition
 
@@ -41,7 +43,7 @@ _CODES: dict[int, ErrorCode] = {
 _KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After")
 
 
-class ApiError(Exception):
+class ApiError(EventqError):
     """An answer other than success: HTTP status, stable `code`, a sentence, and details."""
 
     def __init__(
@@ -109,7 +111,6 @@ def _message_for(exc: web.HTTPException) -> str:
 def _is_outage(exc: BaseException) -> bool:
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
         return True
-    import kombu.exceptions
 
     return isinstance(exc, kombu.exceptions.OperationalError)
 

@@ -13,12 +13,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
+from eventq.dead_letters import DeadLetterStore
 from eventq.jobs import as_text, load_lua
 from eventq.messaging import send_job
 from eventq.records import AttemptRecord, DeadLetter, HubSpotErrorInfo
 from eventq.schema import JobEnvelope
 from producers.enqueue import FieldError, Producer, RejectedEvent, validate_event
-from worker.dead_letters import DeadLetterStore
 
 __all__ = ["ReplayResult", "Replayer", "merge_patch"]
 

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from eventq.messaging import celery_argv  # noqa: E402
+from eventq.settings import settings_from_env  # noqa: E402
 from fake_hubspot.control import FakeHubSpot, free_port, start_fake_subprocess  # noqa: E402
 from producers.enqueue import Producer  # noqa: E402
 
@@ -190,8 +191,6 @@ def job_state(client: redis.Redis, prefix: str, job_id: str) -> str:
 
 def enqueue_jobs(env: dict[str, str], fake: FakeHubSpot) -> None:
     """Create a history worth looking at: delivered, retried, rate-limited and dead-lettered."""
-    from eventq.settings import settings_from_env
-
     settings = settings_from_env(env)
     producer = Producer(settings)
     client = redis.Redis.from_url(settings.redis_url)
@@ -221,8 +220,6 @@ def enqueue_jobs(env: dict[str, str], fake: FakeHubSpot) -> None:
 
 def make_backlog(env: dict[str, str], fake: FakeHubSpot) -> None:
     """Slow HubSpot down and queue a backlog, so the broker page has queue lengths to show."""
-    from eventq.settings import settings_from_env
-
     settings = settings_from_env(env)
     producer = Producer(settings)
     fake.set_latency(ms=4000)
@@ -238,7 +235,7 @@ def photograph(
     flower_url: str, admin_url: str, env: dict[str, str], fake: FakeHubSpot
 ) -> list[Path]:
     """Open each page in headless Chromium and save a PNG; return the files written."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415 - a browser tool, only here
 
     OUT.mkdir(parents=True, exist_ok=True)
     written = []

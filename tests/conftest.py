@@ -24,7 +24,8 @@ import redis
 
 from eventq.messaging import worker_argv
 from eventq.settings import Settings, settings_from_env
-from fake_hubspot.control import FakeHubSpot, start_fake_subprocess
+from eventq_cli.stack import start_redis
+from fake_hubspot.control import FakeHubSpot, free_port, start_fake_subprocess
 
 
 def _test_redis_url() -> str:
@@ -40,9 +41,6 @@ def _test_redis_url() -> str:
     try:
         redis.Redis.from_url(default, socket_connect_timeout=1).ping()
     except redis.RedisError:
-        from eventq.stack import start_redis
-        from fake_hubspot.control import free_port
-
         url = f"redis://127.0.0.1:{free_port()}/0"
         proc = start_redis(url, Path(tempfile.mkdtemp(prefix="eventq-test-redis-")))
         if proc is None:

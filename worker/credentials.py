@@ -12,7 +12,9 @@ from typing import Any, Protocol
 
 from pydantic import SecretStr
 
+from eventq.errors import EventqError
 from worker.attempts import HttpFailure
+from worker.rate_limit import bucket_for_token as _bucket
 
 __all__ = [
     "READ_SCOPE",
@@ -35,12 +37,10 @@ _REPLAY = "`eventq dlq replay --all --reason auth`"
 
 def bucket_for_token(token: str) -> str:
     """Return the rate-limit bucket of a private-app token (a hash, never the token)."""
-    from worker.rate_limit import bucket_for_token as _bucket  # the limiter owns the naming
-
     return _bucket(token)
 
 
-class CredentialsError(Exception):
+class CredentialsError(EventqError):
     """No usable token for this account; the message says what an admin must do."""
 
     def __init__(self, message: str, *, portal_id: str | None = None) -> None:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from eventq.errors import EventqError
 from eventq.jobs import Begun, JobStore
 from eventq.records import AttemptRecord, DeadLetter, DeadLetterReason, HubSpotErrorInfo
 from eventq.schema import JobEnvelope
@@ -64,7 +65,9 @@ class Outcome:
     next_attempt_at: float | None = None
 
 
-class _Invalid(Exception):
+class _Invalid(EventqError):
+    """A job whose payload cannot be sent: it is dead-lettered as invalid, never POSTed."""
+
     def __init__(self, payload: dict[str, Any], job_id: str, detail: str) -> None:
         super().__init__(detail)
         self.payload, self.job_id, self.detail = payload, job_id, detail

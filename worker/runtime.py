@@ -25,6 +25,7 @@ from worker.credentials import Credentials, StaticCredentials
 from worker.delivery import Delivery
 from worker.hubspot_client import HubSpotClient, new_session
 from worker.metrics import serve_metrics
+from worker.oauth import OAuthCredentials
 from worker.rate_limit import RateLimiter
 from worker.recovery import RecoverySweep
 from worker.redis_batching import BatchingRedis
@@ -41,8 +42,6 @@ def _credentials(
     settings: Settings, client: aioredis.Redis, session: Any, limiter: RateLimiter
 ) -> Credentials:
     if settings.oauth_enabled:
-        from worker.oauth import OAuthCredentials  # only OAuth deployments need it
-
         return OAuthCredentials.from_settings(settings, client, session, limiter)
     if settings.hubspot_access_token is None:
         raise RuntimeError("EVENTQ_HUBSPOT_ACCESS_TOKEN (or OAuth settings) must be set")

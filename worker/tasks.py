@@ -17,6 +17,7 @@ import redis
 from celery import Task, signals
 from celery.exceptions import Reject, Retry
 
+from eventq.errors import JobEnded
 from eventq.messaging import TASK_NAME
 from worker.celery_app import app, settings
 from worker.handoff import Handoff
@@ -26,11 +27,11 @@ __all__ = ["DeadLettered", "DeliveryTask", "Parked", "create_marketing_event"]
 log = logging.getLogger("eventq.task")
 
 
-class Parked(Exception):
+class Parked(JobEnded):
     """The job waits in the retry schedule for its next attempt; the message says why."""
 
 
-class DeadLettered(Exception):
+class DeadLettered(JobEnded):
     """The job went to the dead-letter queue; the message says why (never a credential)."""
 
 

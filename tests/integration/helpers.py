@@ -9,10 +9,10 @@ from typing import Any
 import redis
 from celery import Celery
 
-from eventq.admin import job_status
 from eventq.messaging import TASK_NAME
 from eventq.records import JobStatus
 from eventq.settings import Settings
+from eventq_cli.job_status import job_status
 from tests.conftest import Stack, wait_for
 
 
@@ -41,10 +41,11 @@ def states_of(stack: Stack, job_ids: list[str]) -> Counter[str]:
     return states
 
 
-def send_raw(settings: Settings, args: list[Any]) -> None:
-    """Send a message the way a non-eventq Celery client would: by task name only."""
+def send_raw(settings: Settings, args: list[Any]) -> str:
+    """Send a message the way a non-eventq Celery client would: by task name only; return the
+    message's task id (a bare event's job id)."""
     app = Celery("raw-client", broker=settings.effective_broker_url)
-    app.send_task(TASK_NAME, args=args, queue=settings.queue)
+    return str(app.send_task(TASK_NAME, args=args, queue=settings.queue).id)
 
 
 def writes(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ import redis
 from eventq.jobs import create_job
 from eventq.keys import Keys
 from eventq.schema import JobEnvelope, MarketingEvent
-from eventq.stack import start_redis
+from eventq_cli.stack import start_redis
 from fake_hubspot.control import FakeHubSpot, free_port
 from producers.enqueue import Producer
 from tests.conftest import TOKEN, Stack, valid_event, wait_for

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, __version__, given, settings
+from hypothesis.internal.conjecture.utils import many
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -16,6 +17,7 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from schemathesis.models import APIOperation
 from schemathesis.specs.openapi.schemas import BaseOpenAPISchema
 
 from tests.conftest import Stack, valid_event
@@ -36,15 +38,13 @@ CHECKS = (
     response_schema_conformance,
 )
 MIN_CASES = 500
+# credentials are ours to send: generated cookies and tokens would only test aiohttp's parser
+GENERATION = schemathesis.GenerationConfig(with_security_parameters=False)
 OPERATIONS = 20  # 18 paths; two of them also take a second method
-CASES: Counter[str] = Counter()
 
 
 def require_a_working_hypothesis_jsonschema() -> None:
     """Fail with the fix when Hypothesis dropped an API that hypothesis-jsonschema 0.23 uses."""
-    from hypothesis import __version__
-    from hypothesis.internal.conjecture.utils import many
-
     if not hasattr(many, "more"):
         pytest.fail(
             f"hypothesis {__version__} removed many.more(), which hypothesis-jsonschema (used by "
@@ -60,32 +60,45 @@ def openapi_schema(stack: Stack) -> Iterator[BaseOpenAPISchema]:
     for n in range(3):
         seed_dead_letter(service_settings, valid_event(n), reason="rejected", http_status=400)
     with running_service(service_settings) as base_url:
-        yield schemathesis.from_uri(base_url + "/openapi.json", validate_schema=True)
+        yield schemathesis.from_uri(
+            base_url + "/openapi.json", validate_schema=True, generation_config=GENERATION
+        )
 
 
-# credentials are ours to send: generated cookies and tokens would only test aiohttp's parser
-schema = schemathesis.from_pytest_fixture(
-    "openapi_schema",
-    generation_config=schemathesis.GenerationConfig(with_security_parameters=False),
-)
-
-
-@schema.parametrize()
-@settings(
+EXAMPLES = settings(
     max_examples=60,
     deadline=3000,
     phases=[Phase.explicit, Phase.generate],
     suppress_health_check=list(HealthCheck),
     database=None,
 )
-def test_every_route_answers_within_its_published_schema(case: schemathesis.Case) -> None:
-    response = case.call(headers={"Authorization": f"Bearer {ADMIN_KEY}"}, allow_redirects=False)
-    case.validate_response(response, checks=CHECKS)
-    CASES[case.operation.verbose_name] += 1
 
 
-def test_the_suite_generated_at_least_500_cases_over_every_route() -> None:
-    if not CASES:
-        pytest.skip("run together with the schemathesis test above")
-    assert sum(CASES.values()) >= MIN_CASES, CASES
-    assert len(CASES) == OPERATIONS, sorted(CASES)
+def check_operation(operation: APIOperation, cases: Counter[str]) -> None:
+    """Call `operation` with generated requests; each answer must match its published schema."""
+
+    @EXAMPLES
+    @given(case=operation.as_strategy(generation_config=GENERATION))
+    def answers_within_its_schema(case: schemathesis.Case) -> None:
+        response = case.call(
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"}, allow_redirects=False
+        )
+        case.validate_response(response, checks=CHECKS)
+        cases[operation.verbose_name] += 1
+
+    answers_within_its_schema()
+
+
+def test_every_route_answers_within_its_published_schema_over_at_least_500_cases(
+    openapi_schema: BaseOpenAPISchema,
+) -> None:
+    # Given every operation the service publishes
+    operations = [result.ok() for result in openapi_schema.get_all_operations()]
+    assert len(operations) == OPERATIONS
+    # When each is called with generated requests (counted here, by the test that sends them)
+    cases: Counter[str] = Counter()
+    for operation in operations:
+        check_operation(operation, cases)
+    # Then every answer matched (checked per case), every route was called, 500 cases in all
+    assert sorted(cases) == sorted(operation.verbose_name for operation in operations)
+    assert sum(cases.values()) >= MIN_CASES, cases

@@ -12,6 +12,7 @@ import json
 import signal
 
 import redis
+import redis as redis_lib
 
 from eventq.keys import Keys
 from eventq.records import AuditEntry
@@ -142,10 +143,16 @@ def test_an_invalid_raw_celery_message_is_dead_lettered_as_invalid_with_zero_pos
 
 
 def test_a_bare_event_sent_as_a_raw_message_is_delivered(stack: Stack, fake: FakeHubSpot) -> None:
+    # Given a worker, When a plain Celery client sends an event with no envelope
     stack.start_worker()
-    send_raw(stack.settings, [valid_event("bare")])
+    job_id = send_raw(stack.settings, [valid_event("bare")])
+    # Then it is created once at HubSpot, and its job (the message's task id) reads delivered
     events = fake.wait_for_events(1, timeout_s=20)
     assert events[0]["body"]["externalEventId"] == "evt-bare"
+    found = wait_state(stack, job_id, "delivered")
+    assert found.attempts == 1
+    assert found.objectId is not None
+    assert len(writes(fake.requests())) == 1
 
 
 def test_always_503_is_dead_lettered_as_exhausted_with_every_attempt_recorded(
@@ -304,8 +311,6 @@ def test_an_empty_file_is_rejected_with_a_clear_message(stack: Stack, tmp_path: 
 def test_the_token_never_appears_in_logs_messages_flower_args_or_the_dlq(
     stack: Stack, fake: FakeHubSpot, redis_client: object
 ) -> None:
-    import redis as redis_lib
-
     client = redis_lib.Redis.from_url(stack.settings.redis_url)
     # Given one job that is delivered and one dead-lettered (401), with DEBUG logs
     job_ok, _ = Producer(stack.settings).enqueue(valid_event("ok"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from eventq.event_files import read_items
+from eventq_cli.event_files import read_items
 
 
 def test_an_object_is_one_item() -> None:

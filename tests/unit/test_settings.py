@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
+from eventq.logs import configure_logging
 from eventq.settings import RateLimit, SettingsError, load_settings
 from tests.conftest import REDIS_URL
+from worker.rate_limit import next_daily_reset
 
 
 @pytest.mark.parametrize(
@@ -118,11 +123,6 @@ def test_a_short_key_is_refused_without_printing_it(monkeypatch: pytest.MonkeyPa
 def test_log_lines_carry_their_fields_in_text_and_in_json(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import json
-    import logging
-
-    from eventq.logs import configure_logging
-
     configure_logging(load_settings(log_format="text"))
     logging.getLogger("eventq.test").info("attempt delivered", extra={"jobId": "j1"})
     text_line = capsys.readouterr().err.strip()
@@ -144,10 +144,6 @@ def test_the_daily_reset_follows_the_accounts_time_zone() -> None:
 
 @pytest.mark.parametrize(("hour", "zone"), [(0, "UTC"), (7, "Etc/GMT+7"), (20, "Etc/GMT-4")])
 def test_the_deprecated_reset_hour_still_resets_at_that_hour_utc(hour: int, zone: str) -> None:
-    from datetime import UTC, datetime
-
-    from worker.rate_limit import next_daily_reset
-
     settings = load_settings(daily_reset_utc_hour=hour)
     assert settings.daily_reset_zone.key == zone
     reset = next_daily_reset(

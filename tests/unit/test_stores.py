@@ -10,12 +10,13 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from eventq.jobs import JobStore, create_job
+from eventq.dead_letters import DeadLetterFilter, DeadLetterStore
+from eventq.jobs import JobStore, create_job, mark_published
 from eventq.keys import Keys
 from eventq.records import AttemptRecord, DeadLetter
 from eventq.schema import JobEnvelope, MarketingEvent
 from tests.conftest import REDIS_URL, valid_event
-from worker.dead_letters import DeadLetterFilter, DeadLetterStore
+from worker.recovery import RecoverySweep
 from worker.retry_schedule import ScheduleMover
 
 
@@ -137,8 +138,6 @@ def test_an_unpublished_job_is_published_by_one_later_duplicate(keys: Keys) -> N
 
 
 def test_a_duplicate_of_a_published_job_needs_no_publish(keys: Keys) -> None:
-    from eventq.jobs import mark_published
-
     client = redis.Redis.from_url(REDIS_URL)
     first = create_job(client, keys, envelope(6), dedupe_ttl_s=60)
     mark_published(client, keys, [first.job_id])
@@ -218,8 +217,6 @@ async def test_dlq_pages_are_newest_first_filtered_and_complete(
 
 
 def test_the_sweep_republishes_a_job_whose_message_was_lost_and_only_that(keys: Keys) -> None:
-    from worker.recovery import RecoverySweep
-
     client = redis.Redis.from_url(REDIS_URL)
     lost, busy, waiting = envelope(1), envelope(2), envelope(3)
     for env in (lost, busy, waiting):
@@ -240,8 +237,6 @@ def test_the_sweep_republishes_a_job_whose_message_was_lost_and_only_that(keys: 
 def test_jobs_waiting_behind_a_backlog_do_not_hide_a_lost_job_from_later_sweeps(
     keys: Keys,
 ) -> None:
-    from worker.recovery import RecoverySweep
-
     # Given 5 stale jobs waiting behind a backlog, older than a lost one, and batches of 5
     client = redis.Redis.from_url(REDIS_URL)
     waiting = [envelope(n) for n in range(5)]
@@ -271,8 +266,6 @@ def test_jobs_waiting_behind_a_backlog_do_not_hide_a_lost_job_from_later_sweeps(
 
 
 def test_the_sweep_forgets_finished_and_scheduled_jobs(keys: Keys) -> None:
-    from worker.recovery import RecoverySweep
-
     client = redis.Redis.from_url(REDIS_URL)
     done, parked = envelope(1), envelope(2)
     for env in (done, parked):

@@ -9,7 +9,7 @@ from typing import Any
 import click
 from rich.progress import Progress
 
-from eventq.cli import err, friendly_errors, out, settings_or_exit
+from eventq_cli.output import err, friendly_errors, out, settings_or_exit
 
 __all__ = ["dlq"]
 
@@ -20,8 +20,8 @@ def _store() -> Any:
     """The DLQ alone: reading and deleting entries need neither Celery nor the accounts."""
     import redis
 
+    from eventq.dead_letters import DeadLetterStore
     from eventq.keys import Keys
-    from worker.dead_letters import DeadLetterStore
 
     settings = settings_or_exit()
     return DeadLetterStore(redis.Redis.from_url(settings.redis_url), Keys(settings.key_prefix))
@@ -37,7 +37,7 @@ def _replayer() -> Any:
 def _filters(
     reason: str | None, status: int | None, since: datetime | None, text: str | None
 ) -> Any:
-    from worker.dead_letters import DeadLetterFilter
+    from eventq.dead_letters import DeadLetterFilter
 
     return DeadLetterFilter(
         reason=reason, http_status=status, since=since.timestamp() if since else None, text=text
@@ -82,7 +82,7 @@ def list_entries(
             "no dead-letter entries" + (" match" if (reason or status or since or text) else "")
         )
         return
-    from eventq.tables import dead_letters_table
+    from eventq_cli.tables import dead_letters_table
 
     out.print(dead_letters_table(page.entries))
     if page.next_cursor:
@@ -102,7 +102,7 @@ def show(entry_id: str, as_json: bool) -> None:
     if as_json:
         out.print_json(entry.model_dump_json())
         return
-    from eventq.tables import dead_letter_table
+    from eventq_cli.tables import dead_letter_table
 
     out.print(dead_letter_table(entry))
 

