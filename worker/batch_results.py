@@ -72,13 +72,14 @@ InputOutcome = Matched | Failed | Unknown
 def match_results(inputs: Sequence[Mapping[str, Any]], answer: BatchAnswer) -> list[InputOutcome]:
     """Return one outcome per input, in the inputs' order, for a 200/207 batch answer."""
     keys = [_key(item) for item in inputs]
+    cores = [_core(item) for item in inputs]
     candidates: list[set[str]] = [set() for _ in inputs]
     ambiguous: set[int] = set()
     for result in answer.results:
         object_id = _object_id(result)
         if object_id is None:
             continue  # it proves an upsert but gives no id: its input is re-sent alone
-        owners = _owners(result, inputs, keys)
+        owners = _owners(result, inputs, keys, cores)
         if len({keys[i] for i in owners}) > 1:
             ambiguous.update(owners)
             continue
@@ -121,12 +122,15 @@ def _object_id(result: Mapping[str, Any]) -> str | None:
 
 
 def _owners(
-    result: Mapping[str, Any], inputs: Sequence[Mapping[str, Any]], keys: list[_Key | None]
+    result: Mapping[str, Any],
+    inputs: Sequence[Mapping[str, Any]],
+    keys: list[_Key | None],
+    cores: list[tuple[Any, ...]],
 ) -> list[int]:
     """Return the inputs `result` may belong to: those with its echoed fields; where they are
     several events, only those whose custom properties are the result's too."""
     core = _core(result)
-    owners = [i for i, item in enumerate(inputs) if _core(item) == core]
+    owners = [i for i, other in enumerate(cores) if other == core]
     if len({keys[i] for i in owners}) > 1:
         properties = _properties(result)
         owners = [i for i in owners if _properties(inputs[i]) == properties]
