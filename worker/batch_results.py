@@ -72,7 +72,9 @@ InputOutcome = Matched | Failed | Unknown
 def match_results(inputs: Sequence[Mapping[str, Any]], answer: BatchAnswer) -> list[InputOutcome]:
     """Return one outcome per input, in the inputs' order, for a 200/207 batch answer."""
     keys = [_key(item) for item in inputs]
-    cores = [_core(item) for item in inputs]
+    cores: dict[Any, list[int]] = {}
+    for index, item in enumerate(inputs):
+        cores.setdefault(_hashable(_core(item)), []).append(index)
     candidates: list[set[str]] = [set() for _ in inputs]
     ambiguous: set[int] = set()
     for result in answer.results:
@@ -125,12 +127,11 @@ def _owners(
     result: Mapping[str, Any],
     inputs: Sequence[Mapping[str, Any]],
     keys: list[_Key | None],
-    cores: list[tuple[Any, ...]],
+    cores: dict[Any, list[int]],
 ) -> list[int]:
     """Return the inputs `result` may belong to: those with its echoed fields; where they are
     several events, only those whose custom properties are the result's too."""
-    core = _core(result)
-    owners = [i for i, other in enumerate(cores) if other == core]
+    owners = cores.get(_hashable(_core(result)), [])
     if len({keys[i] for i in owners}) > 1:
         properties = _properties(result)
         owners = [i for i in owners if _properties(inputs[i]) == properties]
@@ -143,6 +144,15 @@ def _core(event: Mapping[str, Any]) -> tuple[Any, ...]:
     dates = tuple(_instant(event.get(name)) for name in _DATES)
     flags = tuple(bool(event.get(name, False)) for name in _FLAGS)
     return echoed + dates + flags
+
+
+def _hashable(core: tuple[Any, ...]) -> Any:
+    """Return `core` as a dictionary key (a value of an unexpected type by its repr)."""
+    try:
+        hash(core)
+    except TypeError:
+        return repr(core)
+    return core
 
 
 def _instant(value: Any) -> Any:
