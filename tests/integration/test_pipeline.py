@@ -328,7 +328,7 @@ def test_the_token_never_appears_in_logs_messages_flower_args_or_the_dlq(
         assert TOKEN.encode() not in raw
     # and no log line, Redis key or DLQ entry holds the token
     assert TOKEN not in stack.log_text()
-    for key in client.scan_iter(f"{stack.settings.key_prefix}:*"):
+    for key in client.scan_iter(f"{stack.settings.key_prefix}:*", count=10_000):
         kind = client.type(key)
         dump = client.dump(key) or b""
         assert TOKEN.encode() not in dump, (key, kind)

@@ -25,7 +25,7 @@ def keys() -> Iterator[Keys]:
     made = Keys(f"t-{uuid.uuid4().hex[:10]}")
     yield made
     client = redis.Redis.from_url(REDIS_URL)
-    for key in client.scan_iter(f"{made.prefix}:*"):
+    for key in client.scan_iter(f"{made.prefix}:*", count=10_000):
         client.delete(key)
 
 
