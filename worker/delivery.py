@@ -186,6 +186,7 @@ class _Attempt:
         self.d, self.envelope, self.attempts, self.verify = d, envelope, attempts, verify
         self.event = envelope.event
         self.breaker_clean = False
+        self.sent_at: float | None = None  # the last grant's send time, for the share estimate
 
     async def run(self, begun: Begun) -> Outcome:
         """Run the attempt; `begun` carries the ledger's answer when the event was delivered."""
@@ -258,6 +259,7 @@ class _Attempt:
         grant = await self.d.limiter.acquire(token.bucket, self.d.max_limiter_wait_s)
         if not grant.granted:
             return await self._park(grant.retry_at, f"rate limit: {grant.reason}")
+        self.sent_at = grant.send_at
         if grant.wait_s > 0:
             await asyncio.sleep(grant.wait_s)
         return None
@@ -269,7 +271,8 @@ class _Attempt:
 
     async def _observe(self, result: AttemptResult, token: AccessToken) -> None:
         if result.headers and not (isinstance(result, HttpFailure) and result.status == 429):
-            await self.d.limiter.observe(token.bucket, result.headers)  # a 429's: after_429
+            # a 429's: after_429
+            await self.d.limiter.observe(token.bucket, result.headers, self.sent_at)
         # timeouts, refused or dropped connections and 5xx all mean HubSpot is struggling
         failed = isinstance(result, NetworkFailure)
         failed = failed or (isinstance(result, HttpFailure) and result.status >= 500)

@@ -31,6 +31,7 @@ __all__ = [
     "is_portal_bucket",
     "next_daily_reset",
     "others_estimate",
+    "our_counted_span",
     "pause_after_429",
     "shared_budget",
 ]
@@ -157,6 +158,20 @@ def others_estimate(
     """
     sample = max(0, used_by_all - ours)
     return max(float(sample), held_estimate(peak, peak_age_s, window_s))
+
+
+def our_counted_span(sent_ms: int, now_ms: int, window_ms: int, pad_ms: int) -> tuple[int, int]:
+    """Return the send times (low exclusive, high inclusive, epoch ms) of our own grants that
+    HubSpot may have counted in the Remaining of the answer to a request granted at `sent_ms`.
+
+    HubSpot counts arrivals in its window at the request's arrival, somewhere in [sent, now],
+    and each of our requests arrives up to `pad_ms` after its grant. Every grant it may have
+    counted lies in (sent - window - pad, min(sent + pad, now)], so Max - Remaining minus ours
+    there never counts our own requests as the others'. Counting ours in (now - window, now]
+    instead (the window at the time the answer is read) left out grants HubSpot still counted
+    and took them for other clients, which lowered our budget for nothing.
+    """
+    return sent_ms - window_ms - pad_ms, min(sent_ms + pad_ms, now_ms)
 
 
 def shared_budget(budget: int, others: float) -> int:
@@ -288,15 +303,20 @@ class RateLimiter:
         seconds, microseconds = await self._redis.time()
         return int(seconds) + int(microseconds) / 1e6
 
-    async def observe(self, bucket: str, headers: Mapping[str, str]) -> None:
+    async def observe(
+        self, bucket: str, headers: Mapping[str, str], sent_at: float | None = None
+    ) -> None:
         """Correct `bucket` from the X-HubSpot-RateLimit-* headers of an answer that is no 429.
+
+        `sent_at` is the request's `Grant.send_at` (None: now), the moment HubSpot's figures
+        are compared with our own grants (`our_counted_span`).
 
         Learns the account's budget and the others' share, pauses for one slot when Remaining
         is 0 and, for a private app, until the daily reset when Daily-Remaining is 0 (OAuth
         calls have no daily limit). Malformed headers are ignored. Raises redis errors.
         """
         lowered = {name.lower(): value for name, value in headers.items()}
-        reported = await self._learn(bucket, lowered)
+        reported = await self._learn(bucket, lowered, sent_at)
         if _int_header(lowered, "remaining") == 0:
             # HubSpot's count includes requests we did not make (other apps on this token).
             limit = reported or self._budgets.get(bucket, self._limit)
@@ -340,7 +360,9 @@ class RateLimiter:
             why = f"for {until_s - now_s:.1f}s (one {window_s:g}s window, no Retry-After)"
         return Pause(until_s, why)
 
-    async def _learn(self, bucket: str, lowered: Mapping[str, str]) -> RateLimit | None:
+    async def _learn(
+        self, bucket: str, lowered: Mapping[str, str], sent_at: float | None = None
+    ) -> RateLimit | None:
         """Store the budget HubSpot reports and the others' share; return the reported budget."""
         max_requests = _int_header(lowered, "max")
         interval_ms = _int_header(lowered, "interval-milliseconds")
@@ -361,7 +383,9 @@ class RateLimiter:
         remaining = _int_header(lowered, "remaining")
         if self._share and remaining is not None and 0 <= remaining <= max_requests:
             keys = [self._key(bucket, "log"), self._key(bucket, "share")]
-            await self._share_script(keys, [max_requests - remaining, interval_ms])
+            sent_ms = 0 if sent_at is None else math.floor(sent_at * 1000)
+            args = [max_requests - remaining, interval_ms, sent_ms, self._pad_ms]
+            await self._share_script(keys, args)
         return RateLimit(max_requests, interval_ms / 1000)
 
     async def budget_for(self, bucket: str, limit: RateLimit) -> None:

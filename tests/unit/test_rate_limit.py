@@ -23,6 +23,7 @@ from worker.rate_limit import (
     bucket_for_token,
     next_daily_reset,
     others_estimate,
+    our_counted_span,
     pause_after_429,
     shared_budget,
 )
@@ -544,6 +545,61 @@ async def test_others_spending_the_budget_lower_what_every_worker_grants(
     # And without sharing the same figures take the whole budget
     alone = limiter(other_client, prefix, limit=RateLimit(100, 10.0), share=False)
     assert (await alone.state("b")).budget == 100
+
+
+def test_our_counted_span_reaches_back_from_the_send_time_not_from_now() -> None:
+    # Given a request granted at 10 000 ms, its answer read 300 ms later (1 s window, 100 ms pad)
+    # When the span of our grants HubSpot may have counted is asked for
+    # Then it reaches a window and a pad before the send, and up to a pad after it
+    assert our_counted_span(10_000, 10_300, 1000, 100) == (8_900, 10_100)
+    # And never past now (grants not yet sent were not counted)
+    assert our_counted_span(10_000, 10_050, 1000, 100) == (8_900, 10_050)
+
+
+SHARE_HEADERS = {
+    "X-HubSpot-RateLimit-Max": "10",
+    "X-HubSpot-RateLimit-Interval-Milliseconds": "400",
+}
+
+
+async def test_grants_hubspot_still_counted_but_since_left_the_window_are_not_taken_for_others(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    # Given a sharing limiter of 10 per 400 ms that sent 5 requests, then a 6th 300 ms later
+    rl = limiter(client, prefix, limit=RateLimit(10, 0.4), share=True, pad_ms=50)
+    await rl.observe("b", {**SHARE_HEADERS, "X-HubSpot-RateLimit-Remaining": "10"})
+    for _ in range(5):
+        assert (await rl.acquire("b", max_wait_s=0)).granted
+    await asyncio.sleep(0.3)
+    sixth = await rl.acquire("b", max_wait_s=0)
+    assert sixth.granted
+    # When its answer (HubSpot counted all 6: Remaining 4) is read 250 ms later, when the
+    # first 5 have left the window (now - 400 ms, now]
+    await asyncio.sleep(0.25)
+    headers = {**SHARE_HEADERS, "X-HubSpot-RateLimit-Remaining": "4"}
+    await rl.observe("b", headers, sent_at=sixth.send_at)
+    # Then nobody else spent anything, and the whole budget is left to us
+    state = await rl.state("b")
+    assert (state.others, state.budget) == (0.0, 10)
+
+
+async def test_what_others_spend_beside_our_grants_is_still_seen_at_the_send_time(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    # Given a sharing limiter of 10 per 400 ms that sent 5 requests, then a 6th 300 ms later
+    rl = limiter(client, prefix, limit=RateLimit(10, 0.4), share=True, pad_ms=50)
+    await rl.observe("b", {**SHARE_HEADERS, "X-HubSpot-RateLimit-Remaining": "10"})
+    for _ in range(5):
+        assert (await rl.acquire("b", max_wait_s=0)).granted
+    await asyncio.sleep(0.3)
+    sixth = await rl.acquire("b", max_wait_s=0)
+    await asyncio.sleep(0.25)
+    # When HubSpot counted 9 (Remaining 1) at the 6th's arrival
+    headers = {**SHARE_HEADERS, "X-HubSpot-RateLimit-Remaining": "1"}
+    await rl.observe("b", headers, sent_at=sixth.send_at)
+    # Then the 3 beyond our 6 are the others', and our budget leaves them 3 plus headroom 1
+    state = await rl.state("b")
+    assert (state.others, state.budget) == (3.0, 6)
 
 
 async def test_a_cold_sharing_bucket_paces_a_tenth_of_its_budget_per_tenth_of_its_window(

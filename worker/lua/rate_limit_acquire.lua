@@ -85,7 +85,9 @@ if pause_until and pause_until > now then
   return {0, jittered(pause_until), now, 'paused:' .. (pause[2] or '')}
 end
 
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - widest)
+-- Kept two windows: the share estimate counts our grants as of a request's send time, which may
+-- be up to a window + pad before now (rate_limit_share.lua). The n-th newest is unchanged.
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 2 * widest)
 local count = redis.call('ZCARD', KEYS[1])
 
 -- Grants are issued in non-decreasing time order, so every entry is <= T and a window
