@@ -179,6 +179,10 @@ def _log_attempt(envelope: JobEnvelope, record: AttemptRecord) -> None:
     )
 
 
+# A request that wakes past its rate-limit slot takes a new one, this many times in all.
+_SLOT_TRIES = 3
+
+
 class _Attempt:
     """The state of one attempt while it runs."""
 
@@ -256,13 +260,19 @@ class _Attempt:
         self.breaker_clean = verdict.clean
         if not verdict.allowed:
             return await self._park(verdict.retry_at, f"circuit breaker {verdict.state}")
-        grant = await self.d.limiter.acquire(token.bucket, self.d.max_limiter_wait_s)
-        if not grant.granted:
-            return await self._park(grant.retry_at, f"rate limit: {grant.reason}")
-        self.sent_at = grant.send_at
-        if grant.wait_s > 0:
-            await asyncio.sleep(grant.wait_s)
-        return None
+        for _ in range(_SLOT_TRIES):
+            grant = await self.d.limiter.acquire(token.bucket, self.d.max_limiter_wait_s)
+            if not grant.granted:
+                return await self._park(grant.retry_at, f"rate limit: {grant.reason}")
+            granted_at = time.monotonic()
+            if grant.wait_s > 0:
+                await asyncio.sleep(grant.wait_s)
+            if not self.d.limiter.is_late(grant, time.monotonic() - granted_at):
+                self.sent_at = grant.send_at
+                return None
+            # woke past its slot: sending now could overrun HubSpot's window; take a new one
+            await self.d.limiter.release(token.bucket, grant)
+        return await self._park(time.time(), "rate limit: woke past its slot")
 
     async def _send(self, token: AccessToken, send: _Send) -> AttemptResult:
         result = await send(self.event.to_hubspot(), token.value.get_secret_value())

@@ -28,6 +28,7 @@ __all__ = [
     "bucket_for_portal",
     "bucket_for_token",
     "held_estimate",
+    "is_late",
     "is_portal_bucket",
     "next_daily_reset",
     "others_estimate",
@@ -58,6 +59,7 @@ class Grant:
     retry_at: float  # epoch seconds to try again (not granted); equals send_at when granted
     reason: str  # "ok", "busy", "paused:TEN_SECONDLY_ROLLING", "paused:DAILY", ...
     now: float  # Redis clock at decision time
+    member: str = ""  # the grant's entry in the bucket's log (granted), for `release`
 
     @property
     def wait_s(self) -> float:
@@ -134,6 +136,17 @@ def pause_after_429(
     if policy == "DAILY" and daily_reset_s is not None:
         return max(daily_reset_s, after or 0.0)
     return after if after is not None else now_s + window_s
+
+
+def is_late(wait_s: float, elapsed_s: float, pad_s: float) -> bool:
+    """Return True when a request woke too late to use its slot.
+
+    `elapsed_s` is the time from the grant's answer to now, `wait_s` the wait it asked for. A
+    slot is only good while the request reaches HubSpot within the pad of it: half the pad is
+    left for the wake-up, half for the trip. A later send (a loaded machine, a blocked event
+    loop) can put more than the budget in one of HubSpot's windows beside sends on time.
+    """
+    return elapsed_s - wait_s > pad_s / 2
 
 
 def held_estimate(peak: float, age_s: float, window_s: float) -> float:
@@ -279,7 +292,8 @@ class RateLimiter:
             _window_ms(self._ceiling.window_s),
             int(self._share),
         ]
-        granted, at_ms, now_ms, reason = await self._acquire_script(self._keys(bucket), args)
+        answer = await self._acquire_script(self._keys(bucket), args)
+        granted, at_ms, now_ms, reason = answer[:4]
         at_s, now_s = int(at_ms) / 1000, int(now_ms) / 1000
         return Grant(
             granted=bool(int(granted)),
@@ -287,7 +301,21 @@ class RateLimiter:
             retry_at=at_s,
             reason=as_text(reason),
             now=now_s,
+            member=as_text(answer[4]) if len(answer) > 4 else "",
         )
+
+    def is_late(self, grant: Grant, elapsed_s: float) -> bool:
+        """Return True when `grant`'s request, `elapsed_s` after the grant, missed its slot."""
+        return is_late(grant.wait_s, elapsed_s, self._pad_ms / 1000)
+
+    async def release(self, bucket: str, grant: Grant) -> None:
+        """Give back a granted slot that will not be used (its request is never sent).
+
+        Safe at any time: fewer entries never put more than the budget in a window, and grants
+        already made were made with it. Raises redis errors.
+        """
+        if grant.granted and grant.member:
+            await self._redis.zrem(self._key(bucket, "log"), grant.member)
 
     async def pause(self, bucket: str, until_epoch_s: float, reason: str) -> None:
         """Refuse every acquire of `bucket` until `until_epoch_s` (Redis clock).

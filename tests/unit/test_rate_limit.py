@@ -21,6 +21,7 @@ from worker.rate_limit import (
     RateLimiter,
     bucket_for_portal,
     bucket_for_token,
+    is_late,
     next_daily_reset,
     others_estimate,
     our_counted_span,
@@ -545,6 +546,38 @@ async def test_others_spending_the_budget_lower_what_every_worker_grants(
     # And without sharing the same figures take the whole budget
     alone = limiter(other_client, prefix, limit=RateLimit(100, 10.0), share=False)
     assert (await alone.state("b")).budget == 100
+
+
+@pytest.mark.parametrize(
+    ("wait_s", "elapsed_s", "late"),
+    [
+        (0.0, 0.01, False),  # sent at once
+        (0.5, 0.54, False),  # woke 40 ms after its slot: within half the 100 ms pad
+        (0.5, 0.56, True),  # 60 ms after: the trip may take the rest, and more
+        (0.0, 0.3, True),  # a blocked event loop between grant and send
+    ],
+)
+def test_a_request_is_late_once_it_wakes_more_than_half_the_pad_after_its_slot(
+    wait_s: float, elapsed_s: float, late: bool
+) -> None:
+    assert is_late(wait_s, elapsed_s, pad_s=0.1) is late
+
+
+async def test_a_released_slot_is_granted_again_and_its_request_never_counted(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    # Given a bucket whose whole budget was granted now
+    rl = limiter(client, prefix)
+    grants = [await rl.acquire("b", max_wait_s=0) for _ in range(BUDGET)]
+    assert all(grant.granted for grant in grants)
+    assert not (await rl.acquire("b", max_wait_s=0)).granted
+    # When one of them woke too late and gives its slot back
+    assert rl.is_late(grants[-1], elapsed_s=grants[-1].wait_s + PAD_MS / 1000)
+    await rl.release("b", grants[-1])
+    # Then one more request may go now, and no more
+    assert (await rl.state("b")).used == BUDGET - 1
+    assert (await rl.acquire("b", max_wait_s=0)).granted
+    assert not (await rl.acquire("b", max_wait_s=0)).granted
 
 
 def test_our_counted_span_reaches_back_from_the_send_time_not_from_now() -> None:
