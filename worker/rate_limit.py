@@ -145,8 +145,9 @@ def is_late(wait_s: float, elapsed_s: float, pad_s: float) -> bool:
     slot is only good while the request reaches HubSpot within the pad of it: half the pad is
     left for the wake-up, half for the trip. A later send (a loaded machine, a blocked event
     loop) can put more than the budget in one of HubSpot's windows beside sends on time.
+    Without a pad (0) no lateness is tolerated by the limiter anyway: never late.
     """
-    return elapsed_s - wait_s > pad_s / 2
+    return pad_s > 0 and elapsed_s - wait_s > pad_s / 2
 
 
 def held_estimate(peak: float, age_s: float, window_s: float) -> float:

@@ -563,6 +563,10 @@ def test_a_request_is_late_once_it_wakes_more_than_half_the_pad_after_its_slot(
     assert is_late(wait_s, elapsed_s, pad_s=0.1) is late
 
 
+def test_without_a_pad_a_request_is_never_late() -> None:
+    assert is_late(0.0, 0.3, pad_s=0.0) is False
+
+
 async def test_a_released_slot_is_granted_again_and_its_request_never_counted(
     client: redis.asyncio.Redis, prefix: str
 ) -> None:
