@@ -267,10 +267,13 @@ class _Attempt:
             granted_at = time.monotonic()
             if grant.wait_s > 0:
                 await asyncio.sleep(grant.wait_s)
-            if not self.d.limiter.is_late(grant, time.monotonic() - granted_at):
+            elapsed_s = time.monotonic() - granted_at
+            if not self.d.limiter.is_late(grant, elapsed_s):
                 self.sent_at = grant.send_at
                 return None
             # woke past its slot: sending now could overrun HubSpot's window; take a new one
+            late_s = elapsed_s - grant.wait_s
+            log.debug("woke %.3f s past its rate-limit slot: taking a new one", late_s)
             await self.d.limiter.release(token.bucket, grant)
         return await self._park(time.time(), "rate limit: woke past its slot")
 

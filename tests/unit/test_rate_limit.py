@@ -639,6 +639,21 @@ async def test_what_others_spend_beside_our_grants_is_still_seen_at_the_send_tim
     assert (state.others, state.budget) == (3.0, 6)
 
 
+async def test_an_answer_read_more_than_a_window_after_its_send_gives_no_sample(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    # Given a sharing limiter of 10 per 400 ms that sent one request
+    rl = limiter(client, prefix, limit=RateLimit(10, 0.4), share=True, pad_ms=50)
+    await rl.observe("b", {**SHARE_HEADERS, "X-HubSpot-RateLimit-Remaining": "10"})
+    grant = await rl.acquire("b", max_wait_s=0)
+    # When its answer (HubSpot counted 8) is read 500 ms later, more than a window and a pad
+    await asyncio.sleep(0.5)
+    headers = {**SHARE_HEADERS, "X-HubSpot-RateLimit-Remaining": "2"}
+    await rl.observe("b", headers, sent_at=grant.send_at)
+    # Then it is not compared with a log that may have lost the grants of then
+    assert (await rl.state("b")).others == 0.0
+
+
 async def test_a_cold_sharing_bucket_paces_a_tenth_of_its_budget_per_tenth_of_its_window(
     client: redis.asyncio.Redis, prefix: str
 ) -> None:

@@ -109,6 +109,7 @@ if at - now > max_wait then
 end
 local member = string.format('%d', at) .. '-' .. ARGV[6]
 redis.call('ZADD', KEYS[1], at, member)
--- The log is useless once its newest entry has left the widest window.
-redis.call('PEXPIRE', KEYS[1], at - now + widest + 1000)
+-- The log is useless once its newest entry has left the widest window twice (the share
+-- estimate looks back up to a window + pad from a send).
+redis.call('PEXPIRE', KEYS[1], at - now + 2 * widest + 1000)
 return {1, at, now, 'ok', member}

@@ -16,6 +16,10 @@ if sent <= 0 or sent > now then sent = now end
 -- now), and each of ours arrives up to pad after its grant.
 local ours = redis.call('ZCOUNT', KEYS[1], '(' .. (sent - window - pad), math.min(sent + pad, now))
 local sample = math.max(0, tonumber(ARGV[1]) - ours)
+if now - sent > window + pad then
+  -- An answer slower than a window: our grants of then may be gone from the log; no sample.
+  sample = 0
+end
 local held = 0
 local previous = redis.call('HMGET', KEYS[2], 'others', 'at_ms')
 if previous[1] and previous[2] then
