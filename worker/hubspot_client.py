@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import aiohttp
 
 from worker.attempts import AttemptResult, Created, Found, HttpFailure, NetworkFailure, NotFound
 
-__all__ = ["EVENTS_PATH", "HubSpotClient", "new_session"]
+__all__ = ["EVENTS_PATH", "EventsApi", "HubSpotClient", "new_session"]
 
 EVENTS_PATH = "/marketing/v3/marketing-events/events"
 
@@ -29,6 +29,29 @@ def new_session(
     )
     connector = aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=30)
     return aiohttp.ClientSession(timeout=timeout, connector=connector, raise_for_status=False)
+
+
+class EventsApi(Protocol):
+    """What the delivery path asks of HubSpot (HubSpotClient; an in-memory one in tests)."""
+
+    @property
+    def base_url(self) -> str:
+        """Return the HubSpot base URL (the circuit breaker's target)."""
+        ...
+
+    async def create(self, body: Mapping[str, Any], token: str) -> AttemptResult:
+        """POST the create body."""
+        ...
+
+    async def upsert(self, body: Mapping[str, Any], token: str) -> AttemptResult:
+        """PUT the body to the event's own URL."""
+        ...
+
+    async def find(
+        self, external_account_id: str, external_event_id: str, token: str
+    ) -> AttemptResult:
+        """GET the event by its external ids."""
+        ...
 
 
 class HubSpotClient:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from eventq.jobs import as_text, load_lua
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Grant",
+    "Limiter",
     "LimiterState",
     "Pause",
     "RateLimiter",
@@ -75,6 +76,24 @@ class LimiterState:
     paused_until: float | None  # epoch seconds, None when not paused
     reason: str | None  # why it is paused
     others: float = 0.0  # what other clients of the budget spend per window (estimate)
+
+
+class Limiter(Protocol):
+    """What the delivery path asks of the limiter (RateLimiter; an in-memory one in tests)."""
+
+    async def acquire(self, bucket: str, max_wait_s: float) -> Grant:
+        """Reserve a slot of `bucket` at most `max_wait_s` away, or refuse with a retry time."""
+        ...
+
+    async def observe(self, bucket: str, headers: Mapping[str, str]) -> None:
+        """Correct `bucket` from the rate-limit headers of an answer that is no 429."""
+        ...
+
+    async def after_429(
+        self, bucket: str, policy: str, headers: Mapping[str, str], retry_after_s: float | None
+    ) -> Pause:
+        """Pause `bucket` once after a 429 with this `policy`; return the pause."""
+        ...
 
 
 def bucket_for_token(token: str) -> str:
