@@ -39,7 +39,7 @@ EXPIRED = HttpFailure(401, {"category": "EXPIRED_AUTHENTICATION", "message": "ex
 class Store:
     """The job store, in memory: hands out one `Begun` and records what the attempt wrote."""
 
-    begun: Begun = field(default_factory=lambda: Begun("run", verify=False, attempts=0))
+    begun: Begun = field(default_factory=lambda: Begun("ok", verify=False, attempts=0))
     delivered: list[tuple[str | None, int, AttemptRecord]] = field(default_factory=list)
     parked: list[dict[str, Any]] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
@@ -238,7 +238,7 @@ async def test_a_first_attempt_posts_and_marks_the_job_delivered_with_one_attemp
 
 
 async def test_an_ambiguous_job_is_re_sent_with_put_never_post(world: World) -> None:
-    world.store.begun = Begun("run", verify=True, attempts=2)
+    world.store.begun = Begun("ok", verify=True, attempts=2)
     world.hubspot.answers = answers(PUT=[Created("obj-2")])
     outcome = await world.attempt()
     assert outcome.kind == "delivered"
@@ -249,7 +249,7 @@ async def test_an_ambiguous_job_is_re_sent_with_put_never_post(world: World) -> 
 async def test_a_token_with_the_read_scope_looks_first_and_a_found_event_is_not_sent_again(
     world: World,
 ) -> None:
-    world.store.begun = Begun("run", verify=True, attempts=1)
+    world.store.begun = Begun("ok", verify=True, attempts=1)
     world.tokens.token = READABLE
     world.hubspot.answers = answers(GET=[Found("obj-3")])
     outcome = await world.attempt()
@@ -261,7 +261,7 @@ async def test_a_token_with_the_read_scope_looks_first_and_a_found_event_is_not_
 async def test_not_found_by_the_look_posts_in_the_same_attempt_with_its_own_slot(
     world: World,
 ) -> None:
-    world.store.begun = Begun("run", verify=True, attempts=1)
+    world.store.begun = Begun("ok", verify=True, attempts=1)
     world.tokens.token = READABLE
     world.hubspot.answers = answers(GET=[NotFound()], POST=[Created("obj-4")])
     outcome = await world.attempt()
@@ -272,7 +272,7 @@ async def test_not_found_by_the_look_posts_in_the_same_attempt_with_its_own_slot
 
 
 async def test_a_refused_look_falls_back_to_put_never_to_a_dead_letter(world: World) -> None:
-    world.store.begun = Begun("run", verify=True, attempts=1)
+    world.store.begun = Begun("ok", verify=True, attempts=1)
     world.tokens.token = READABLE
     world.hubspot.answers = answers(
         GET=[HttpFailure(403, {"category": "MISSING_SCOPES"})], PUT=[Created("obj-5")]
@@ -285,7 +285,7 @@ async def test_a_refused_look_falls_back_to_put_never_to_a_dead_letter(world: Wo
 
 async def test_the_ledger_delivers_without_a_token_or_a_request(world: World) -> None:
     world.store.begun = Begun(
-        "run", verify=True, attempts=4, delivered_object_id="obj-6", in_ledger=True
+        "ok", verify=True, attempts=4, delivered_object_id="obj-6", in_ledger=True
     )
     world.tokens.error = CredentialsError("would fail if asked")
     outcome = await world.attempt()
@@ -311,7 +311,7 @@ async def test_an_account_without_a_token_is_dead_lettered_as_auth_without_a_req
 
 
 async def test_a_busy_token_endpoint_parks_the_job_without_using_an_attempt(world: World) -> None:
-    world.store.begun = Begun("run", verify=True, attempts=2)
+    world.store.begun = Begun("ok", verify=True, attempts=2)
     world.tokens.error = CredentialsUnavailable("token endpoint busy", retry_after_s=30.0)
     before = time.time()
     outcome = await world.attempt()
@@ -344,7 +344,7 @@ async def test_a_limiter_refusal_parks_the_job_at_the_limiter_s_time(world: Worl
 
 
 async def test_a_429_pauses_the_bucket_once_and_uses_no_attempt(world: World) -> None:
-    world.store.begun = Begun("run", verify=False, attempts=1)
+    world.store.begun = Begun("ok", verify=False, attempts=1)
     headers = {"Retry-After": "7"}
     world.hubspot.answers = answers(
         POST=[HttpFailure(429, {"policyName": "TEN_SECONDLY_ROLLING"}, headers)]
@@ -429,7 +429,7 @@ async def test_a_missing_scope_dead_letter_names_the_scope_and_the_fix(world: Wo
 
 
 async def test_the_last_attempt_s_5xx_is_dead_lettered_as_exhausted(world: World) -> None:
-    world.store.begun = Begun("run", verify=True, attempts=4)
+    world.store.begun = Begun("ok", verify=True, attempts=4)
     world.hubspot.answers = answers(PUT=[HttpFailure(503, {})])
     outcome = await world.attempt()
     assert outcome.kind == "dead_lettered"

@@ -21,6 +21,7 @@ from worker.retry_policy import (
     PauseBucket,
     RefreshAndRetry,
     Refusal,
+    Request,
     RetryLater,
     Send,
     Wait,
@@ -47,7 +48,7 @@ def decide_facts(facts: Gathered, attempts_before: int = 0, age_s: float = 0.0) 
 
 def decide_now(result: AttemptResult, attempts: int = 1, age_s: float = 0.0) -> Decision:
     """Decide on the answer to a POST (a GET for Found/NotFound); `attempts` counts this one."""
-    request = "GET" if isinstance(result, Found | NotFound) else "POST"
+    request: Request = "GET" if isinstance(result, Found | NotFound) else "POST"
     facts = Gathered(verify=False, request=request, result=result)
     return decide_facts(facts, attempts_before=attempts - 1, age_s=age_s)
 
