@@ -261,7 +261,7 @@ class _Attempt:
             if not isinstance(decision, Send):
                 return await self._apply(decision)
             if decision.reason:
-                log.info("%s: sending %s", decision.reason, decision.request)
+                log.info("%s: re-sending with %s", decision.reason, decision.request)
             await self._gather_request(decision)
 
     def _decide(self) -> Decision:
