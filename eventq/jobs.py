@@ -517,6 +517,8 @@ class JobStore:
                 },
             )
             pipe.hdel(keys.job(job_id), F.NEXT_ATTEMPT_AT)
+            # a raw message refused before its job was claimed has no number yet: a replay is next
+            pipe.hsetnx(keys.job(job_id), F.ATTEMPT, str(record.attempt))
             self._append(pipe, job_id, record)
             if dedupe:
                 pipe.delete(as_text(dedupe))
