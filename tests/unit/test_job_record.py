@@ -46,6 +46,13 @@ def strings_in(node: ast.AST) -> Iterator[str]:
             yield inner.value
 
 
+def spelled(value: object) -> str | None:
+    """Return a str or bytes constant as text (a reply's field read as `raw[b"lastError"]`)."""
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return value if isinstance(value, str) else None
+
+
 def on_a_job_hash(node: ast.AST) -> bool:
     """True for a call of a Redis hash command whose key names a job (`keys.job(…)`, `:job:`)."""
     if not (
@@ -62,8 +69,8 @@ def misplaced_fields(source: str) -> list[str]:
     """Return `line: name` for each job-hash field a module spells outside the owner, sorted."""
     found = set()
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Constant) and node.value in JOB_ONLY:
-            found.add(f"{node.lineno}: {node.value}")
+        if isinstance(node, ast.Constant) and spelled(node.value) in JOB_ONLY:
+            found.add(f"{node.lineno}: {spelled(node.value)}")
         elif isinstance(node, ast.Call) and on_a_job_hash(node):
             found |= {f"{node.lineno}: {name}" for name in strings_in(node) if name in JOB_FIELDS}
     return sorted(found)
@@ -96,6 +103,7 @@ def test_the_check_catches_a_raw_hget_and_a_hash_written_from_a_mapping() -> Non
     assert misplaced_fields(raw_write) == ["1: attempt", "1: nextAttemptAt"]
     assert misplaced_fields(shared_elsewhere) == []
     assert misplaced_fields('x = {"lastError": "boom"}\n') == ["1: lastError"]
+    assert misplaced_fields('error = raw[b"lastError"]\n') == ["1: lastError"]
 
 
 def test_the_lua_scripts_on_jobs_use_only_the_fields_the_module_names() -> None:
