@@ -66,9 +66,7 @@ class JobField:
     STATE: Final = "state"
     ATTEMPT: Final = "attempt"  # number of the attempt the next (or current) message carries
     ATTEMPTS: Final = "attempts"  # attempts used from the retry budget since last queued
-    VERIFY: Final = (
-        "verify"  # 1: the next attempt must not blindly POST (an earlier one may have landed)
-    )
+    VERIFY: Final = "verify"  # 1: an earlier attempt may have landed; do not blindly POST
     SOURCE: Final = "source"
     SUMMARY: Final = "summary"
     ENVELOPE: Final = "envelope"  # JSON of the envelope the next attempt carries
