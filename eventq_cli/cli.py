@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from typing import Any, Literal
@@ -117,7 +116,7 @@ def status(job_id: str, as_json: bool) -> None:
     """Show the state, attempts and last error of job JOB_ID."""
     from eventq_cli.job_status import job_status
 
-    found = asyncio.run(job_status(settings_or_exit(), job_id))
+    found = job_status(settings_or_exit(), job_id)
     if found is None:
         err.print(f"[red]error:[/red] no job {job_id!r} (unknown or expired)")
         raise SystemExit(1)

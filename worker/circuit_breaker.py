@@ -8,8 +8,8 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
-from eventq.jobs import as_text, load_lua
 from eventq.keys import Keys
+from eventq.redis_io import as_text, load_lua
 
 if TYPE_CHECKING:
     import redis.asyncio
