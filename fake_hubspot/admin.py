@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -146,6 +147,28 @@ class TokenFailNextIn(_In):
     portal_id: int | None = None
 
 
+class BatchIn(_In):
+    """`POST /_fake/batch`: the batch upsert's maximum size, its status when `errors` is not
+    empty (200 or 207), how an error names its input, and whether results are shuffled.
+
+    Fields left out keep their current value.
+    """
+
+    max_size: Positive | None = None
+    error_status: Literal[200, 207] | None = None
+    error_pointer: Literal["external_id", "index", "none"] | None = None
+    shuffle: bool | None = None
+
+
+class RefuseIn(_In):
+    """`POST /_fake/refuse`: refuse every write of one event (by `externalEventId`) with
+    `message`, in a batch as an entry of `errors`, alone as a 400; `refuse: false` stops."""
+
+    external_event_id: Text
+    message: Text | None = None
+    refuse: bool = True
+
+
 def _reply(body: Any, status: int = 200) -> web.Response:
     return web.Response(
         body=json.dumps(body).encode(), status=status, content_type="application/json"
@@ -234,6 +257,25 @@ async def close_after_create(request: web.Request) -> web.Response:
 async def close_rate(request: web.Request) -> web.Response:
     """Make a random fraction of writes store the event, then drop the connection."""
     _state(request).faults.set_close_rate((await _load(request, CloseRateIn)).rate)
+    return _reply(_OK)
+
+
+async def batch(request: web.Request) -> web.Response:
+    """Change how the batch upsert behaves; answer the whole batch configuration."""
+    data = await _load(request, BatchIn)
+    state = _state(request)
+    changes = data.model_dump(exclude_none=True)
+    state.batch = dataclasses.replace(state.batch, **changes)
+    return _reply({"ok": True, **dataclasses.asdict(state.batch)})
+
+
+async def refuse(request: web.Request) -> web.Response:
+    """Refuse (or stop refusing) one event's writes."""
+    data = await _load(request, RefuseIn)
+    message = data.message or (
+        f"Marketing event {data.external_event_id} was refused (injected by the fake)"
+    )
+    _state(request).faults.refuse(data.external_event_id, message if data.refuse else None)
     return _reply(_OK)
 
 
@@ -346,6 +388,8 @@ _POSTS: dict[str, _Handler] = {
     "release": release,
     "close-after-create": close_after_create,
     "close-rate": close_rate,
+    "batch": batch,
+    "refuse": refuse,
     "rate-limit": rate_limit,
     "account-rate-limit": account_rate_limit,
     "other-client": other_client,

@@ -11,10 +11,12 @@ from multidict import CIMultiDict
 
 from fake_hubspot.admin import add_control_routes
 from fake_hubspot.auth import AuthFailure, Identity, RefreshFailure, TokenFault
+from fake_hubspot.batch import batch_request_error
 from fake_hubspot.config import READ_SCOPE, WRITE_SCOPE, FakeConfig
 from fake_hubspot.errors import (
     category_for_status,
     error_body,
+    invalid_message,
     missing_scope_body,
     oauth_error_body,
     rate_limit_body,
@@ -23,9 +25,10 @@ from fake_hubspot.faults import Injection
 from fake_hubspot.ratelimit import TEN_SECONDLY
 from fake_hubspot.state import STATE, FakeState
 
-__all__ = ["CREATE_PATH", "STATE", "TOKEN_PATH", "TOKEN_V1_PATH", "create_app"]
+__all__ = ["BATCH_UPSERT_PATH", "CREATE_PATH", "STATE", "TOKEN_PATH", "TOKEN_V1_PATH", "create_app"]
 
 CREATE_PATH = "/marketing/v3/marketing-events/events"
+BATCH_UPSERT_PATH = CREATE_PATH + "/upsert"
 TOKEN_PATH = "/oauth/v3/token"  # noqa: S105 - a URL path (the one eventq uses), not a secret
 TOKEN_V1_PATH = "/oauth/v1/token"  # noqa: S105 - deprecated, switched off on 2027-02-16
 _NO_BODY = frozenset({204, 304})
@@ -109,7 +112,7 @@ async def create_event(request: web.Request) -> web.Response:
     state = request.app[STATE]
     record = state.recorder.open(request.method, request.path, dict(request.query))
     state.recorder.creates += 1
-    return await _write(request, record, _store_created)
+    return await _write(request, record, _invalid_body, _store_created)
 
 
 async def upsert_event(request: web.Request) -> web.Response:
@@ -121,26 +124,54 @@ async def upsert_event(request: web.Request) -> web.Response:
     state = request.app[STATE]
     record = state.recorder.open(request.method, request.path, dict(request.query))
     state.recorder.upserts += 1
-    return await _write(request, record, _store_upserted)
+    return await _write(request, record, _invalid_body, _store_upserted)
 
 
-def _store_created(state: FakeState, identity: Identity, body: Any, _: web.Request) -> Any:
-    return state.events.create_response(state.events.create(identity.name, body))
+async def upsert_batch(request: web.Request) -> web.Response:
+    """`POST /marketing/v3/marketing-events/events/upsert`: create or update each input.
+
+    One rate-limit slot per request; a request over the maximum batch size answers 400 naming
+    the limit; each refused input is a `StandardError` in `errors` (fake_hubspot.batch).
+    """
+    state = request.app[STATE]
+    record = state.recorder.open(request.method, request.path, dict(request.query))
+    state.recorder.batch_upserts += 1
+    return await _write(request, record, _invalid_batch, _store_batch)
 
 
-def _store_upserted(state: FakeState, identity: Identity, body: Any, request: web.Request) -> Any:
-    body = {**body, "externalEventId": request.match_info["externalEventId"]}
-    return state.events.upsert_response(state.events.upsert(identity.name, body))
+def _path_id(body: Any, request: web.Request) -> Any:
+    """Return a PUT's body with the path's `externalEventId` (which wins), else `body`."""
+    external = request.match_info.get("externalEventId")
+    if external is None or not isinstance(body, dict):
+        return body
+    return {**body, "externalEventId": external}
 
 
-_Store = Callable[[FakeState, Identity, Any, web.Request], Any]
+def _store_created(state: FakeState, identity: Identity, body: Any) -> tuple[int, Any]:
+    return 200, state.events.create_response(state.events.create(identity.name, body))
 
 
-async def _write(request: web.Request, record: dict[str, Any], store: _Store) -> web.Response:
-    """Admit, fault-inject, validate and store a write; faults apply to POST and PUT alike."""
+def _store_upserted(state: FakeState, identity: Identity, body: Any) -> tuple[int, Any]:
+    return 200, state.events.upsert_response(state.events.upsert(identity.name, body))
+
+
+def _store_batch(state: FakeState, identity: Identity, body: Any) -> tuple[int, Any]:
+    state.recorder.batch_inputs += len(body["inputs"])
+    return state.batch_upsert().answer(identity, body["inputs"])
+
+
+_Check = Callable[[FakeState, Any], "dict[str, Any] | None"]
+_Store = Callable[[FakeState, Identity, Any], tuple[int, Any]]
+
+
+async def _write(
+    request: web.Request, record: dict[str, Any], check: _Check, store: _Store
+) -> web.Response:
+    """Admit, fault-inject, check and store a write; faults apply to every write alike."""
     state = request.app[STATE]
     body = _parse_json(await request.read())
     record["body"] = None if body is _NOT_JSON else body
+    body = _path_id(body, request)
     await state.faults.delay()
     admitted = _admit(state, request, record, WRITE_SCOPE)
     if isinstance(admitted, web.Response):
@@ -151,27 +182,35 @@ async def _write(request: web.Request, record: dict[str, Any], store: _Store) ->
     injection = state.faults.take_injection(is_create=True)
     if injection is not None:
         return _finish(state, record, _injected(state, injection, headers))
-    invalid = _invalid_body(state, body)
+    invalid = check(state, body)
     if invalid is not None:
         return _finish(state, record, _json(400, invalid, headers))
-    answer = store(state, identity, body, request)
+    status, answer = store(state, identity, body)
     if state.faults.take_close():
         return _drop(state, request, record)
-    return _finish(state, record, _json(200, answer, headers))
+    return _finish(state, record, _json(status, answer, headers))
+
+
+def _invalid_batch(state: FakeState, body: Any) -> dict[str, Any] | None:
+    """Return HubSpot's 400 body for a request that is not a batch within the size, else None."""
+    if body is _NOT_JSON:
+        return _invalid_body(state, body)
+    return batch_request_error(body, state.batch.max_size)
 
 
 def _invalid_body(state: FakeState, body: Any) -> dict[str, Any] | None:
-    """Return HubSpot's 400 body for a body that is not JSON or not valid, else None."""
+    """Return HubSpot's 400 body for a body that is not JSON, not valid or refused, else None."""
     if body is _NOT_JSON:
         detail = {"message": "The request body is not valid JSON", "in": "body"}
         return error_body("VALIDATION_ERROR", "Invalid input JSON: not parseable", [detail])
     errors = state.validator.errors(body)
-    if not errors:
-        return None
-    message = f"Invalid input JSON: {errors[0]['in']}: {errors[0]['message']}"
-    if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more)"
-    return error_body("VALIDATION_ERROR", message, errors)
+    if errors:
+        return error_body("VALIDATION_ERROR", invalid_message(errors), errors)
+    refused = state.faults.refused.get(str(body["externalEventId"]))
+    if refused is not None:
+        detail = {"message": refused, "in": "externalEventId"}
+        return error_body("VALIDATION_ERROR", refused, [detail])
+    return None
 
 
 async def read_event(request: web.Request) -> web.Response:
@@ -280,6 +319,7 @@ def create_app(config: FakeConfig | None = None) -> web.Application:
     state = FakeState(config or FakeConfig())
     app[STATE] = state
     app.router.add_post(CREATE_PATH, create_event)
+    app.router.add_post(BATCH_UPSERT_PATH, upsert_batch)
     app.router.add_get(CREATE_PATH + "/{externalEventId}", read_event)
     app.router.add_put(CREATE_PATH + "/{externalEventId}", upsert_event)
     app.router.add_post(TOKEN_PATH, refresh_token)

@@ -6,10 +6,12 @@ import re
 from dataclasses import dataclass, field
 
 __all__ = [
+    "BATCH_ERROR_POINTERS",
     "DEFAULT_SCOPES",
     "PRIVATE_APP_SCOPES",
     "READ_SCOPE",
     "WRITE_SCOPE",
+    "BatchConfig",
     "FakeConfig",
     "RateLimit",
     "RefreshGrant",
@@ -20,6 +22,10 @@ WRITE_SCOPE = "crm.objects.marketing_events.write"
 DEFAULT_SCOPES: tuple[str, ...] = ("oauth", READ_SCOPE, WRITE_SCOPE)
 # a private app set up for this job is granted the write scope only
 PRIVATE_APP_SCOPES: tuple[str, ...] = (WRITE_SCOPE,)
+
+# How a batch answer's per-input error names its input: by external ids in `context`, by
+# position in `errors[].in` (`inputs[3].eventName`), or not at all. HubSpot documents none.
+BATCH_ERROR_POINTERS: tuple[str, ...] = ("external_id", "index", "none")
 
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m)?\s*$")
 _UNIT_MS = {"ms": 1.0, "s": 1000.0, "m": 60_000.0, None: 1000.0}
@@ -72,6 +78,24 @@ class RefreshGrant:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchConfig:
+    """How `POST .../events/upsert` behaves: size limit, answer status with errors, order."""
+
+    max_size: int = 100  # HubSpot documents no maximum; its CRM batch APIs take 100
+    error_status: int = 207  # the status of an answer whose `errors` is not empty (or 200)
+    error_pointer: str = "external_id"  # one of BATCH_ERROR_POINTERS
+    shuffle: bool = False  # answer `results` in random order
+
+    def __post_init__(self) -> None:
+        if self.max_size <= 0:
+            raise ValueError("the maximum batch size must be positive")
+        if self.error_status not in (200, 207):
+            raise ValueError("a batch answer with errors is 200 or 207")
+        if self.error_pointer not in BATCH_ERROR_POINTERS:
+            raise ValueError(f"error_pointer must be one of {', '.join(BATCH_ERROR_POINTERS)}")
+
+
+@dataclass(frozen=True, slots=True)
 class FakeConfig:
     """What the fake starts with, and what `POST /_fake/reset` returns it to."""
 
@@ -85,3 +109,4 @@ class FakeConfig:
     refresh_tokens: tuple[RefreshGrant, ...] = field(default_factory=tuple)
     access_token_lifetime_s: float = 1800.0
     token_scopes: tuple[str, ...] = PRIVATE_APP_SCOPES  # of the configured private-app tokens
+    batch: BatchConfig = field(default_factory=BatchConfig)

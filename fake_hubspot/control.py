@@ -125,6 +125,40 @@ class FakeHubSpot:
         """Make a random fraction `rate` (0..1) of writes store the event, then close."""
         self._post("close-rate", {"rate": rate})
 
+    def configure_batch(
+        self,
+        *,
+        max_size: int | None = None,
+        error_status: int | None = None,
+        error_pointer: str | None = None,
+        shuffle: bool | None = None,
+    ) -> dict[str, Any]:
+        """Change the batch upsert (arguments left None keep their value); return its settings.
+
+        `max_size`: more inputs answer 400 naming the limit. `error_status`: 207 (default) or
+        200 for an answer with `errors`. `error_pointer`: how an error names its input,
+        `external_id` (`context`), `index` (`errors[].in` as `inputs[3].field`) or `none`.
+        `shuffle`: answer `results` in random order.
+        """
+        payload = {
+            "max_size": max_size,
+            "error_status": error_status,
+            "error_pointer": error_pointer,
+            "shuffle": shuffle,
+        }
+        answer: dict[str, Any] = self._post("batch", payload)
+        return answer
+
+    def refuse_event(self, external_event_id: str, message: str | None = None) -> None:
+        """Refuse every write of this event with `message` (a default names it): an entry of
+        `errors` within a batch upsert, a 400 VALIDATION_ERROR for a POST or PUT."""
+        payload = {"external_event_id": external_event_id, "message": message}
+        self._post("refuse", payload)
+
+    def accept_event(self, external_event_id: str) -> None:
+        """Stop refusing this event's writes."""
+        self._post("refuse", {"external_event_id": external_event_id, "refuse": False})
+
     def set_rate_limit(
         self,
         requests: int | None,

@@ -9,6 +9,7 @@ __all__ = [
     "category_for_status",
     "correlation_id",
     "error_body",
+    "invalid_message",
     "missing_scope_body",
     "oauth_error_body",
     "rate_limit_body",
@@ -59,6 +60,15 @@ def error_body(
     if errors is not None:
         body["errors"] = errors
     return body
+
+
+def invalid_message(details: list[dict[str, Any]]) -> str:
+    """Return the message of a validation failure: the first `ErrorDetail` and how many more."""
+    first = details[0]
+    message = f"Invalid input JSON: {first.get('in', 'body')}: {first['message']}"
+    if len(details) > 1:
+        message += f" (and {len(details) - 1} more)"
+    return message
 
 
 def missing_scope_body(scope: str) -> dict[str, Any]:

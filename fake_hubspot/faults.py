@@ -1,4 +1,4 @@
-"""The fault plan: latency, injected statuses, hangs and dropped connections."""
+"""The fault plan: latency, injected statuses, hangs, dropped connections and refused events."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ class FaultPlan:
         self.hang_next = 0
         self.close_next = 0
         self.close_rate = 0.0
+        self.refused: dict[str, str] = {}
 
     def set_latency(self, ms: float | None, min_ms: float | None, max_ms: float | None) -> None:
         """Delay API answers by `ms`, or by a uniform random time in [`min_ms`, `max_ms`]."""
@@ -109,6 +110,14 @@ class FaultPlan:
             return True
         return self.close_rate > 0.0 and random.random() < self.close_rate  # noqa: S311
 
+    def refuse(self, external_event_id: str, message: str | None) -> None:
+        """Refuse every write of the event with this `externalEventId` (a 400 for POST and PUT,
+        an entry in `errors` within a batch) with `message`; None stops refusing it."""
+        if message is None:
+            self.refused.pop(external_event_id, None)
+        else:
+            self.refused[external_event_id] = message
+
     def pending(self) -> dict[str, Any]:
         """Return what is still planned (for `/_fake/stats`)."""
         return {
@@ -119,4 +128,5 @@ class FaultPlan:
             "failure_rate": self.failure_rate,
             "failure_status": self.failure_status,
             "latency": self.latency_ms(),
+            "refused": sorted(self.refused),
         }

@@ -25,6 +25,8 @@ class RequestRecorder:
         self.rate_limited: Counter[str] = Counter()
         self.creates = 0
         self.upserts = 0
+        self.batch_upserts = 0
+        self.batch_inputs = 0
         self.injected = 0
         self.hung = 0
         self.closed = 0
@@ -68,6 +70,8 @@ class RequestRecorder:
             "by_status": {str(status): n for status, n in sorted(self.by_status.items())},
             "creates": self.creates,
             "upserts": self.upserts,
+            "batch_upserts": self.batch_upserts,
+            "batch_inputs": self.batch_inputs,
             "rate_limited": dict(self.rate_limited),
             "injected_failures": self.injected,
             "hung": self.hung,

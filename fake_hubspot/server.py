@@ -10,7 +10,15 @@ import sys
 from aiohttp import web
 
 from fake_hubspot.app import create_app
-from fake_hubspot.config import READ_SCOPE, WRITE_SCOPE, FakeConfig, RateLimit, RefreshGrant
+from fake_hubspot.config import (
+    BATCH_ERROR_POINTERS,
+    READ_SCOPE,
+    WRITE_SCOPE,
+    BatchConfig,
+    FakeConfig,
+    RateLimit,
+    RefreshGrant,
+)
 
 __all__ = ["build_parser", "config_from_args", "main"]
 
@@ -46,10 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="A fake HubSpot marketing-events API with fault injection (/_fake/ routes).",
         epilog=(
             "HubSpot routes: POST and PUT (upsert) /marketing/v3/marketing-events/events[/{id}], "
-            "GET .../events/{id} (read scope), POST /oauth/v1/token. Control (POST /_fake/...): "
-            "reset, latency, fail-next, failure-rate, hang, release, close-after-create, "
-            "close-rate, rate-limit, account-rate-limit, tokens, oauth, oauth/revoke; "
-            "GET /_fake/requests, events, stats."
+            "POST .../events/upsert (batch upsert), GET .../events/{id} (read scope), "
+            "POST /oauth/v3/token and /oauth/v1/token. Control (POST /_fake/...): reset, "
+            "latency, fail-next, failure-rate, hang, release, close-after-create, close-rate, "
+            "batch, refuse, rate-limit, account-rate-limit, other-client, tokens, oauth, "
+            "oauth/revoke, oauth/rotate, oauth/fail-next; GET /_fake/requests, events, stats, "
+            "oauth/rotated. Faults (fail-next, failure-rate, hang, close-*) apply to every "
+            "write: POST, PUT and the batch upsert alike."
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
@@ -99,6 +110,33 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.access_token_lifetime_s,
         help="lifetime of issued access tokens in seconds (default 1800)",
     )
+    parser.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=defaults.batch.max_size,
+        help="most inputs of a batch upsert; more answer 400 naming the limit (default 100)",
+    )
+    parser.add_argument(
+        "--batch-error-status",
+        type=int,
+        choices=(200, 207),
+        default=defaults.batch.error_status,
+        help="status of a batch answer with errors (default 207 Multi-Status)",
+    )
+    parser.add_argument(
+        "--batch-error-pointer",
+        choices=BATCH_ERROR_POINTERS,
+        default=defaults.batch.error_pointer,
+        help=(
+            "how a batch error names its input: external ids in context, inputs[N] in "
+            "errors[].in, or none (default external_id)"
+        ),
+    )
+    parser.add_argument(
+        "--shuffle-batch-results",
+        action="store_true",
+        help="answer a batch's results in random order (HubSpot promises no order)",
+    )
     logs = parser.add_mutually_exclusive_group()
     logs.add_argument("--access-log", action="store_true", help="log every request to stderr")
     logs.add_argument("--quiet", action="store_true", help="no access log (the default)")
@@ -122,6 +160,12 @@ def config_from_args(args: argparse.Namespace) -> FakeConfig:
         refresh_tokens=tuple(args.oauth_refresh_token),
         access_token_lifetime_s=args.access_token_lifetime_s,
         token_scopes=args.token_scopes,
+        batch=BatchConfig(
+            max_size=args.max_batch_size,
+            error_status=args.batch_error_status,
+            error_pointer=args.batch_error_pointer,
+            shuffle=args.shuffle_batch_results,
+        ),
     )
 
 

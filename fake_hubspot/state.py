@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 from aiohttp import web
 
 from fake_hubspot.auth import Authenticator
-from fake_hubspot.config import FakeConfig
+from fake_hubspot.batch import BatchUpsert
+from fake_hubspot.config import BatchConfig, FakeConfig
 from fake_hubspot.events import EventStore
 from fake_hubspot.faults import FaultPlan
 from fake_hubspot.ratelimit import OtherClient, RateLimiter
@@ -40,6 +42,11 @@ class FakeState:
             self.other_client = None
         self.limiter = RateLimiter(config.rate_limit, config.daily_limit, config.daily_timezone)
         self.faults = FaultPlan(config.latency_ms)
+        self.batch: BatchConfig = config.batch
+
+    def batch_upsert(self) -> BatchUpsert:
+        """Return the batch upsert as configured now (size, answer status, pointer, order)."""
+        return BatchUpsert(self.events, self.validator, self.faults.refused, self.batch)
 
     def reset(self) -> None:
         """Release hung requests and return everything to the startup configuration."""
@@ -80,6 +87,7 @@ class FakeState:
         stats["events"] = len(self.events)
         stats["token_refreshes"] = {str(p): n for p, n in self.auth.refreshes.items()}
         stats["faults"] = self.faults.pending()
+        stats["batch"] = dataclasses.asdict(self.batch)
         stats["other_client"] = self.other_client.stats() if self.other_client else None
         return stats
 

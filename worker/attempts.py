@@ -6,6 +6,11 @@ AttemptResult
  ├── NotFound       404 from the existence check: safe to POST
  ├── HttpFailure    any other HTTP answer: status, HubSpot's error body, headers
  └── NetworkFailure no HTTP answer: connect error, timeout, connection closed
+
+BatchAttemptResult (the batch upsert, `POST .../events/upsert`)
+ ├── BatchAnswer    200 or 207: per-input `results` (no external ids) and `errors` (BatchError)
+ ├── HttpFailure    any other answer: the whole batch failed (429, 400 too large, 5xx…)
+ └── NetworkFailure no HTTP answer: the whole batch may or may not have been stored
 """
 
 from __future__ import annotations
@@ -14,7 +19,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["AttemptResult", "Created", "Found", "HttpFailure", "NetworkFailure", "NotFound"]
+__all__ = [
+    "AttemptResult",
+    "BatchAnswer",
+    "BatchAttemptResult",
+    "BatchError",
+    "Created",
+    "Found",
+    "HttpFailure",
+    "NetworkFailure",
+    "NotFound",
+]
 
 
 @dataclass(frozen=True)
@@ -90,4 +105,39 @@ class NetworkFailure:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class BatchError:
+    """One entry of a batch answer's `errors` (HubSpot's `StandardError`).
+
+    `context` maps names to values (HubSpot's may name the refused input's external ids);
+    `details` are its `ErrorDetail`s (`message`, `in`, ...), whose `in` may name a field or a
+    position such as `inputs[3].startDateTime`.
+    """
+
+    message: str
+    category: str | None = None
+    context: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    details: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class BatchAnswer:
+    """HubSpot answered a batch upsert with 200 or 207 (207: some inputs failed).
+
+    `results` are the upserted events as HubSpot echoes them (`id`, `objectId`, the event's
+    fields, no external ids), in no promised order; `errors` the refused inputs; `num_errors`
+    HubSpot's count, which may exceed `len(errors)`. Which input each belongs to is
+    `worker.batch_results.match_results`' job.
+    """
+
+    status: int
+    results: tuple[Mapping[str, Any], ...]
+    errors: tuple[BatchError, ...] = ()
+    num_errors: int = 0
+    batch_status: str | None = None  # HubSpot's `status`: COMPLETE, PENDING, PROCESSING…
+    headers: Mapping[str, str] = field(default_factory=dict)
+    latency_ms: float = 0.0
+
+
 AttemptResult = Created | Found | NotFound | HttpFailure | NetworkFailure
+BatchAttemptResult = BatchAnswer | HttpFailure | NetworkFailure

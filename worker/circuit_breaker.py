@@ -8,8 +8,8 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, cast
 
-from eventq.jobs import as_text, load_lua
 from eventq.keys import Keys
+from eventq.redis_io import as_text, load_lua
 from worker.attempts import AttemptResult, HttpFailure, NetworkFailure
 
 if TYPE_CHECKING:

@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
 
 import aiohttp
 
-from worker.attempts import AttemptResult, Created, Found, HttpFailure, NetworkFailure, NotFound
+from worker.attempts import (
+    AttemptResult,
+    BatchAnswer,
+    BatchAttemptResult,
+    BatchError,
+    Created,
+    Found,
+    HttpFailure,
+    NetworkFailure,
+    NotFound,
+)
 
-__all__ = ["EVENTS_PATH", "EventsApi", "HubSpotClient", "new_session"]
+__all__ = ["BATCH_UPSERT_PATH", "EVENTS_PATH", "EventsApi", "HubSpotClient", "new_session"]
 
 EVENTS_PATH = "/marketing/v3/marketing-events/events"
+BATCH_UPSERT_PATH = EVENTS_PATH + "/upsert"
+_BATCH_ANSWERED = frozenset({200, 207})
 
 
 def new_session(
@@ -87,10 +100,35 @@ class HubSpotClient:
         query = "?externalAccountId=" + quote(external_account_id, safe="")
         return await self._exchange("GET", self._event_url(external_event_id) + query, token, None)
 
+    async def upsert_batch(
+        self, inputs: Sequence[Mapping[str, Any]], token: str
+    ) -> BatchAttemptResult:
+        """POST the create bodies as one batch upsert (create-or-update each by its external ids).
+
+        Returns BatchAnswer (200, or 207 when some inputs were refused), HttpFailure for any
+        other answer (the whole batch failed: 429, a 400 such as a batch too large, 5xx) or
+        NetworkFailure. Sent again, it cannot make a second event of any input.
+        """
+        data = json.dumps({"inputs": list(inputs)})
+        answer = await self._send("POST", self._base_url + BATCH_UPSERT_PATH, token, data)
+        if isinstance(answer, NetworkFailure):
+            return answer
+        if answer.status in _BATCH_ANSWERED:
+            return _batch_answer(answer)
+        return HttpFailure(answer.status, answer.body, answer.headers, answer.latency_ms)
+
     def _event_url(self, external_event_id: str) -> str:
         return f"{self._base_url}{EVENTS_PATH}/{quote(external_event_id, safe='')}"
 
     async def _exchange(self, method: str, url: str, token: str, data: str | None) -> AttemptResult:
+        answer = await self._send(method, url, token, data)
+        if isinstance(answer, NetworkFailure):
+            return answer
+        return _classify(method, answer.status, answer.body, answer.headers, answer.latency_ms)
+
+    async def _send(
+        self, method: str, url: str, token: str, data: str | None
+    ) -> _Answer | NetworkFailure:
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = "application/json"
@@ -108,7 +146,17 @@ class HubSpotClient:
         except aiohttp.ClientError as error:
             return _network("other", True, error, started)
         latency_ms = (time.perf_counter() - started) * 1000
-        return _classify(method, status, _json(text), answer, latency_ms)
+        return _Answer(status, _json(text), answer, latency_ms)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """An HTTP answer before it is given a meaning."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+    latency_ms: float
 
 
 def _network(kind: str, sent: bool, error: BaseException, started: float) -> NetworkFailure:
@@ -137,3 +185,45 @@ def _classify(
     if method == "GET" and status == 404:
         return NotFound(headers, latency_ms)
     return HttpFailure(status, body, headers, latency_ms)
+
+
+def _batch_answer(answer: _Answer) -> BatchAnswer:
+    """Return a 200/207 batch answer as data; parts that are missing or malformed are left out
+    (an input whose result is missing is then unknown, never guessed)."""
+    body = answer.body
+    results = tuple(item for item in _list(body.get("results")) if isinstance(item, dict))
+    errors = tuple(
+        _batch_error(item) for item in _list(body.get("errors")) if isinstance(item, dict)
+    )
+    count = body.get("numErrors")
+    num_errors = count if isinstance(count, int) and count >= len(errors) else len(errors)
+    status = body.get("status")
+    return BatchAnswer(
+        status=answer.status,
+        results=results,
+        errors=errors,
+        num_errors=num_errors,
+        batch_status=None if status is None else str(status),
+        headers=answer.headers,
+        latency_ms=answer.latency_ms,
+    )
+
+
+def _batch_error(item: dict[str, Any]) -> BatchError:
+    context = item.get("context")
+    pairs = context.items() if isinstance(context, dict) else ()
+    category = item.get("category")
+    return BatchError(
+        message=str(item.get("message") or "refused without a message"),
+        category=None if category is None else str(category),
+        context={str(name): _strings(value) for name, value in pairs},
+        details=tuple(d for d in _list(item.get("errors")) if isinstance(d, dict)),
+    )
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    return tuple(str(item) for item in value) if isinstance(value, list) else (str(value),)

@@ -45,8 +45,8 @@ from typing import TYPE_CHECKING
 from pydantic import SecretStr
 
 from eventq.accounts import Accounts, AccountsWatcher, UnknownAccount
-from eventq.jobs import as_text, load_lua
 from eventq.keys import Keys
+from eventq.redis_io import as_text, load_lua
 from eventq.settings import RateLimit, Settings, SettingsError
 from worker.credentials import AccessToken, CredentialsError, CredentialsUnavailable
 from worker.rate_limit import RateLimiter, bucket_for_portal

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
-from eventq.jobs import as_text, load_lua
 from eventq.keys import Keys
+from eventq.redis_io import as_text, load_lua
 from eventq.settings import RateLimit, Settings
 
 if TYPE_CHECKING:

@@ -118,7 +118,7 @@ def test_login_sets_an_httponly_samesite_strict_cookie_holding_a_random_id_not_t
     assert ADMIN_KEY not in header
     # and Redis holds the session under a hash of the cookie, with a TTL, without the key
     prefix = stack.settings.key_prefix
-    (session_key,) = redis_client.scan_iter(f"{prefix}:session:*")
+    (session_key,) = redis_client.scan_iter(f"{prefix}:session:*", count=10_000)
     assert cookie not in session_key.decode()
     assert ADMIN_KEY.encode() not in (redis_client.get(session_key) or b"")
     assert 0 < redis_client.ttl(session_key) <= 8 * 3600

@@ -39,7 +39,11 @@ def queued(stack: Stack, redis_client: redis.Redis) -> int:
 
 def job_keys(stack: Stack, redis_client: redis.Redis) -> list[bytes]:
     prefix = stack.settings.key_prefix
-    return [k for k in redis_client.scan_iter(f"{prefix}:job:*") if not k.endswith(b"history")]
+    return [
+        k
+        for k in redis_client.scan_iter(f"{prefix}:job:*", count=10_000)
+        if not k.endswith(b"history")
+    ]
 
 
 def test_a_valid_event_is_accepted_with_202_and_its_job_is_queued(

@@ -82,7 +82,7 @@ def test_metrics_count_ingest_and_read_queue_dlq_and_worker_totals(
     assert found[("eventq_http_requests_total", route)] == 1
 
 
-# DESIGN.md's routes, the audit log and the admin page: the contract, kept by hand on purpose
+# the README's routes, the audit log and the admin page: the contract, kept by hand on purpose
 PROMISED_ROUTES = {
     ("post", "/v1/events"),
     ("post", "/v1/events/batch"),

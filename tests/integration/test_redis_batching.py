@@ -22,7 +22,7 @@ async def client() -> AsyncIterator[tuple[BatchingRedis, str]]:
         yield batching, prefix
     finally:
         sync = redis.Redis.from_url(REDIS_URL)
-        keys = list(sync.scan_iter(f"{prefix}:*"))
+        keys = list(sync.scan_iter(f"{prefix}:*", count=10_000))
         if keys:
             sync.delete(*keys)
         await batching.aclose()

@@ -20,7 +20,7 @@ def prefix() -> str:
 async def client(prefix: str) -> AsyncIterator[redis.asyncio.Redis]:
     conn = redis.asyncio.Redis.from_url(REDIS_URL)
     yield conn
-    keys = [key async for key in conn.scan_iter(match=f"{prefix}:*")]
+    keys = [key async for key in conn.scan_iter(match=f"{prefix}:*", count=10_000)]
     if keys:
         await conn.delete(*keys)
     await conn.aclose()

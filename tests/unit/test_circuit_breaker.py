@@ -180,7 +180,7 @@ async def test_the_key_hashes_the_target_and_expires(
     await breaker.record_failure(TARGET)
 
     # When the keys are listed
-    keys = [key.decode() async for key in client.scan_iter(match=f"{prefix}:*")]
+    keys = [key.decode() async for key in client.scan_iter(match=f"{prefix}:*", count=10_000)]
 
     # Then there is one breaker key, named by a hash of the URL, with a TTL
     assert len(keys) == 1

@@ -210,7 +210,7 @@ def test_no_package_imports_itself_back_through_others() -> None:
 
 @pytest.mark.parametrize("package", ["producers", "fake_hubspot"])
 def test_producers_and_the_fake_never_import_the_worker(package: str) -> None:
-    # DESIGN.md: a service that only enqueues stays light (no aiohttp client, no worker.tasks)
+    # architecture: a service that only enqueues stays light (no aiohttp client, no worker.tasks)
     edges = graph(our_modules())
     into_worker = sorted(
         f"{source} -> {target}"

@@ -96,7 +96,7 @@ def prefix() -> str:
 async def pools(prefix: str) -> AsyncIterator[list[redis.asyncio.Redis]]:
     conns = [redis.asyncio.Redis.from_url(REDIS_URL) for _ in range(3)]
     yield conns
-    keys = [key async for key in conns[0].scan_iter(match=f"{prefix}:*")]
+    keys = [key async for key in conns[0].scan_iter(match=f"{prefix}:*", count=10_000)]
     if keys:
         await conns[0].delete(*keys)
     for conn in conns:
@@ -319,7 +319,7 @@ async def test_redis_holds_the_access_token_only_in_its_cache_key_and_never_a_re
 
 async def dump_prefix(conn: redis.asyncio.Redis, prefix: str) -> dict[str, str]:
     found: dict[str, str] = {}
-    async for raw in conn.scan_iter(match=f"{prefix}:*"):
+    async for raw in conn.scan_iter(match=f"{prefix}:*", count=10_000):
         key = raw.decode()
         kind = (await conn.type(key)).decode()
         if kind == "string":

@@ -414,7 +414,9 @@ async def test_keys_follow_the_layout_expire_and_never_hold_the_token(
     await rl.budget_for(bucket, RateLimit(5, WINDOW_S))
 
     # When its keys are listed
-    keys = sorted([key.decode() async for key in client.scan_iter(match=f"{prefix}:*")])
+    keys = sorted(
+        [key.decode() async for key in client.scan_iter(match=f"{prefix}:*", count=10_000)]
+    )
 
     # Then they follow {prefix}:rl:{bucket}:{part}, each with a TTL, and none holds the token
     assert keys == [f"{prefix}:rl:{bucket}:{part}" for part in ("conf", "log", "pause")]

@@ -25,7 +25,7 @@ def keys() -> Iterator[Keys]:
     made = Keys(f"t-{uuid.uuid4().hex[:10]}")
     yield made
     client = redis.Redis.from_url(REDIS_URL)
-    for key in client.scan_iter(f"{made.prefix}:*"):
+    for key in client.scan_iter(f"{made.prefix}:*", count=10_000):
         client.delete(key)
 
 
@@ -101,6 +101,35 @@ async def test_a_job_delivered_without_an_object_id_shows_none_and_is_in_the_led
         twin, raw_envelope=twin.model_dump_json(), lock_ttl_ms=5000, now=time.time()
     )
     assert (begun.status, begun.in_ledger, begun.delivered_object_id) == ("ok", True, None)
+
+
+async def test_a_job_delivered_after_a_failed_attempt_shows_the_last_attempt_and_no_error(
+    store: JobStore,
+) -> None:
+    # Given a job whose first attempt got a 503 and was rescheduled
+    env = envelope()
+    await begin(store, env)
+    failed = AttemptRecord(attempt=1, at=time.time(), outcome="retry", httpStatus=503)
+    await store.reschedule(
+        env.next_attempt(),
+        due_at=time.time(),
+        attempts=1,
+        verify=True,
+        record=failed,
+        last_error="HTTP 503",
+    )
+    retrying = await store.get(env.jobId)
+    assert retrying is not None
+    assert (retrying.lastError, retrying.lastStatus, retrying.lastAttempt) == ("HTTP 503", 503, 1)
+    # When its second attempt is delivered
+    await begin(store, env.next_attempt())
+    done = AttemptRecord(attempt=2, at=time.time(), outcome="delivered", httpStatus=200)
+    await store.mark_delivered(env.next_attempt(), "7", done, attempts=2)
+    # Then its status comes from that attempt: no error left from the first
+    status = await store.get(env.jobId)
+    assert status is not None
+    assert (status.state, status.attempts, status.lastAttempt) == ("delivered", 2, 2)
+    assert (status.lastStatus, status.lastError) == (200, None)
 
 
 async def test_an_attempt_interrupted_mid_way_is_verified_next_time(store: JobStore) -> None:
