@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lint typecheck test test-fast run bench bench-quick screenshots tools clean
+.PHONY: install lint typecheck test test-fast test-offline run bench bench-quick screenshots tools clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
@@ -26,11 +26,15 @@ lint: install ## ruff lint + format check
 typecheck: install ## mypy --strict on the packages
 	$(BIN)/mypy
 
-test: install tools lint typecheck ## everything CI runs: lint, types, the whole suite
+test: install tools lint typecheck test-offline ## everything CI runs: lint, types, the offline unit run, the whole suite
 	$(BIN)/python -m pytest -q
 
-test-fast: install ## unit tests only (no services needed beyond Redis)
+test-fast: install ## unit tests: no service but Redis, for those marked redis (started if none answers)
 	$(BIN)/python -m pytest -q tests/unit
+
+# Redis pointed at a closed port, so a unit test that reaches Redis without being marked fails
+test-offline: install ## unit tests that need no service at all (-m "not redis"): no Redis, only loopback
+	EVENTQ_TEST_REDIS_URL=redis://127.0.0.1:1/0 $(BIN)/python -m pytest -q -m "not redis" tests/unit
 
 run: install ## the whole local stack: Redis, fake HubSpot (sandbox), worker, Flower, HTTP
 	$(BIN)/eventq run

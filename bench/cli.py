@@ -19,7 +19,7 @@ import kombu
 import redis
 from rich.console import Console
 
-from bench import report, scenarios
+from bench import contenders, report, scenarios
 from bench.harness import ROOT
 
 __all__ = ["Plan", "main"]
@@ -33,6 +33,7 @@ RUNS = (
     "rate_limit",
     "shared_budget",
     "rss",
+    "contenders",
 )
 # A database of its own on the same Redis server: Celery broadcasts (a Flower somewhere on
 # the server sending `enable_events`, say) are scoped by database and must not reach our workers.
@@ -53,10 +54,11 @@ class Plan:
     parked_jobs: int
     rss_settle_s: float
     repeats: int  # throughput runs, interleaved; the median run is reported
+    queue_memory_jobs: int = 20_000  # backlog queued by enqueue_many for Redis memory per job
 
 
 FULL = Plan(10_000, 1_000, 5_000, 5_000, 2, 60.0, 1_500, 100_000, 5.0, 3)
-QUICK = Plan(2_000, 150, 1_000, 1_000, 2, 15.0, 400, 10_000, 2.0, 1)
+QUICK = Plan(2_000, 150, 1_000, 1_000, 2, 15.0, 400, 10_000, 2.0, 1, 5_000)
 # Throughput runs share the CPUs with whatever else runs; repeating them in turn and keeping
 # each one's median run makes the ratios less sensitive to a neighbour's burst.
 _REPEATED = ("noop", "eventq", "naive_threads", "eventq_with_events")
@@ -116,6 +118,10 @@ def _measure(name: str, plan: Plan, url: str) -> dict[str, Any]:
             plan.rate_limit_s, plan.rate_limit_prequeued, url, sharing=False
         )
         return {"sharing": on.as_json(), "baseline": off.as_json()}
+    if name == "contenders":
+        return contenders.contenders(
+            plan.eventq_events, plan.noop_events, plan.queue_memory_jobs, url
+        )
     if name == "rss":
         return scenarios.schedule_rss(plan.parked_jobs, url, plan.rss_settle_s).as_json()
     raise ValueError(name)

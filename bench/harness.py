@@ -161,7 +161,9 @@ class FakeServer:
 class Workers:
     """A set of `celery worker` processes started with one command and environment."""
 
-    def __init__(self, command: Sequence[str], env: dict[str, str], count: int) -> None:
+    def __init__(
+        self, command: Sequence[str], env: dict[str, str], count: int, ready_marks: int = 0
+    ) -> None:
         self._folder = tempfile.TemporaryDirectory(prefix="eventq-bench-")
         folder = Path(self._folder.name)
         self.logs = [folder / f"worker-{i}.log" for i in range(count)]
@@ -178,6 +180,8 @@ class Workers:
                     subprocess.Popen(argv, env=full_env, cwd=ROOT, stdout=out, stderr=out)
                 )
         self._ready_dir = folder
+        # `eventq worker --processes N` is one command whose N children each say ready
+        self._ready_marks = ready_marks or count
 
     def wait_ready(self, timeout_s: float = 60) -> None:
         """Wait until every worker has signalled `worker_ready`; raise RuntimeError if one died."""
@@ -188,7 +192,7 @@ class Workers:
                     tail = log.read_text(errors="replace")[-2000:]
                     raise RuntimeError(f"worker exited with {proc.returncode}:\n{tail}")
             marks = {p.name for p in self._ready_dir.iterdir() if p.name.isdigit()}
-            return len(marks) >= len(self.procs)
+            return len(marks) >= self._ready_marks
 
         wait_until(ready, timeout_s, "workers to be ready")
 

@@ -22,7 +22,12 @@ TARGETS = {
     "shared_budget_of_what_is_left": 0.85,
     "peak_rss_mb": 200.0,
     "retry_schedule_rss_growth": 0.10,
+    "one_worker_vs_noop_unpacked": 0.8,
+    "one_worker_vs_dramatiq_packed": 1.0,
+    "one_worker_peak_rss_mb_per_process": 200.0,
+    "queue_memory_kb_per_job": 1.5,
 }
+_CONTENDERS = ("noop", "eventq_unpacked", "eventq_packed", "dramatiq")
 
 
 def _rate(results: dict[str, Any], name: str) -> float | None:
@@ -55,7 +60,10 @@ def ratios(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         measured["peak_rss_mb"] = results["eventq"]["peak_rss_mb"]
     if results.get("retry_schedule_rss"):
         measured["retry_schedule_rss_growth"] = results["retry_schedule_rss"]["growth_fraction"]
+    measured.update(_contender_ratios(results.get("contenders") or {}))
     upper = {
+        "one_worker_peak_rss_mb_per_process",
+        "queue_memory_kb_per_job",
         "rate_limit_429_fraction",
         "shared_budget_429_fraction",
         "peak_rss_mb",
@@ -72,6 +80,79 @@ def ratios(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "met": met,
         }
     return out
+
+
+def _steady(runs: dict[str, Any], name: str) -> float | None:
+    run = runs.get(name)
+    return float(run["steady_events_per_s"]) if run else None
+
+
+def _contender_ratios(runs: dict[str, Any]) -> dict[str, float | None]:
+    """Return the `contenders` run's figures that have a target (none when it did not run)."""
+    if not runs:
+        return {}
+    rss = [runs[k]["peak_rss_mb_per_process"] for k in ("eventq_unpacked", "eventq_packed")]
+    memory = runs.get("queue_memory")
+    return {
+        "one_worker_vs_noop_unpacked": _ratio(
+            _steady(runs, "eventq_unpacked"), _steady(runs, "noop")
+        ),
+        "one_worker_vs_dramatiq_packed": _ratio(
+            _steady(runs, "eventq_packed"), _steady(runs, "dramatiq")
+        ),
+        "one_worker_peak_rss_mb_per_process": max(rss),
+        "queue_memory_kb_per_job": round(memory["key_bytes_per_job"] / 1000, 2) if memory else None,
+    }
+
+
+def _contender_rows(results: dict[str, Any]) -> list[list[str]]:
+    """Rows of the `contenders` run: steady rate, whole-run rate, CPU, RSS, ratios."""
+    runs = results.get("contenders") or {}
+    noop, dramatiq = _steady(runs, "noop"), _steady(runs, "dramatiq")
+    rows = []
+    for key in _CONTENDERS:
+        run = runs.get(key)
+        if run:
+            steady = float(run["steady_events_per_s"])
+            rows.append(
+                [
+                    run["name"],
+                    _fmt(run["events"]),
+                    _fmt(steady),
+                    _fmt(run["whole_run_events_per_s"]),
+                    _fmt(run["worker_cpu_ms_per_event"]),
+                    _fmt(run["peak_rss_mb_per_process"]),
+                    _fmt(_ratio(steady, noop)),
+                    _fmt(_ratio(steady, dramatiq)),
+                ]
+            )
+    return rows
+
+
+_CONTENDER_COLUMNS = (
+    "contender (50 ms, no limit)",
+    "events",
+    "steady events/s",
+    "whole run events/s",
+    "worker CPU ms/ev",
+    "peak RSS MB/process",
+    "x no-op",
+    "x Dramatiq",
+)
+
+
+def _memory_line(results: dict[str, Any]) -> str | None:
+    memory = (results.get("contenders") or {}).get("queue_memory")
+    if not memory:
+        return None
+    return (
+        f"Redis memory per job queued by enqueue_many ({memory['jobs']:,} jobs, "
+        f"{memory['event_json_bytes']}-byte event): {memory['key_bytes_per_job']:,.0f} B by "
+        "MEMORY USAGE of its keys (of which the Celery message "
+        f"{memory['message_bytes_per_job']:,.0f} B), "
+        f"{memory['used_memory_bytes_per_job']:,.0f} B by used_memory; a backlog of "
+        f"1,000,000 needs {memory['backlog_of_1m_gb']} GB"
+    )
 
 
 def write_json(results: dict[str, Any], path: Path) -> None:
@@ -237,6 +318,15 @@ def print_table(results: dict[str, Any], console: Console | None = None) -> None
     for row in _shared_rows(results):
         shared.add_row(*row)
     console.print(shared)
+    contenders = Table(title="One eventq worker vs the Celery no-op ceiling and Dramatiq (steady)")
+    for column in _CONTENDER_COLUMNS:
+        left = column == _CONTENDER_COLUMNS[0]
+        contenders.add_column(column, justify="left" if left else "right")
+    for row in _contender_rows(results):
+        contenders.add_row(*row)
+    console.print(contenders)
+    if _memory_line(results):
+        console.print(_memory_line(results))
     rss = results.get("retry_schedule_rss")
     if rss:
         console.print(
@@ -291,6 +381,12 @@ def write_summary(results: dict[str, Any], path: Path, command: str) -> None:
         lines += ["", "| " + " | ".join(c for c, *_ in _SHARED_COLUMNS) + " |"]
         lines.append("| --- |" + " ---: |" * (len(_SHARED_COLUMNS) - 1))
         lines += ["| " + " | ".join(row) + " |" for row in _shared_rows(results)]
+    if _contender_rows(results):
+        lines += ["", "| " + " | ".join(_CONTENDER_COLUMNS) + " |"]
+        lines.append("| --- |" + " ---: |" * (len(_CONTENDER_COLUMNS) - 1))
+        lines += ["| " + " | ".join(row) + " |" for row in _contender_rows(results)]
+    if _memory_line(results):
+        lines += ["", f"{_memory_line(results)}."]
     rss = results.get("retry_schedule_rss")
     if rss:
         lines += [

@@ -29,6 +29,7 @@ from bench.harness import (
 from bench.harness import redis_server_process as find_redis
 from bench.naive_task import NAIVE_TASK
 from bench.noop_task import NOOP_TASK
+from eventq.jobs import park_for_retry
 from eventq.keys import Keys
 from eventq.messaging import celery_argv
 from eventq.schema import JobEnvelope, MarketingEvent
@@ -464,26 +465,12 @@ def _park_jobs(client: redis.Redis, names: Names, jobs: int) -> None:
     keys = Keys(names.prefix)
     due = time.time() + 30 * 86_400
     template = JobEnvelope(event=MarketingEvent.model_validate(make_event(names.tag, 0)))
-    raw = template.model_dump_json()
-    pipe = client.pipeline(transaction=False)
-    for n in range(jobs):
-        job_id = f"parked-{n}"
-        envelope = raw.replace(template.jobId, job_id)
-        pipe.hset(
-            keys.job(job_id),
-            mapping={
-                "jobId": job_id,
-                "state": "retrying",
-                "attempt": 2,
-                "attempts": 1,
-                "envelope": envelope,
-                "nextAttemptAt": due,
-            },
-        )
-        pipe.zadd(keys.schedule, {job_id: due})
-        if n % 2000 == 1999:
-            pipe.execute()
-    pipe.execute()
+    for start in range(0, jobs, 2000):
+        envelopes = [
+            template.model_copy(update={"jobId": f"parked-{n}", "attempt": 2})
+            for n in range(start, min(jobs, start + 2000))
+        ]
+        park_for_retry(client, keys, envelopes, due_at=due)
 
 
 def _median_rss_mb(sampler: RssSampler, since: float) -> float:

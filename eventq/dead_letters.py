@@ -1,12 +1,15 @@
-"""The dead-letter store in Redis: list with filters and cursors, show, delete.
+"""The dead-letter store in Redis: add, list with filters and cursors, show, count, delete.
 
-Workers add entries atomically with the job's state change (`eventq.jobs.JobStore`); admins read
-them here from the CLI and the HTTP service. Nothing is ever dropped silently: an entry leaves
+This module owns the DLQ's keys, its writes and its reads. Workers add an entry with
+`queue_add_entry`, queued on the same transaction as the job's state change
+(`eventq.jobs.JobStore.mark_dead_lettered`); admins read them here from the CLI and the HTTP
+service. Nothing is ever dropped silently: an entry leaves
 only by replay (after its new job is accepted) or by an explicit purge.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, cast
@@ -15,10 +18,17 @@ import redis
 
 from eventq.keys import Keys
 from eventq.records import DeadLetter
+from eventq.redis_io import as_text as _text
 
-__all__ = ["DeadLetterFilter", "DeadLetterPage", "DeadLetterStore"]
+__all__ = ["DeadLetterFilter", "DeadLetterPage", "DeadLetterStore", "queue_add_entry"]
 
 _BATCH = 200
+
+
+def queue_add_entry(pipe: Any, keys: Keys, entry: DeadLetter) -> None:
+    """Queue on `pipe` (sync or async, usually a transaction) the commands that add `entry`."""
+    pipe.set(keys.dlq_entry(entry.id), entry.model_dump_json())
+    pipe.zadd(keys.dlq, {entry.id: entry.deadLetteredAt})
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,18 @@ class DeadLetterStore:
         raw = cast(bytes | None, self._redis.get(self._keys.dlq_entry(entry_id)))
         return None if raw is None else DeadLetter.model_validate_json(raw)
 
+    def count_by_reason(self, max_entries: int) -> dict[str, int]:
+        """Return how many of the oldest `max_entries` entries have each reason."""
+        tally: dict[str, int] = {}
+        ids = cast(list[bytes | str], self._redis.zrange(self._keys.dlq, 0, max_entries - 1))
+        for start in range(0, len(ids), 500):
+            chunk = [self._keys.dlq_entry(_text(i)) for i in ids[start : start + 500]]
+            for raw in cast(list[bytes | None], self._redis.mget(chunk)):
+                if raw is not None:
+                    reason = str(json.loads(raw).get("reason"))
+                    tally[reason] = tally.get(reason, 0) + 1
+        return tally
+
     def save(self, entry: DeadLetter) -> None:
         """Overwrite an existing entry (e.g. to record why a replay was refused)."""
         self._redis.set(self._keys.dlq_entry(entry.id), entry.model_dump_json())
@@ -112,7 +134,7 @@ class DeadLetterStore:
             rows = self._redis.zrevrangebyscore(
                 self._keys.dlq, high, low, start=0, num=_BATCH + 1, withscores=True
             )
-            ids = [r[0].decode() if isinstance(r[0], bytes) else r[0] for r in rows]
+            ids = [_text(r[0]) for r in rows]
             if after_id is not None:
                 # skip up to and including the cursor's entry (same score may repeat)
                 if after_id in ids:
@@ -128,9 +150,7 @@ class DeadLetterStore:
     def _load(
         self, rows: list[tuple[bytes | str, float]], filters: DeadLetterFilter
     ) -> Iterator[tuple[float, DeadLetter]]:
-        keys = [
-            self._keys.dlq_entry(r[0].decode() if isinstance(r[0], bytes) else r[0]) for r in rows
-        ]
+        keys = [self._keys.dlq_entry(_text(r[0])) for r in rows]
         for (_, score), raw in zip(rows, cast(list[Any], self._redis.mget(keys)), strict=True):
             if raw is None:
                 continue

@@ -1,48 +1,107 @@
-"""Job status in Redis: created by producers, advanced by workers, read by admins."""
+"""The job record: one Redis hash per job, its history list, and every command and Lua call on it.
+
+This module is the record's only home. It owns the hash's field names (`JobField`; the Lua
+scripts in `eventq/lua/` spell the same names, and `tests/unit/test_job_record.py` checks that no
+other Python module does), every script that changes a job (`create_job`, `begin_attempt`,
+`reopen_job`, `claim_due`, `confirm_moved`) and every read of a job's fields. Producers, the
+CLI and the recovery sweep call the synchronous functions; workers and the HTTP service use the
+asyncio `JobStore`. Where both need an operation, its commands are written once (a `_queue_*`
+function that queues them on a sync or async pipeline, a `_parse_*` function that reads the
+replies) and the two wrappers only execute. A dead-lettered job's entry is written by
+`JobStore.mark_dead_lettered` through the DLQ's own command builder (`eventq.dead_letters`),
+in the same transaction as the job's state change.
+
+How attempts are counted: the hash's `attempts` is the retry budget used since the job was last
+queued (a replay starts a fresh budget); the attempt *number* (`JobStatus.lastAttempt`) counts
+from the job's first enqueue, replays included. `JobStatus.lastError`, `lastStatus` and
+`lastAttempt` describe the last attempt only: a delivered job shows no error.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
-from typing import Any, Literal, cast
+from typing import Any, Final, Literal, cast
 
 import redis
 import redis.asyncio as aioredis
 
+from eventq.dead_letters import queue_add_entry
 from eventq.keys import Keys, event_identity
 from eventq.records import AttemptRecord, DeadLetter, JobStatus
+from eventq.redis_io import as_text, load_lua, wait
 from eventq.schema import JobEnvelope
 
 __all__ = [
+    "JOB_FIELDS",
     "BeginStatus",
     "Begun",
     "Created",
+    "JobField",
     "JobStore",
+    "RecoveryView",
+    "claim_due",
+    "confirm_moved",
     "create_job",
     "create_jobs",
-    "load_lua",
+    "current_attempt",
+    "job_state",
+    "job_status",
     "mark_published",
+    "park_for_retry",
+    "record_republished",
+    "recovery_view",
+    "reopen_job",
+    "stored_envelopes",
 ]
 
 BeginStatus = Literal["ok", "done", "stale", "locked"]
 
+
+class JobField:
+    """The job hash's field names (the Lua scripts spell the same ones)."""
+
+    JOB_ID: Final = "jobId"
+    STATE: Final = "state"
+    ATTEMPT: Final = "attempt"  # number of the attempt the next (or current) message carries
+    ATTEMPTS: Final = "attempts"  # attempts used from the retry budget since last queued
+    VERIFY: Final = "verify"  # 1: an earlier attempt may have landed; do not blindly POST
+    SOURCE: Final = "source"
+    SUMMARY: Final = "summary"
+    ENVELOPE: Final = "envelope"  # JSON of the envelope the next attempt carries
+    OBJECT_ID: Final = "objectId"
+    LAST_ERROR: Final = "lastError"
+    DEAD_LETTER_ID: Final = "deadLetterId"
+    NEXT_ATTEMPT_AT: Final = "nextAttemptAt"
+    CREATED_AT: Final = "createdAt"
+    UPDATED_AT: Final = "updatedAt"
+    DEDUPE_KEY: Final = "dedupeKey"
+    PUBLISHED: Final = "published"
+    PUBLISH_CLAIM_AT: Final = "publishClaimAt"
+
+
+JOB_FIELDS: Final = frozenset(
+    value for name, value in vars(JobField).items() if name.isupper() and isinstance(value, str)
+)
+
 # a duplicate of a job created this recently is not republished: its producer is publishing it
 PUBLISH_GRACE_S = 30
 _LEDGER_NO_OBJECT_ID = "-"  # ledger value of an event HubSpot accepted without naming its id
-
-
-@cache
-def load_lua(name: str, package: str = "eventq") -> str:
-    """Return the text of the Lua script `<package>/lua/<name>.lua` (eventq's or worker's)."""
-    return resources.files(package).joinpath(f"lua/{name}.lua").read_text(encoding="utf-8")
+_FINISHED = ("delivered", "dead_lettered")
+F = JobField
 
 
 def _identity(envelope: JobEnvelope) -> str:
     event = envelope.event
     return event_identity(envelope.portalId, event.externalAccountId, event.externalEventId)
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else as_text(value)
+
+
+# --- producers: create, publish, reopen (sync) ------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -112,18 +171,215 @@ def mark_published(client: Any, keys: Keys, job_ids: Iterable[str]) -> None:
     """Record that the jobs' messages reached the broker (`client` may be a pipeline)."""
     with client.pipeline(transaction=False) as pipe:
         for job_id in job_ids:
-            pipe.hset(keys.job(job_id), "published", 1)
+            pipe.hset(keys.job(job_id), F.PUBLISHED, 1)
         pipe.execute()
 
 
-def _wait(reply: Any) -> Awaitable[Any]:
-    """Type an async redis-py reply (its stubs merge the sync and async clients)."""
-    return cast(Awaitable[Any], reply)
+def stored_envelopes(client: redis.Redis, keys: Keys, job_ids: Sequence[str]) -> list[JobEnvelope]:
+    """Return the stored envelopes of the jobs, in order, skipping jobs that no longer exist."""
+    if not job_ids:
+        return []
+    with client.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.hget(keys.job(job_id), F.ENVELOPE)
+        raws = pipe.execute()
+    return [JobEnvelope.model_validate_json(raw) for raw in raws if raw is not None]
 
 
-def as_text(value: Any) -> str:
-    """A Redis reply as text, whether the client decodes responses or not."""
-    return value.decode() if isinstance(value, bytes) else str(value)
+def job_state(client: redis.Redis, keys: Keys, job_id: str) -> str | None:
+    """Return the job's state (`queued`, …), or None for an unknown or expired job."""
+    return _text_or_none(client.hget(keys.job(job_id), F.STATE))
+
+
+def current_attempt(client: redis.Redis, keys: Keys, job_id: str) -> int:
+    """Return the number of the job's latest attempt (0 for an unknown job)."""
+    value = cast(bytes | str | None, client.hget(keys.job(job_id), F.ATTEMPT))
+    return int(value or 0)
+
+
+def reopen_job(
+    client: redis.Redis,
+    keys: Keys,
+    envelope: JobEnvelope,
+    record: AttemptRecord,
+    *,
+    dedupe_ttl_s: int,
+) -> str | None:
+    """Make a dead-lettered job queued again with `envelope` (reopen_job.lua, atomic).
+
+    Returns another live job's id when one already has the same event (nothing changed then),
+    else None. The reopened job starts a fresh retry budget and is checked against HubSpot first.
+    """
+    other = client.register_script(load_lua("reopen_job"))(
+        keys=[
+            keys.job(envelope.jobId),
+            keys.dedupe_for(envelope),
+            keys.unfinished,
+            keys.job_history(envelope.jobId),
+        ],
+        args=[
+            envelope.jobId,
+            record.at,
+            envelope.summary(),
+            dedupe_ttl_s,
+            keys.job(""),
+            envelope.model_dump_json(),
+            envelope.attempt,
+            record.model_dump_json(exclude_none=True),
+        ],
+    )
+    return _text_or_none(other)
+
+
+# --- the retry schedule and the recovery sweep (sync, worker threads) -------------------------
+
+
+def claim_due(
+    client: redis.Redis, keys: Keys, *, now: float, lease: str, limit: int
+) -> list[tuple[str, str]]:
+    """Lease up to `limit` due jobs of the retry schedule (claim_due.lua).
+
+    Returns (job id, envelope JSON) pairs; the envelope is "" for a job whose record is gone.
+    `lease` is the score (decimal text) the jobs now hold until `confirm_moved`.
+    """
+    rest = client.register_script(load_lua("claim_due"))(
+        keys=[keys.schedule], args=[now, lease, limit, keys.job("")]
+    )
+    return [(as_text(i), as_text(raw)) for i, raw in zip(rest[::2], rest[1::2], strict=True)]
+
+
+def confirm_moved(
+    client: redis.Redis, keys: Keys, *, lease: str, now: float, job_ids: Sequence[str]
+) -> int:
+    """Drop published jobs from the schedule unless re-scheduled meanwhile; returns how many."""
+    if not job_ids:
+        return 0
+    removed = client.register_script(load_lua("confirm_moved"))(
+        keys=[keys.schedule, keys.unfinished], args=[lease, now, *job_ids]
+    )
+    return int(removed)
+
+
+@dataclass(frozen=True)
+class RecoveryView:
+    """What the recovery sweep needs to know of one unfinished job."""
+
+    state: str | None  # None: the record expired
+    envelope: JobEnvelope | None
+    locked: bool
+    scheduled: bool
+
+    @property
+    def finished(self) -> bool:
+        """True when the job is gone or ended (delivered, dead-lettered)."""
+        return self.state is None or self.state in _FINISHED
+
+
+def recovery_view(client: redis.Redis, keys: Keys, job_id: str) -> RecoveryView:
+    """Return the job's state, stored envelope, lock and schedule presence (one round trip)."""
+    with client.pipeline(transaction=False) as pipe:
+        pipe.hmget(keys.job(job_id), [F.STATE, F.ENVELOPE])
+        pipe.exists(keys.job_lock(job_id))
+        pipe.zscore(keys.schedule, job_id)
+        (state, raw), locked, scheduled = pipe.execute()
+    envelope = None if raw is None else JobEnvelope.model_validate_json(raw)
+    return RecoveryView(_text_or_none(state), envelope, bool(locked), scheduled is not None)
+
+
+def record_republished(client: redis.Redis, keys: Keys, envelope: JobEnvelope) -> None:
+    """Record that the job's next message carries `envelope` (its new attempt number)."""
+    now = time.time()
+    with client.pipeline(transaction=True) as pipe:
+        pipe.hset(
+            keys.job(envelope.jobId),
+            mapping={
+                F.ATTEMPT: envelope.attempt,
+                F.ENVELOPE: envelope.model_dump_json(),
+                F.UPDATED_AT: now,
+            },
+        )
+        pipe.zadd(keys.unfinished, {envelope.jobId: now})
+        pipe.execute()
+
+
+def park_for_retry(
+    client: redis.Redis, keys: Keys, envelopes: Sequence[JobEnvelope], *, due_at: float
+) -> None:
+    """Write retrying jobs straight into the retry schedule (benchmarks seed a backlog this way).
+
+    Each job has used one attempt and waits for the attempt its envelope carries.
+    """
+    with client.pipeline(transaction=False) as pipe:
+        for envelope in envelopes:
+            _queue_retrying(
+                pipe, keys, envelope, {F.JOB_ID: envelope.jobId, F.ATTEMPTS: 1}, due_at=due_at
+            )
+        pipe.execute()
+
+
+def _queue_retrying(
+    pipe: Any, keys: Keys, envelope: JobEnvelope, fields: Mapping[str, Any], *, due_at: float
+) -> None:
+    """Queue on `pipe` (sync or async) the commands that park `envelope` in the schedule."""
+    pipe.hset(
+        keys.job(envelope.jobId),
+        mapping={
+            F.STATE: "retrying",
+            F.ATTEMPT: envelope.attempt,
+            F.ENVELOPE: envelope.model_dump_json(),
+            F.NEXT_ATTEMPT_AT: due_at,
+            **fields,
+        },
+    )
+    pipe.zadd(keys.schedule, {envelope.jobId: due_at})
+
+
+# --- reading one job (sync and async share the commands) --------------------------------------
+
+
+def _queue_status(pipe: Any, keys: Keys, job_id: str) -> None:
+    """Queue on `pipe` the commands `_parse_status` reads back."""
+    pipe.hgetall(keys.job(job_id))
+    pipe.lrange(keys.job_history(job_id), 0, -1)
+
+
+def _parse_history(rows: Sequence[Any]) -> list[AttemptRecord]:
+    return [AttemptRecord.model_validate_json(row) for row in rows]
+
+
+def _parse_status(job_id: str, replies: Sequence[Any]) -> JobStatus | None:
+    raw, rows = replies
+    if not raw:
+        return None
+    fields = {as_text(k): as_text(v) for k, v in raw.items()}
+    history = _parse_history(rows)
+    last = history[-1] if history else None
+    return JobStatus(
+        jobId=fields.get(F.JOB_ID, job_id),
+        state=fields[F.STATE],
+        attempts=int(fields.get(F.ATTEMPTS, 0)),
+        lastAttempt=None if last is None else last.attempt,
+        lastStatus=None if last is None else last.httpStatus,
+        source=fields.get(F.SOURCE, "raw"),
+        summary=fields.get(F.SUMMARY, ""),
+        objectId=fields.get(F.OBJECT_ID),
+        lastError=fields.get(F.LAST_ERROR),
+        deadLetterId=fields.get(F.DEAD_LETTER_ID),
+        nextAttemptAt=float(fields[F.NEXT_ATTEMPT_AT]) if F.NEXT_ATTEMPT_AT in fields else None,
+        createdAt=float(fields.get(F.CREATED_AT, 0)),
+        updatedAt=float(fields.get(F.UPDATED_AT, 0)),
+        history=history,
+    )
+
+
+def job_status(client: redis.Redis, keys: Keys, job_id: str) -> JobStatus | None:
+    """Return the job's status with its history, or None for an unknown job id."""
+    with client.pipeline(transaction=False) as pipe:
+        _queue_status(pipe, keys, job_id)
+        return _parse_status(job_id, pipe.execute())
+
+
+# --- workers and the HTTP service (asyncio) ---------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -188,21 +444,22 @@ class JobStore:
     ) -> None:
         """Record the job as delivered, remember it in the ledger and release its lock.
 
-        `object_id` None: HubSpot's answer gave none; the job shows no objectId.
+        `object_id` None: HubSpot's answer gave none; the job shows no objectId. An error of an
+        earlier attempt is cleared: the last attempt succeeded.
         """
         keys, now = self._keys, record.at
         fields: dict[str, Any] = {
-            "state": "delivered",
-            "attempts": attempts,
-            "updatedAt": now,
-            "verify": 0,
+            F.STATE: "delivered",
+            F.ATTEMPTS: attempts,
+            F.UPDATED_AT: now,
+            F.VERIFY: 0,
         }
         if object_id is not None:
-            fields["objectId"] = object_id
+            fields[F.OBJECT_ID] = object_id
         ledger_value = object_id or _LEDGER_NO_OBJECT_ID
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(keys.ledger(_identity(envelope)), ledger_value, ex=self._ledger_ttl_s)
-            pipe.hdel(keys.job(envelope.jobId), "nextAttemptAt", "objectId")
+            pipe.hdel(keys.job(envelope.jobId), F.NEXT_ATTEMPT_AT, F.OBJECT_ID, F.LAST_ERROR)
             pipe.hset(keys.job(envelope.jobId), mapping=fields)
             self._append(pipe, envelope.jobId, record)
             pipe.expire(keys.job(envelope.jobId), self._job_ttl_s)
@@ -225,20 +482,15 @@ class JobStore:
         """Park the job's next attempt (`envelope` carries it) in the retry schedule."""
         keys = self._keys
         fields: dict[str, Any] = {
-            "state": "retrying",
-            "attempt": envelope.attempt,
-            "attempts": attempts,
-            "verify": int(verify),
-            "envelope": envelope.model_dump_json(),
-            "nextAttemptAt": due_at,
-            "updatedAt": record.at,
+            F.ATTEMPTS: attempts,
+            F.VERIFY: int(verify),
+            F.UPDATED_AT: record.at,
         }
         if last_error is not None:
-            fields["lastError"] = last_error
+            fields[F.LAST_ERROR] = last_error
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.job(envelope.jobId), mapping=fields)
+            _queue_retrying(pipe, keys, envelope, fields, due_at=due_at)
             self._append(pipe, envelope.jobId, record)
-            pipe.zadd(keys.schedule, {envelope.jobId: due_at})
             pipe.zrem(keys.unfinished, envelope.jobId)
             pipe.delete(keys.job_lock(envelope.jobId))
             await pipe.execute()
@@ -248,22 +500,23 @@ class JobStore:
     ) -> None:
         """Move the job to the DLQ: entry stored, state updated, dedupe key freed, lock released."""
         keys = self._keys
-        dedupe = await _wait(self._redis.hget(keys.job(job_id), "dedupeKey"))
+        dedupe = await wait(self._redis.hget(keys.job(job_id), F.DEDUPE_KEY))
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(keys.dlq_entry(entry.id), entry.model_dump_json())
-            pipe.zadd(keys.dlq, {entry.id: entry.deadLetteredAt})
+            queue_add_entry(pipe, keys, entry)
             pipe.hset(
                 keys.job(job_id),
                 mapping={
-                    "state": "dead_lettered",
-                    "deadLetterId": entry.id,
-                    "attempts": sum(1 for a in entry.attempts if a.httpStatus is not None),
-                    "lastError": record.detail,
-                    "updatedAt": record.at,
-                    "verify": 0,
+                    F.STATE: "dead_lettered",
+                    F.DEAD_LETTER_ID: entry.id,
+                    F.ATTEMPTS: sum(1 for a in entry.attempts if a.httpStatus is not None),
+                    F.LAST_ERROR: record.detail,
+                    F.UPDATED_AT: record.at,
+                    F.VERIFY: 0,
                 },
             )
-            pipe.hdel(keys.job(job_id), "nextAttemptAt")
+            pipe.hdel(keys.job(job_id), F.NEXT_ATTEMPT_AT)
+            # a raw message refused before its job was claimed has no number yet: a replay is next
+            pipe.hsetnx(keys.job(job_id), F.ATTEMPT, str(record.attempt))
             self._append(pipe, job_id, record)
             if dedupe:
                 pipe.delete(as_text(dedupe))
@@ -282,34 +535,18 @@ class JobStore:
 
     async def history(self, job_id: str) -> list[AttemptRecord]:
         """Return the job's attempt records, oldest first."""
-        rows = await _wait(self._redis.lrange(self._keys.job_history(job_id), 0, -1))
-        return [AttemptRecord.model_validate_json(row) for row in rows]
+        rows = await wait(self._redis.lrange(self._keys.job_history(job_id), 0, -1))
+        return _parse_history(rows)
 
     async def get(self, job_id: str) -> JobStatus | None:
         """Return the job's status with its history, or None for an unknown job id."""
-        raw = await _wait(self._redis.hgetall(self._keys.job(job_id)))
-        if not raw:
-            return None
-        fields = {as_text(k): as_text(v) for k, v in raw.items()}
-        return JobStatus(
-            jobId=fields.get("jobId", job_id),
-            state=fields["state"],
-            attempts=int(fields.get("attempts", 0)),
-            source=fields.get("source", "raw"),
-            summary=fields.get("summary", ""),
-            objectId=fields.get("objectId"),
-            lastError=fields.get("lastError"),
-            deadLetterId=fields.get("deadLetterId"),
-            nextAttemptAt=float(fields["nextAttemptAt"]) if "nextAttemptAt" in fields else None,
-            createdAt=float(fields.get("createdAt", 0)),
-            updatedAt=float(fields.get("updatedAt", 0)),
-            history=await self.history(job_id),
-        )
+        async with self._redis.pipeline(transaction=False) as pipe:
+            _queue_status(pipe, self._keys, job_id)
+            return _parse_status(job_id, await pipe.execute())
 
     async def envelope_json(self, job_id: str) -> str | None:
         """Return the stored envelope JSON of a job (what the next attempt will carry)."""
-        value = await _wait(self._redis.hget(self._keys.job(job_id), "envelope"))
-        return None if value is None else as_text(value)
+        return _text_or_none(await wait(self._redis.hget(self._keys.job(job_id), F.ENVELOPE)))
 
     def _append(self, pipe: Any, job_id: str, record: AttemptRecord) -> None:
         pipe.rpush(self._keys.job_history(job_id), record.model_dump_json(exclude_none=True))

@@ -52,11 +52,29 @@ class JobStatus(BaseModel):
 
     jobId: str
     state: JobState
-    attempts: int = Field(0, description="Attempts that counted against the retry budget.")
+    attempts: int = Field(
+        0,
+        description=(
+            "Attempts used from the retry budget since the job was last queued (a replay from"
+            " the dead-letter queue starts a fresh budget)."
+        ),
+    )
+    lastAttempt: int | None = Field(
+        None,
+        description=(
+            "Number of the last attempt in the history, counted from the job's first enqueue"
+            " (replays included); None before the first."
+        ),
+    )
+    lastStatus: int | None = Field(
+        None, description="HTTP status HubSpot answered to the last attempt (None: no answer)."
+    )
     source: str = "raw"
     summary: str = ""
     objectId: str | None = None
-    lastError: str | None = None
+    lastError: str | None = Field(
+        None, description="Why the last attempt failed; None once the job is delivered."
+    )
     deadLetterId: str | None = None
     nextAttemptAt: float | None = None
     createdAt: float

@@ -187,6 +187,11 @@ class Settings(BaseSettings):
     concurrency: PositiveInt = Field(
         64, description="Deliveries in flight per worker process (on its event loop)."
     )
+    worker_processes: PositiveInt | None = Field(
+        None,
+        description="Delivery processes `eventq worker` runs, each with its own event loop "
+        "(default: the CPUs this process may use, container CPU quota included).",
+    )
     prefetch_multiplier: PositiveInt = Field(
         1, description="Celery prefetch multiplier; prefetch = concurrency x this."
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from typing import Any, Literal
@@ -117,7 +116,7 @@ def status(job_id: str, as_json: bool) -> None:
     """Show the state, attempts and last error of job JOB_ID."""
     from eventq_cli.job_status import job_status
 
-    found = asyncio.run(job_status(settings_or_exit(), job_id))
+    found = job_status(settings_or_exit(), job_id)
     if found is None:
         err.print(f"[red]error:[/red] no job {job_id!r} (unknown or expired)")
         raise SystemExit(1)
@@ -130,14 +129,27 @@ def status(job_id: str, as_json: bool) -> None:
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    help="Delivery processes to run, each a `celery worker` with its own event loop and up "
+    "to EVENTQ_CONCURRENCY deliveries in flight, named eventq1@host, eventq2@host… "
+    "(default EVENTQ_WORKER_PROCESSES, else the CPUs this process may use). They share the "
+    "rate limit and the breaker in Redis; one that dies is started again; SIGTERM drains all.",
+)
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
-def worker(celery_args: tuple[str, ...]) -> None:
-    """Run a delivery worker (extra arguments go to `celery worker`)."""
+def worker(processes: int | None, celery_args: tuple[str, ...]) -> None:
+    """Run the delivery workers (extra arguments go to each `celery worker`)."""
     settings = settings_or_exit()
-    from eventq.messaging import worker_argv
+    from eventq.logs import configure_logging
+    from eventq_cli.supervisor import child_argv, child_env, run_workers, worker_processes
 
-    argv = worker_argv(settings, *celery_args)
-    os.execvp(sys.executable, [sys.executable, "-m", *argv])  # noqa: S606 - replaces this process
+    count = worker_processes(settings, processes)
+    if count == 1:  # one worker needs no supervisor: become it, as `celery worker` would
+        argv = [sys.executable, "-m", *child_argv(settings, 1, celery_args)]
+        os.execve(sys.executable, argv, child_env(settings, 1, dict(os.environ)))  # noqa: S606
+    configure_logging(settings)
+    raise SystemExit(run_workers(settings, count, celery_args))
 
 
 @main.command()

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import redis
 from rich.console import Console
 
-from eventq.messaging import celery_argv, worker_argv
+from eventq.messaging import celery_argv
 from eventq.settings import Settings
 
 __all__ = ["run_stack", "start_redis"]
@@ -158,15 +158,8 @@ def _start_and_watch(
         )
         env["EVENTQ_HUBSPOT_BASE_URL"] = f"http://127.0.0.1:{fake_port}"
         env["EVENTQ_HUBSPOT_ACCESS_TOKEN"] = SANDBOX_TOKEN
-    procs.append(
-        (
-            "worker",
-            subprocess.Popen(
-                [py, "-m", *worker_argv(settings, "--hostname", "eventq@%h")],
-                env=env,
-            ),
-        )
-    )
+    # the same supervised workers as `eventq worker` (EVENTQ_WORKER_PROCESSES, else the CPUs)
+    procs.append(("worker", subprocess.Popen([py, "-m", "eventq", "worker"], env=env)))
     procs.append(
         (
             "flower",

@@ -8,7 +8,14 @@ from rich.table import Table
 
 from eventq.records import AttemptRecord, DeadLetter, JobStatus
 
-__all__ = ["attempts_table", "dead_letter_table", "dead_letters_table", "job_table", "when"]
+__all__ = [
+    "attempts_table",
+    "attempts_text",
+    "dead_letter_table",
+    "dead_letters_table",
+    "job_table",
+    "when",
+]
 
 
 def when(epoch_s: float | None) -> str:
@@ -23,9 +30,10 @@ def job_table(job: JobStatus) -> Table:
     table = Table(title=f"job {job.jobId}", show_header=False)
     rows = [
         ("state", job.state),
-        ("attempts", str(job.attempts)),
+        ("attempts", attempts_text(job)),
         ("event", job.summary),
         ("objectId", job.objectId or "-"),
+        ("last status", "-" if job.lastStatus is None else str(job.lastStatus)),
         ("last error", job.lastError or "-"),
         ("dead-letter id", job.deadLetterId or "-"),
         ("next attempt", when(job.nextAttemptAt)),
@@ -36,6 +44,17 @@ def job_table(job: JobStatus) -> Table:
         table.add_row(key, value)
     table.add_row("history", attempts_table(job.history))
     return table
+
+
+def attempts_text(job: JobStatus) -> str:
+    """Return the attempts row: the retry budget used, and the last attempt's number if it differs.
+
+    The number differs after a replay (a fresh budget, the numbering goes on) and after waits that
+    used no attempt (a 429, a breaker refusal).
+    """
+    if job.lastAttempt is None or job.lastAttempt == job.attempts:
+        return str(job.attempts)
+    return f"{job.attempts} of the retry budget since queued; last attempt #{job.lastAttempt}"
 
 
 def attempts_table(history: list[AttemptRecord]) -> Table:

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from eventq.accounts import AccountsWatcher, UnknownAccount
 from eventq.errors import InvalidInput
 from eventq.event_warnings import FieldWarning, event_warnings
-from eventq.jobs import Created, create_jobs, mark_published
+from eventq.jobs import Created, create_jobs, mark_published, stored_envelopes
 from eventq.keys import Keys
 from eventq.messaging import make_celery, queue_for, send_job
 from eventq.schema import JobEnvelope, JobSource, MarketingEvent
@@ -203,17 +203,8 @@ class Producer:
         fresh_ids = {env.jobId for env in fresh}
         # a repeat of an item earlier in this same call is published with it, not again
         stale = {c.job_id for c in created if c.needs_publish and c.duplicate} - fresh_ids
-        self._publish([*fresh, *self._stored(sorted(stale))])
+        self._publish([*fresh, *stored_envelopes(self.redis, self.keys, sorted(stale))])
         return created
-
-    def _stored(self, job_ids: list[str]) -> list[JobEnvelope]:
-        if not job_ids:
-            return []
-        with self.redis.pipeline(transaction=False) as pipe:
-            for job_id in job_ids:
-                pipe.hget(self.keys.job(job_id), "envelope")
-            raws = pipe.execute()
-        return [JobEnvelope.model_validate_json(raw) for raw in raws if raw is not None]
 
     def _publish(self, envelopes: list[JobEnvelope]) -> None:
         """Publish through one held kombu producer (one pipeline), then mark them published."""

@@ -8,9 +8,9 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from eventq.audit import AUDIT_MAX_ENTRIES, audit_entry, xadd_args
-from eventq.jobs import as_text
 from eventq.keys import Keys
 from eventq.records import AuditAction, AuditEntry
+from eventq.redis_io import as_text
 from producers.http_auth import Principal
 from producers.http_bodies import json_response, validate_query
 from producers.http_models import AuditPage, AuditQuery, ErrorBody

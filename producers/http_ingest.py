@@ -9,6 +9,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel
 
+from eventq.jobs import job_state
 from eventq.records import JobState, JobStatus
 from eventq.schema import MarketingEvent
 from eventq.settings import Settings
@@ -66,8 +67,7 @@ def _enqueue_one(
     job_id = cast(str, result.job_id)  # enqueue_one raises instead of rejecting
     state = "queued"
     if result.duplicate:
-        stored = producer.redis.hget(producer.keys.job(job_id), "state")
-        state = stored.decode() if isinstance(stored, bytes) else "queued"
+        state = job_state(producer.redis, producer.keys, job_id) or "queued"
     return EnqueueResponse(
         jobId=job_id,
         status=cast(JobState, state),

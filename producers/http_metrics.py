@@ -7,10 +7,8 @@ schedule's depth is the workers' metric (`worker.metrics`), exported there only.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections import Counter as Tally
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -22,9 +20,10 @@ from prometheus_client import generate_latest as render
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from eventq.dead_letters import DeadLetterStore
 from eventq.depths import queue_depths_async
-from eventq.jobs import as_text
 from eventq.keys import Keys
+from eventq.redis_io import as_text
 from producers.http_routes import Reply, Route
 from producers.http_state import ServiceState, state_of
 
@@ -157,15 +156,9 @@ class HttpMetrics:
         scanned_at, counts = self._dlq_cache
         if time.monotonic() - scanned_at < DLQ_SCAN_EVERY_S:
             return counts
-        tally: Tally[str] = Tally()
-        ids = cast(list[bytes], client.zrange(keys.dlq, 0, DLQ_SCAN_MAX - 1))
-        for start in range(0, len(ids), 500):
-            chunk = [keys.dlq_entry(as_text(i)) for i in ids[start : start + 500]]
-            for raw in cast(list[bytes | None], client.mget(chunk)):
-                if raw is not None:
-                    tally[str(json.loads(raw).get("reason"))] += 1
-        self._dlq_cache = (time.monotonic(), dict(tally))
-        return dict(tally)
+        counts = DeadLetterStore(client, keys).count_by_reason(DLQ_SCAN_MAX)
+        self._dlq_cache = (time.monotonic(), counts)
+        return dict(counts)
 
 
 async def read_snapshot(state: ServiceState) -> ClusterSnapshot:

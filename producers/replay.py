@@ -11,10 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from eventq.dead_letters import DeadLetterStore
-from eventq.jobs import as_text, load_lua
+from eventq.jobs import current_attempt, reopen_job
 from eventq.messaging import send_job
 from eventq.records import AttemptRecord, DeadLetter, HubSpotErrorInfo
 from eventq.schema import JobEnvelope
@@ -108,10 +108,7 @@ class Replayer:
         return ReplayResult(entry.id, "replayed", envelope.jobId)
 
     def _next_attempt(self, job_id: str) -> int:
-        current = cast(
-            bytes | None, self.producer.redis.hget(self.producer.keys.job(job_id), "attempt")
-        )
-        return int(current or 0) + 1
+        return current_attempt(self.producer.redis, self.producer.keys, job_id) + 1
 
     def _reopen(self, envelope: JobEnvelope) -> str | None:
         """Make the job queued again; returns another live job's id when one has the event.
@@ -119,33 +116,19 @@ class Replayer:
         One script (`reopen_job.lua`), so a producer enqueueing the same event meanwhile
         cannot leave two live jobs for it.
         """
-        keys, client = self.producer.keys, self.producer.redis
-        now = time.time()
         record = AttemptRecord(
             attempt=envelope.attempt,
-            at=now,
+            at=time.time(),
             outcome="replayed",
             detail="replayed from the dead-letter queue",
         )
-        other = client.register_script(load_lua("reopen_job"))(
-            keys=[
-                keys.job(envelope.jobId),
-                keys.dedupe_for(envelope),
-                keys.unfinished,
-                keys.job_history(envelope.jobId),
-            ],
-            args=[
-                envelope.jobId,
-                now,
-                envelope.summary(),
-                self.producer.settings.ledger_ttl_s,
-                keys.job(""),
-                envelope.model_dump_json(),
-                envelope.attempt,
-                record.model_dump_json(exclude_none=True),
-            ],
+        return reopen_job(
+            self.producer.redis,
+            self.producer.keys,
+            envelope,
+            record,
+            dedupe_ttl_s=self.producer.settings.ledger_ttl_s,
         )
-        return None if other is None else as_text(other)
 
     def _note_refusal(self, entry: DeadLetter, message: str) -> None:
         refused = entry.model_copy(

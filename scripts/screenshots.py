@@ -30,6 +30,8 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from eventq import jobs  # noqa: E402
+from eventq.keys import Keys  # noqa: E402
 from eventq.messaging import celery_argv  # noqa: E402
 from eventq.settings import settings_from_env  # noqa: E402
 from fake_hubspot.control import FakeHubSpot, free_port, start_fake_subprocess  # noqa: E402
@@ -185,8 +187,7 @@ def start_services(stack: ExitStack, env: dict[str, str], logs: Path) -> tuple[s
 
 def job_state(client: redis.Redis, prefix: str, job_id: str) -> str:
     """Return a job's state from its Redis hash."""
-    state = client.hget(f"{prefix}:job:{job_id}", "state")
-    return state.decode() if isinstance(state, bytes) else ""
+    return jobs.job_state(client, Keys(prefix), job_id) or ""
 
 
 def enqueue_jobs(env: dict[str, str], fake: FakeHubSpot) -> None:

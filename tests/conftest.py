@@ -1,12 +1,19 @@
 """Shared fixtures: a real Redis, the fake HubSpot over loopback, real `celery worker` processes.
 
-Every test gets its own Redis key prefix and Celery queue names, so tests never see each other's
-jobs and the shared Redis on 6379 is never flushed.
+Every test gets its own Redis key prefix (`key_prefix`) and Celery queue names, so tests never
+see each other's jobs and the shared Redis on 6379 is never flushed.
+
+The real Redis is reached only through the `real_redis_url` fixture (and the fixtures built on it:
+`redis_client`, `key_prefix`, `stack`, the unit tests' `real_redis`). The URL is resolved, and a
+private Redis started if none answers, the first time a test asks for it, never at import. Every
+test that asks for it, however indirectly, is marked `redis` here, so
+`pytest -m "not redis" tests/unit` runs with no Redis at all.
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import signal
 import subprocess
@@ -23,12 +30,14 @@ import pytest
 import redis
 
 from eventq.messaging import worker_argv
+from eventq.records import AttemptRecord, DeadLetter, DeadLetterReason, HubSpotErrorInfo
 from eventq.settings import Settings, settings_from_env
 from eventq_cli.stack import start_redis
 from fake_hubspot.control import FakeHubSpot, free_port, start_fake_subprocess
 
 
-def _test_redis_url() -> str:
+@functools.cache
+def resolve_redis_url() -> str:
     """Return the Redis the tests use: EVENTQ_TEST_REDIS_URL, the one on 6379, or one we start.
 
     On a machine with no Redis running, a private `redis-server` (from PATH, or the embedded one
@@ -44,14 +53,23 @@ def _test_redis_url() -> str:
         url = f"redis://127.0.0.1:{free_port()}/0"
         proc = start_redis(url, Path(tempfile.mkdtemp(prefix="eventq-test-redis-")))
         if proc is None:
-            return default  # the redis_client fixture explains what is missing
+            return default  # the real_redis_url fixture says what is missing
         atexit.register(proc.terminate)
         os.environ["EVENTQ_TEST_REDIS_URL"] = url
         return url
     return default
 
 
-REDIS_URL = _test_redis_url()
+def __getattr__(name: str) -> str:
+    """`from tests.conftest import REDIS_URL`, resolved on first use; prefer `real_redis_url`.
+
+    Kept for tests/unit/test_rate_limit.py, which builds a script with it at import time.
+    """
+    if name == "REDIS_URL":
+        return resolve_redis_url()
+    raise AttributeError(name)
+
+
 TOKEN = "test-token-" + uuid.uuid4().hex  # unique, so a leak is easy to grep for
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,14 +90,74 @@ def valid_event(n: int | str = 1, **changes: Any) -> dict[str, Any]:
     return event
 
 
+def dead_letter_entry(
+    payload: dict[str, Any],
+    *,
+    entry_id: str | None = None,
+    job_id: str | None = None,
+    reason: DeadLetterReason = "invalid",
+    http_status: int | None = None,
+    message: str = "eventOrganizer: Field required",
+    at: float | None = None,
+) -> DeadLetter:
+    """Return a dead-letter entry for `payload` as a worker makes one: one attempt, ended at `at`
+    (now by default) by `reason`, with HubSpot's `http_status` and `message`; ids are unique
+    unless given."""
+    now = at if at is not None else time.time()
+    record = AttemptRecord(attempt=1, at=now, outcome="dead_letter", httpStatus=http_status)
+    return DeadLetter(
+        id=entry_id or uuid.uuid4().hex,
+        jobId=job_id or uuid.uuid4().hex,
+        payload=payload,
+        reason=reason,
+        httpStatus=http_status,
+        error=HubSpotErrorInfo(message=message),
+        attempts=[record],
+        firstEnqueuedAt=now - 1,
+        deadLetteredAt=now,
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `redis` every test that needs the real Redis, i.e. whose fixtures reach
+    `real_redis_url`, so that `-m "not redis"` leaves exactly the tests that need none."""
+    for item in items:
+        if "real_redis_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.redis)
+
+
 @pytest.fixture(scope="session")
-def redis_client() -> redis.Redis:
-    client = redis.Redis.from_url(REDIS_URL)
+def real_redis_url() -> str:
+    """The URL of the real Redis the tests share (see `resolve_redis_url`); stops the session,
+    saying why, when it does not answer."""
+    url = resolve_redis_url()
     try:
-        client.ping()
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
     except redis.ConnectionError:
-        pytest.exit(f"tests need Redis at {REDIS_URL}", returncode=2)
-    return client
+        pytest.exit(f"tests need Redis at {url}", returncode=2)
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_client(real_redis_url: str) -> redis.Redis:
+    """A synchronous client of the real Redis."""
+    return redis.Redis.from_url(real_redis_url)
+
+
+def delete_keys(client: redis.Redis, prefix: str) -> None:
+    """Delete every key under `prefix:` (the shared Redis is never flushed)."""
+    found = list(client.scan_iter(f"{prefix}:*", count=10_000))
+    for start in range(0, len(found), 1000):
+        client.delete(*found[start : start + 1000])
+
+
+@pytest.fixture
+def key_prefix(redis_client: redis.Redis) -> Iterator[str]:
+    """A Redis key prefix no other test uses (`t-` and 10 hex digits); its keys are deleted after
+    the test."""
+    prefix = f"t-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    delete_keys(redis_client, prefix)
 
 
 @pytest.fixture(scope="session")
@@ -179,13 +257,20 @@ def wait_for(check: Callable[[], Any], timeout_s: float, what: str, every_s: flo
 
 
 @pytest.fixture
-def stack(fake: FakeHubSpot, redis_client: redis.Redis, tmp_path: Path) -> Iterator[Stack]:
-    tag = uuid.uuid4().hex[:10]
+def stack(
+    fake: FakeHubSpot,
+    real_redis_url: str,
+    redis_client: redis.Redis,
+    key_prefix: str,
+    tmp_path: Path,
+) -> Iterator[Stack]:
+    """One isolated eventq on the real Redis (`key_prefix`, queues named after it) and the fake."""
+    tag = key_prefix.removeprefix("t-")
     env = {
-        "EVENTQ_REDIS_URL": REDIS_URL,
+        "EVENTQ_REDIS_URL": real_redis_url,
         "EVENTQ_HUBSPOT_BASE_URL": fake.base_url,
         "EVENTQ_HUBSPOT_ACCESS_TOKEN": TOKEN,
-        "EVENTQ_KEY_PREFIX": f"t-{tag}",
+        "EVENTQ_KEY_PREFIX": key_prefix,
         "EVENTQ_QUEUE": f"q-{tag}",
         "EVENTQ_BULK_QUEUE": f"qb-{tag}",
         "EVENTQ_BACKOFF_BASE_S": "0.5",
@@ -204,8 +289,6 @@ def stack(fake: FakeHubSpot, redis_client: redis.Redis, tmp_path: Path) -> Itera
     try:
         yield made
     finally:
-        made.stop_workers()
-        for key in redis_client.scan_iter(f"t-{tag}:*", count=1000):
-            redis_client.delete(key)
+        made.stop_workers()  # before key_prefix's clean-up, so no worker writes after it
         for queue in (env["EVENTQ_QUEUE"], env["EVENTQ_BULK_QUEUE"]):
             redis_client.delete(queue)

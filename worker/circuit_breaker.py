@@ -6,15 +6,16 @@ import hashlib
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
-from eventq.jobs import as_text, load_lua
 from eventq.keys import Keys
+from eventq.redis_io import as_text, load_lua
+from worker.attempts import AttemptResult, HttpFailure, NetworkFailure
 
 if TYPE_CHECKING:
     import redis.asyncio
 
-__all__ = ["BreakerDecision", "CircuitBreaker"]
+__all__ = ["Breaker", "BreakerDecision", "CircuitBreaker", "is_struggling"]
 
 logger = logging.getLogger("eventq.breaker")
 
@@ -36,6 +37,29 @@ class BreakerDecision:
     def clean(self) -> bool:
         """Return True when closed with no failure on record: a success changes nothing."""
         return self.state == "closed" and self.failures == 0
+
+
+class Breaker(Protocol):
+    """What the delivery path asks of the breaker (CircuitBreaker; an in-memory one in tests)."""
+
+    async def allow(self, target: str) -> BreakerDecision:
+        """Return whether one request to `target` may go now."""
+        ...
+
+    async def record_success(self, target: str) -> None:
+        """Record a request that HubSpot answered without struggling."""
+        ...
+
+    async def record_failure(self, target: str) -> None:
+        """Record a timeout, a dropped connection or a 5xx."""
+        ...
+
+
+def is_struggling(result: AttemptResult) -> bool:
+    """Return True when `result` counts against the breaker: no answer, or a 5xx."""
+    if isinstance(result, NetworkFailure):
+        return True
+    return isinstance(result, HttpFailure) and result.status >= 500
 
 
 class CircuitBreaker:

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from eventq.errors import EventqError
 from worker.attempts import HttpFailure
-from worker.rate_limit import bucket_for_token as _bucket
+from worker.rate_limit import bucket_for_token
 
 __all__ = [
     "READ_SCOPE",
@@ -24,7 +24,6 @@ __all__ = [
     "CredentialsError",
     "CredentialsUnavailable",
     "StaticCredentials",
-    "bucket_for_token",
     "can_read_events",
     "describe_auth_failure",
     "is_expired_token",
@@ -33,11 +32,6 @@ __all__ = [
 WRITE_SCOPE = "crm.objects.marketing_events.write"  # what the create endpoint requires
 READ_SCOPE = "crm.objects.marketing_events.read"  # what the existence check (GET) requires
 _REPLAY = "`eventq dlq replay --all --reason auth`"
-
-
-def bucket_for_token(token: str) -> str:
-    """Return the rate-limit bucket of a private-app token (a hash, never the token)."""
-    return _bucket(token)
 
 
 class CredentialsError(EventqError):

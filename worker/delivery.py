@@ -1,7 +1,12 @@
 """One attempt of one job, start to finish, as a plain `async` function (no Celery here).
 
-claim the attempt → ledger → breaker → limiter → POST (first attempt) or, after an ambiguous
-attempt and on replay, [GET if the token can read] → PUT → decide → record.
+claim the attempt, then gather → decide → apply: gather what happens (the ledger, the token,
+the breaker's and the limiter's answers, POST first or, after an ambiguous attempt and on replay,
+[GET if the token can read] then PUT) into one `retry_policy.Gathered`; the pure
+`retry_policy.decide` returns one `Decision`; `_Attempt._apply` records it (job store, the
+limiter's one pause per 429, metrics, the attempt's log line). A `Send` decision goes on within
+the attempt; a `RefreshAndRetry` is followed (refresh, else its `otherwise`) before applying.
+Collaborators are the small Protocols of their modules, so tests can pass in-memory ones.
 """
 
 from __future__ import annotations
@@ -12,40 +17,45 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
 
 from eventq.errors import EventqError
-from eventq.jobs import Begun, JobStore
+from eventq.jobs import Begun
 from eventq.records import AttemptRecord, DeadLetter, DeadLetterReason, HubSpotErrorInfo
 from eventq.schema import JobEnvelope
-from worker.attempts import AttemptResult, Found, HttpFailure, NetworkFailure, NotFound
-from worker.circuit_breaker import CircuitBreaker
+from worker.attempts import AttemptResult, HttpFailure, NetworkFailure
+from worker.circuit_breaker import Breaker, is_struggling
 from worker.credentials import (
     AccessToken,
     Credentials,
     CredentialsError,
     CredentialsUnavailable,
     can_read_events,
-    describe_auth_failure,
-    is_expired_token,
 )
-from worker.hubspot_client import HubSpotClient
+from worker.hubspot_client import EventsApi
 from worker.metrics import ATTEMPT_LATENCY, DELIVERIES, RATE_LIMITED
-from worker.rate_limit import RateLimiter
+from worker.rate_limit import Grant, Limiter
 from worker.retry_policy import (
     Backoff,
+    DeadLetterNow,
     Decision,
     Delivered,
+    Gathered,
+    NoToken,
     PauseBucket,
+    RefreshAndRetry,
+    Refusal,
+    Request,
     RetryLater,
+    Send,
     Wait,
     decide,
 )
 
-__all__ = ["Delivery", "Outcome", "decode_envelope"]
+__all__ = ["AttemptStore", "Delivery", "Outcome", "decode_envelope"]
 
 log = logging.getLogger("eventq.delivery")
 attempt_log = logging.getLogger("eventq.attempt")
@@ -98,14 +108,64 @@ def _field_errors(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
+class AttemptStore(Protocol):
+    """What an attempt asks of the job store (eventq.jobs.JobStore; an in-memory one in tests).
+
+    Declared here, by its one user, so the job-record module keeps its own shape.
+    """
+
+    async def begin(
+        self, envelope: JobEnvelope, *, raw_envelope: str, lock_ttl_ms: int, now: float
+    ) -> Begun:
+        """Claim the attempt: done, stale, locked, or run (with attempts, verify, ledger)."""
+        ...
+
+    async def mark_delivered(
+        self, envelope: JobEnvelope, object_id: str | None, record: AttemptRecord, *, attempts: int
+    ) -> None:
+        """Record the job delivered."""
+        ...
+
+    async def reschedule(
+        self,
+        envelope: JobEnvelope,
+        *,
+        due_at: float,
+        attempts: int,
+        verify: bool,
+        record: AttemptRecord,
+        last_error: str | None,
+    ) -> None:
+        """Park the job until `due_at`."""
+        ...
+
+    async def mark_dead_lettered(
+        self, job_id: str, entry: DeadLetter, record: AttemptRecord
+    ) -> None:
+        """Write the DLQ entry and end the job."""
+        ...
+
+    async def schedule_only(self, job_id: str, due_at: float) -> None:
+        """Look at the job again at `due_at` without touching its record."""
+        ...
+
+    async def release(self, job_id: str) -> None:
+        """Drop the attempt's lock (the message will be redelivered)."""
+        ...
+
+    async def history(self, job_id: str) -> list[AttemptRecord]:
+        """Return the job's attempt records."""
+        ...
+
+
 @dataclass
 class Delivery:
     """Everything one attempt needs; one instance per worker process."""
 
-    jobs: JobStore
-    client: HubSpotClient
-    limiter: RateLimiter
-    breaker: CircuitBreaker
+    jobs: AttemptStore
+    client: EventsApi
+    limiter: Limiter
+    breaker: Breaker
     credentials: Credentials
     policy: Backoff
     max_limiter_wait_s: float
@@ -128,8 +188,7 @@ class Delivery:
         if begun.status == "locked":
             return await self._wait_for_lock(envelope)
         try:
-            attempt = _Attempt(self, envelope, begun.attempts, begun.verify)
-            return await attempt.run(begun)
+            return await _Attempt(self, envelope, begun).run()
         except BaseException:
             await self.jobs.release(envelope.jobId)  # the message will be redelivered
             raise
@@ -184,154 +243,164 @@ _SLOT_TRIES = 3
 
 
 class _Attempt:
-    """The state of one attempt while it runs."""
+    """One attempt: gather what happens into a `Gathered`, `decide`, then `apply` the decision."""
 
-    def __init__(self, d: Delivery, envelope: JobEnvelope, attempts: int, verify: bool) -> None:
-        self.d, self.envelope, self.attempts, self.verify = d, envelope, attempts, verify
-        self.event = envelope.event
-        self.breaker_clean = False
-        self.sent_at: float | None = None  # the last grant's send time, for the share estimate
-
-    async def run(self, begun: Begun) -> Outcome:
-        """Run the attempt; `begun` carries the ledger's answer when the event was delivered."""
-        if begun.in_ledger:
-            how = "already in the delivered ledger"
-            return await self._delivered(begun.delivered_object_id, None, how)
-        try:
-            token = await self.d.credentials.token_for(self.envelope.portalId)
-        except CredentialsUnavailable as error:  # token endpoint down: wait, use no attempt
-            return await self._park(time.time() + error.retry_after_s, str(error))
-        except CredentialsError as error:
-            return await self._dead_letter("auth", str(error), None)
-        gate = await self._gate(token)
-        if gate is not None:
-            return gate
-        if self.verify:
-            return await self._resend(token)
-        return await self._finish(await self._send(token, self.d.client.create), token)
-
-    async def _finish(self, result: AttemptResult, token: AccessToken) -> Outcome:
-        return await self._retry_if_expired(result, token) or await self._act(result, token)
-
-    async def _retry_if_expired(self, result: AttemptResult, token: AccessToken) -> Outcome | None:
-        """Park the job for an immediate retry (no attempt used) after an expired-token 401."""
-        expired = isinstance(result, HttpFailure) and is_expired_token(result)
-        if expired and await self.d.credentials.refresh_after_401(token):
-            return await self._park(time.time(), "token refreshed, retrying at once")
-        return None
-
-    async def _resend(self, token: AccessToken) -> Outcome:
-        """After an ambiguous attempt or on replay: re-send with PUT, which cannot duplicate.
-
-        Only a token known to have the read scope looks first (GET): found is delivered, not
-        found is POSTed; a refused or failed look falls back to the PUT, never to a dead letter.
-        """
-        if can_read_events(token):
-            looked = await self._look(token)
-            if looked is not None:
-                return looked
-            gate = await self._gate(token)  # the GET took a slot; the next request needs its own
-            if gate is not None:
-                return gate
-        send = self.d.client.upsert if self.verify else self.d.client.create
-        return await self._finish(await self._send(token, send), token)
-
-    async def _look(self, token: AccessToken) -> Outcome | None:
-        """GET the event; return an outcome when found or paused, None to go on and send."""
-        secret = token.value.get_secret_value()
-        found = await self.d.client.find(
-            self.event.externalAccountId, self.event.externalEventId, secret
+    def __init__(self, d: Delivery, envelope: JobEnvelope, begun: Begun) -> None:
+        self.d, self.envelope, self.event = d, envelope, envelope.event
+        self.attempts_before = begun.attempts
+        self.facts = Gathered(
+            verify=begun.verify,
+            portal_id=envelope.portalId,
+            in_ledger=begun.in_ledger,
+            ledger_object_id=begun.delivered_object_id,
         )
-        await self._observe(found, token)
-        if isinstance(found, NotFound):
-            self.verify = False  # HubSpot has no such event: a POST cannot duplicate it
-            return None
-        if isinstance(found, Found) or (isinstance(found, HttpFailure) and found.status == 429):
-            return await self._act(found, token)
-        refreshed = await self._retry_if_expired(found, token)
-        if refreshed is not None:
-            return refreshed
-        log.info("existence check not usable (%s): re-sending with PUT", _describe(found))
-        return None
+        self.token: AccessToken | None = None
 
-    async def _gate(self, token: AccessToken) -> Outcome | None:
-        """Return a parked outcome when the breaker or limiter says not now, else None."""
+    async def run(self) -> Outcome:
+        """Gather step by step until the decision is no `Send`; apply that decision."""
+        if not self.facts.in_ledger:
+            await self._gather_token()
+        while True:
+            decision = await self._follow(self._decide())
+            if not isinstance(decision, Send):
+                return await self._apply(decision)
+            if decision.reason:
+                log.info("%s: re-sending with %s", decision.reason, decision.request)
+            await self._gather_request(decision)
+
+    def _decide(self) -> Decision:
+        now = time.time()
+        return decide(
+            self.facts,
+            attempts_before=self.attempts_before,
+            age_s=now - self.envelope.firstEnqueuedAt.timestamp(),
+            now_s=now,
+            policy=self.d.policy,
+        )
+
+    async def _follow(self, decision: Decision) -> Decision:
+        """Refresh an expired token: retry at once (no attempt, no answer kept) or `otherwise`."""
+        if not isinstance(decision, RefreshAndRetry):
+            return decision
+        if self.token is not None and await self.d.credentials.refresh_after_401(self.token):
+            self.facts = replace(self.facts, result=None)
+            return Wait(time.time(), "token refreshed, retrying at once", self.facts.verify)
+        return decision.otherwise
+
+    # -- gather ------------------------------------------------------------------------------
+
+    async def _gather_token(self) -> None:
+        try:
+            self.token = await self.d.credentials.token_for(self.envelope.portalId)
+        except CredentialsUnavailable as error:  # token endpoint down: wait, use no attempt
+            self.facts = replace(self.facts, no_token=NoToken(str(error), error.retry_after_s))
+            return
+        except CredentialsError as error:
+            self.facts = replace(self.facts, no_token=NoToken(str(error)))
+            return
+        self.facts = replace(self.facts, can_read=can_read_events(self.token))
+
+    async def _gather_request(self, step: Send) -> None:
+        """Ask the breaker and the limiter, then send `step.request`; record what happened."""
+        token = self.token
+        if token is None:  # decide sends nothing without a token
+            raise RuntimeError("no token to send with")
+        self.facts = self.facts.sending(step)
         verdict = await self.d.breaker.allow(self.d.client.base_url)
-        self.breaker_clean = verdict.clean
         if not verdict.allowed:
-            return await self._park(verdict.retry_at, f"circuit breaker {verdict.state}")
+            refusal = Refusal(verdict.retry_at, f"circuit breaker {verdict.state}")
+            self.facts = replace(self.facts, refusal=refusal)
+            return
+        slot = await self._slot(token)
+        if isinstance(slot, Refusal):
+            self.facts = replace(self.facts, refusal=slot)
+            return
+        result = await self._send(step.request, token)
+        await self._observe(result, token, breaker_clean=verdict.clean, sent_at=slot.send_at)
+        self.facts = replace(self.facts, result=result)
+
+    async def _slot(self, token: AccessToken) -> Grant | Refusal:
+        """Wait for a rate-limit slot; a request that wakes past its slot takes a new one.
+
+        Sending late could overrun HubSpot's window beside sends on time (RateLimiter.is_late).
+        """
         for _ in range(_SLOT_TRIES):
             grant = await self.d.limiter.acquire(token.bucket, self.d.max_limiter_wait_s)
             if not grant.granted:
-                return await self._park(grant.retry_at, f"rate limit: {grant.reason}")
+                return Refusal(grant.retry_at, f"rate limit: {grant.reason}")
             granted_at = time.monotonic()
             if grant.wait_s > 0:
                 await asyncio.sleep(grant.wait_s)
             elapsed_s = time.monotonic() - granted_at
             if not self.d.limiter.is_late(grant, elapsed_s):
-                self.sent_at = grant.send_at
-                return None
-            # woke past its slot: sending now could overrun HubSpot's window; take a new one
+                return grant
             late_s = elapsed_s - grant.wait_s
             log.debug("woke %.3f s past its rate-limit slot: taking a new one", late_s)
             await self.d.limiter.release(token.bucket, grant)
-        return await self._park(time.time(), "rate limit: woke past its slot")
+        return Refusal(time.time(), "rate limit: woke past its slot")
 
-    async def _send(self, token: AccessToken, send: _Send) -> AttemptResult:
-        result = await send(self.event.to_hubspot(), token.value.get_secret_value())
-        await self._observe(result, token)
-        return result
+    async def _send(self, request: Request, token: AccessToken) -> AttemptResult:
+        secret = token.value.get_secret_value()
+        if request == "GET":
+            event = self.event
+            return await self.d.client.find(event.externalAccountId, event.externalEventId, secret)
+        send = self.d.client.upsert if request == "PUT" else self.d.client.create
+        return await send(self.event.to_hubspot(), secret)
 
-    async def _observe(self, result: AttemptResult, token: AccessToken) -> None:
+    async def _observe(
+        self, result: AttemptResult, token: AccessToken, *, breaker_clean: bool, sent_at: float
+    ) -> None:
+        """Tell the limiter HubSpot's headers and the breaker how HubSpot is doing."""
         if result.headers and not (isinstance(result, HttpFailure) and result.status == 429):
             # a 429's: after_429
-            await self.d.limiter.observe(token.bucket, result.headers, self.sent_at)
-        # timeouts, refused or dropped connections and 5xx all mean HubSpot is struggling
-        failed = isinstance(result, NetworkFailure)
-        failed = failed or (isinstance(result, HttpFailure) and result.status >= 500)
-        if failed:
+            await self.d.limiter.observe(token.bucket, result.headers, sent_at)
+        if is_struggling(result):
             await self.d.breaker.record_failure(self.d.client.base_url)
-        elif not self.breaker_clean:  # a success only matters when there is something to reset
+        elif not breaker_clean:  # a success only matters when there is something to reset
             await self.d.breaker.record_success(self.d.client.base_url)
 
-    async def _act(self, result: AttemptResult, token: AccessToken) -> Outcome:
-        self.attempts += 1
-        now = time.time()
-        age_s = now - self.envelope.firstEnqueuedAt.timestamp()
-        decision = decide(
-            result, attempts_used=self.attempts, age_s=age_s, now_s=now, policy=self.d.policy
-        )
-        return await self._apply(decision, result, token)
+    # -- apply -------------------------------------------------------------------------------
 
-    async def _apply(
-        self, decision: Decision, result: AttemptResult, token: AccessToken
-    ) -> Outcome:
+    async def _apply(self, decision: Decision) -> Outcome:
+        """Record `decision`: job store, limiter pause, metrics and the attempt's log line."""
+        result = self.facts.result
+        attempts = self.attempts_before + (1 if decision.uses_attempt else 0)
         if isinstance(decision, Delivered):
-            how = "delivered"
+            how = decision.detail
             if decision.warning:
-                how = f"delivered, warning: {decision.warning}"
+                how = f"{how}, warning: {decision.warning}"
                 log.warning("job %s %s", self.envelope.jobId, how)
-            return await self._delivered(decision.object_id, result, how)
-        if isinstance(decision, Wait):
-            self.attempts -= 1  # HubSpot's state (423, 477), not the job's fault
-            return await self._park(decision.until_s, decision.reason, result)
+            return await self._delivered(decision.object_id, result, how, attempts)
         if isinstance(decision, PauseBucket):
-            self.attempts -= 1  # a 429 is HubSpot's pacing, not the job's fault
-            RATE_LIMITED.labels(decision.policy).inc()
-            pause = await self.d.limiter.after_429(
-                token.bucket, decision.policy, result.headers, decision.retry_after_s
+            return await self._pause(decision, result, attempts)
+        if isinstance(decision, Wait):
+            return await self._park(
+                decision.until_s, decision.reason, result, attempts, decision.verify
             )
-            log.warning("rate limited (%s): bucket paused %s", decision.policy, pause.why)
-            jitter_s = random.uniform(0, 0.25)  # noqa: S311 - spreads wake-ups, not crypto
-            return await self._park(pause.until_s + jitter_s, f"429 {decision.policy}", result)
         if isinstance(decision, RetryLater):
-            self.verify = self.verify or decision.verify  # once ambiguous, re-send with PUT
-            return await self._park(time.time() + decision.delay_s, decision.reason, result)
-        if decision.reason == "auth" and isinstance(result, HttpFailure):
-            message = describe_auth_failure(result, self.envelope.portalId)
-            detail = f"HTTP {result.status}: {message}"
-            return await self._dead_letter("auth", detail, result, message=message)
-        return await self._dead_letter(decision.reason, decision.detail, result)
+            due = time.time() + decision.delay_s
+            return await self._park(due, decision.reason, result, attempts, decision.verify)
+        if isinstance(decision, DeadLetterNow):
+            return await self._dead_letter(
+                decision.reason, decision.detail, result, message=decision.message
+            )
+        raise RuntimeError(f"{type(decision).__name__} is followed, not applied")
+
+    async def _pause(
+        self, decision: PauseBucket, result: AttemptResult | None, attempts: int
+    ) -> Outcome:
+        """Have the limiter pause the bucket once for the 429, and park the job past the pause."""
+        token = self.token
+        if token is None or result is None:  # a 429 is an answer to a request sent with a token
+            raise RuntimeError("a 429 without a request")
+        RATE_LIMITED.labels(decision.policy).inc()
+        pause = await self.d.limiter.after_429(
+            token.bucket, decision.policy, result.headers, decision.retry_after_s
+        )
+        log.warning("rate limited (%s): bucket paused %s", decision.policy, pause.why)
+        jitter_s = random.uniform(0, 0.25)  # noqa: S311 - spreads wake-ups, not crypto
+        due = pause.until_s + jitter_s
+        return await self._park(due, f"429 {decision.policy}", result, attempts, decision.verify)
 
     def _record(self, outcome: str, detail: str, result: AttemptResult | None) -> AttemptRecord:
         status = result.status if isinstance(result, HttpFailure) else None
@@ -350,20 +419,22 @@ class _Attempt:
         return record
 
     async def _delivered(
-        self, object_id: str | None, result: AttemptResult | None, how: str
+        self, object_id: str | None, result: AttemptResult | None, how: str, attempts: int
     ) -> Outcome:
         record = self._record("delivered", how, result)
-        await self.d.jobs.mark_delivered(self.envelope, object_id, record, attempts=self.attempts)
+        await self.d.jobs.mark_delivered(self.envelope, object_id, record, attempts=attempts)
         return Outcome("delivered", self.envelope.jobId, how, object_id=object_id)
 
-    async def _park(self, due: float, why: str, result: AttemptResult | None = None) -> Outcome:
+    async def _park(
+        self, due: float, why: str, result: AttemptResult | None, attempts: int, verify: bool
+    ) -> Outcome:
         outcome = "retry" if result is not None else "waiting"
         record = self._record(outcome, why, result)
         await self.d.jobs.reschedule(
             self.envelope.next_attempt(),
             due_at=due,
-            attempts=self.attempts,
-            verify=self.verify,
+            attempts=attempts,
+            verify=verify,
             record=record,
             last_error=why if result is not None else None,
         )
@@ -403,12 +474,3 @@ class _Attempt:
         await self.d.jobs.mark_dead_lettered(self.envelope.jobId, entry, record)
         log.warning("job %s dead-lettered as %s: %s", self.envelope.jobId, reason, detail)
         return Outcome("dead_lettered", self.envelope.jobId, f"{reason}: {detail}")
-
-
-def _describe(result: AttemptResult) -> str:
-    """Return a short, secret-free description of a result for a log line."""
-    if isinstance(result, HttpFailure):
-        return f"HTTP {result.status}"
-    if isinstance(result, NetworkFailure):
-        return f"{result.kind}: {result.detail}"
-    return type(result).__name__

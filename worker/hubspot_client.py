@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import aiohttp
@@ -23,7 +23,7 @@ from worker.attempts import (
     NotFound,
 )
 
-__all__ = ["BATCH_UPSERT_PATH", "EVENTS_PATH", "HubSpotClient", "new_session"]
+__all__ = ["BATCH_UPSERT_PATH", "EVENTS_PATH", "EventsApi", "HubSpotClient", "new_session"]
 
 EVENTS_PATH = "/marketing/v3/marketing-events/events"
 BATCH_UPSERT_PATH = EVENTS_PATH + "/upsert"
@@ -42,6 +42,29 @@ def new_session(
     )
     connector = aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=30)
     return aiohttp.ClientSession(timeout=timeout, connector=connector, raise_for_status=False)
+
+
+class EventsApi(Protocol):
+    """What the delivery path asks of HubSpot (HubSpotClient; an in-memory one in tests)."""
+
+    @property
+    def base_url(self) -> str:
+        """Return the HubSpot base URL (the circuit breaker's target)."""
+        ...
+
+    async def create(self, body: Mapping[str, Any], token: str) -> AttemptResult:
+        """POST the create body."""
+        ...
+
+    async def upsert(self, body: Mapping[str, Any], token: str) -> AttemptResult:
+        """PUT the body to the event's own URL."""
+        ...
+
+    async def find(
+        self, external_account_id: str, external_event_id: str, token: str
+    ) -> AttemptResult:
+        """GET the event by its external ids."""
+        ...
 
 
 class HubSpotClient:

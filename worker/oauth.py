@@ -45,8 +45,8 @@ from typing import TYPE_CHECKING
 from pydantic import SecretStr
 
 from eventq.accounts import Accounts, AccountsWatcher, UnknownAccount
-from eventq.jobs import as_text, load_lua
 from eventq.keys import Keys
+from eventq.redis_io import as_text, load_lua
 from eventq.settings import RateLimit, Settings, SettingsError
 from worker.credentials import AccessToken, CredentialsError, CredentialsUnavailable
 from worker.rate_limit import RateLimiter, bucket_for_portal
@@ -67,7 +67,6 @@ _MIN_VALID_MS = 250  # a token closer to expiry than this is not worth sending
 _MIN_EXPIRED_AGE_MS = 1_000  # "expired" for a younger token: clocks disagree, do not loop
 _FAILED_HOLD_MS = 30_000  # after a refusal other than invalid_grant, ask HubSpot again after this
 _LOCK_SLACK_S = 5.0
-_BUDGET_EVERY_S = 86_400.0  # re-write each account's budget well inside its 30-day Redis TTL
 
 
 def fingerprint(secret: str) -> str:
@@ -134,7 +133,6 @@ class OAuthCredentials:
         self._clock = clock
         self._cache: dict[str, _Cached] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._budgeted: dict[str, float] = {}  # portal -> when its budget was last written
         self._unlock_script = redis.register_script(load_lua("oauth_unlock", "worker"))
         self._invalidate_script = redis.register_script(load_lua("oauth_invalidate", "worker"))
 
@@ -196,7 +194,7 @@ class OAuthCredentials:
             cached = self._fresh(portal)
             if cached is not None:
                 return cached
-            await self._ensure_budget(portal)
+            await self._limiter.ensure_budget(bucket_for_portal(portal), self._account_limit)
             return await self._obtain(portal, accounts)
 
     async def refresh_after_401(self, token: AccessToken) -> bool:
@@ -235,12 +233,6 @@ class OAuthCredentials:
         if cached is not None and self._clock() < cached.recheck_at:
             return cached.token
         return None
-
-    async def _ensure_budget(self, portal: str) -> None:
-        written = self._budgeted.get(portal)
-        if written is None or self._clock() - written > _BUDGET_EVERY_S:
-            await self._limiter.budget_for(bucket_for_portal(portal), self._account_limit)
-            self._budgeted[portal] = self._clock()
 
     async def _obtain(self, portal: str, accounts: Accounts) -> AccessToken:
         refresh_fp = fingerprint(accounts.refresh_tokens[portal].get_secret_value())

@@ -10,11 +10,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
-from eventq.jobs import as_text, load_lua
 from eventq.keys import Keys
+from eventq.redis_io import as_text, load_lua
 from eventq.settings import RateLimit, Settings
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Grant",
+    "Limiter",
     "LimiterState",
     "Pause",
     "RateLimiter",
@@ -40,6 +41,8 @@ __all__ = [
 _DAY_S = 86_400
 # A configured per-bucket budget outlives idle periods; each process also keeps its own copy.
 _CONF_TTL_MS = 30 * _DAY_S * 1000
+# ensure_budget re-writes a configured budget this often, well inside its TTL.
+_CONF_EVERY_S = 86_400.0
 # HubSpot repeats its limits on every response, so a stale observation soon gets refreshed.
 _OBS_TTL_MS = 3_600 * 1000
 _HEADER = "x-hubspot-ratelimit-"
@@ -78,6 +81,34 @@ class LimiterState:
     paused_until: float | None  # epoch seconds, None when not paused
     reason: str | None  # why it is paused
     others: float = 0.0  # what other clients of the budget spend per window (estimate)
+
+
+class Limiter(Protocol):
+    """What the delivery path asks of the limiter (RateLimiter; an in-memory one in tests)."""
+
+    async def acquire(self, bucket: str, max_wait_s: float) -> Grant:
+        """Reserve a slot of `bucket` at most `max_wait_s` away, or refuse with a retry time."""
+        ...
+
+    async def observe(
+        self, bucket: str, headers: Mapping[str, str], sent_at: float | None = None
+    ) -> None:
+        """Correct `bucket` from the rate-limit headers of an answer that is no 429."""
+        ...
+
+    def is_late(self, grant: Grant, elapsed_s: float) -> bool:
+        """Return True when `grant`'s request, `elapsed_s` after the grant, missed its slot."""
+        ...
+
+    async def release(self, bucket: str, grant: Grant) -> None:
+        """Give back a granted slot that will not be used."""
+        ...
+
+    async def after_429(
+        self, bucket: str, policy: str, headers: Mapping[str, str], retry_after_s: float | None
+    ) -> Pause:
+        """Pause `bucket` once after a 429 with this `policy`; return the pause."""
+        ...
 
 
 def bucket_for_token(token: str) -> str:
@@ -249,6 +280,7 @@ class RateLimiter:
         self._budgets: dict[str, RateLimit] = {}
         # (Max, Interval-Milliseconds) last written per bucket, with when (monotonic s)
         self._observed: dict[str, tuple[tuple[int, int], float]] = {}
+        self._conf_written: dict[str, float] = {}  # bucket -> when ensure_budget last wrote it
         self._acquire_script = redis.register_script(load_lua("rate_limit_acquire", "worker"))
         self._pause_script = redis.register_script(load_lua("rate_limit_pause", "worker"))
         self._share_script = redis.register_script(load_lua("rate_limit_share", "worker"))
@@ -416,6 +448,18 @@ class RateLimiter:
             args = [max_requests - remaining, interval_ms, sent_ms, self._pad_ms]
             await self._share_script(keys, args)
         return RateLimit(max_requests, interval_ms / 1000)
+
+    async def ensure_budget(self, bucket: str, limit: RateLimit) -> None:
+        """Set `bucket`'s configured budget unless this process wrote it within a day.
+
+        Cheap to call before every use of the bucket (OAuth: on each token fetch). Raises redis
+        errors.
+        """
+        written = self._conf_written.get(bucket)
+        if written is not None and time.monotonic() - written <= _CONF_EVERY_S:
+            return
+        await self.budget_for(bucket, limit)
+        self._conf_written[bucket] = time.monotonic()
 
     async def budget_for(self, bucket: str, limit: RateLimit) -> None:
         """Set `bucket`'s configured budget (OAuth accounts may differ); raise redis errors."""

@@ -17,6 +17,7 @@ from typing import cast
 
 import redis
 
+from eventq.jobs import record_republished, recovery_view
 from eventq.keys import Keys
 from eventq.schema import JobEnvelope
 from worker.background import Periodic
@@ -24,8 +25,6 @@ from worker.background import Periodic
 __all__ = ["RecoverySweep"]
 
 log = logging.getLogger("eventq.recovery")
-
-_FINISHED = (b"delivered", b"dead_lettered")
 
 
 class RecoverySweep(Periodic):
@@ -67,20 +66,15 @@ class RecoverySweep(Periodic):
         return sum(self._recover(job_id.decode()) for job_id in ids)
 
     def _recover(self, job_id: str) -> bool:
-        keys = self._keys
-        with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(keys.job(job_id), ["state", "envelope"])
-            pipe.exists(keys.job_lock(job_id))
-            pipe.zscore(keys.schedule, job_id)
-            (state, raw), locked, scheduled = pipe.execute()
-        if state is None or state in _FINISHED or scheduled is not None:
-            self._redis.zrem(keys.unfinished, job_id)  # finished, expired or parked: not ours
+        job = recovery_view(self._redis, self._keys, job_id)
+        if job.finished or job.scheduled:
+            self._redis.zrem(self._keys.unfinished, job_id)  # finished, expired or parked
             return False
-        if locked or raw is None:
+        if job.locked or job.envelope is None:
             return self._look_again_later(job_id)
-        envelope = JobEnvelope.model_validate_json(raw)
+        envelope, state = job.envelope, cast(str, job.state)
         depth = self._queue_depth(envelope)
-        if depth is None and state != b"in_progress":
+        if depth is None and state != "in_progress":
             # cannot see the queue (AMQP): its message may be waiting there
             return self._look_again_later(job_id)
         if depth:
@@ -93,23 +87,13 @@ class RecoverySweep(Periodic):
         self._redis.zadd(self._keys.unfinished, {job_id: time.time()})
         return False
 
-    def _republish(self, job_id: str, envelope: JobEnvelope, state: bytes) -> bool:
-        with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                self._keys.job(job_id),
-                mapping={
-                    "attempt": envelope.attempt,
-                    "envelope": envelope.model_dump_json(),
-                    "updatedAt": time.time(),
-                },
-            )
-            pipe.zadd(self._keys.unfinished, {job_id: time.time()})
-            pipe.execute()
+    def _republish(self, job_id: str, envelope: JobEnvelope, state: str) -> bool:
+        record_republished(self._redis, self._keys, envelope)
         self._publish(envelope)
         log.warning(
             "job %s (%s) made no progress for %.0fs: its message was lost, republished",
             job_id,
-            state.decode(),
+            state,
             self._stale_after_s,
         )
         return True

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import redis
 
-from eventq.jobs import load_lua
+from eventq.jobs import claim_due, confirm_moved
 from eventq.keys import Keys
 from eventq.schema import JobEnvelope
 from worker.background import Periodic
@@ -41,8 +41,6 @@ class ScheduleMover(Periodic):
         self._redis, self._keys, self._publish = client, keys, publish
         super().__init__(interval_s, log)
         self._lease_s, self._batch = lease_s, batch
-        self._claim = client.register_script(load_lua("claim_due"))
-        self._confirm = client.register_script(load_lua("confirm_moved"))
 
     def step(self) -> None:
         """Move everything due, a batch at a time."""
@@ -54,20 +52,12 @@ class ScheduleMover(Periodic):
         now = time.time()
         # one decimal text for the lease, so confirm compares exactly what claim stored
         lease = f"{now + self._lease_s:.3f}"
-        rest = self._claim(
-            keys=[self._keys.schedule], args=[now, lease, self._batch, self._keys.job("")]
-        )
-        moved: list[bytes | str] = []
-        for job_id, raw in zip(rest[::2], rest[1::2], strict=True):
-            if self._publish_one(job_id, raw):
-                moved.append(job_id)
-        if moved:
-            self._confirm(
-                keys=[self._keys.schedule, self._keys.unfinished], args=[lease, now, *moved]
-            )
+        due = claim_due(self._redis, self._keys, now=now, lease=lease, limit=self._batch)
+        moved = [job_id for job_id, raw in due if self._publish_one(job_id, raw)]
+        confirm_moved(self._redis, self._keys, lease=lease, now=now, job_ids=moved)
         return len(moved)
 
-    def _publish_one(self, job_id: bytes | str, raw: bytes | str) -> bool:
+    def _publish_one(self, job_id: str, raw: str) -> bool:
         if not raw:
             # the job record expired or was purged: nothing to publish, drop it from the schedule
             return True

@@ -11,11 +11,12 @@ import pytest
 import redis
 from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
 
+from eventq.settings import Settings
 from fake_hubspot.control import FakeHubSpot
 from producers.enqueue import Producer
 from tests.conftest import Stack, valid_event, wait_for
 from tests.integration.helpers import send_raw
-from tests.integration.http_support import ADMIN_KEY, keyed_settings, running_service
+from tests.integration.http_support import ADMIN_KEY
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -66,12 +67,17 @@ def wait_state(stack: Stack, client: redis.Redis, job_id: str, state: str) -> No
 
 
 def test_an_admin_filters_the_dlq_edits_an_invalid_entry_and_sees_it_delivered(
-    stack: Stack, fake: FakeHubSpot, page: Page, redis_client: redis.Redis
+    stack: Stack,
+    fake: FakeHubSpot,
+    page: Page,
+    redis_client: redis.Redis,
+    service_settings: Settings,
+    service: str,
 ) -> None:
     # Given a worker that dead-letters two invalid events (one named like a script tag) and one
     # that HubSpot rejects with 400
     stack.start_worker()
-    settings = keyed_settings(stack)
+    settings = service_settings
     send_raw(settings, [{"jobId": "fix-me", "event": without_organizer("fix-me")}])
     send_raw(settings, [{"jobId": "xss", "event": without_organizer("xss", eventName=SCRIPT_NAME)}])
     fake.fail_next(
@@ -87,48 +93,48 @@ def test_an_admin_filters_the_dlq_edits_an_invalid_entry_and_sees_it_delivered(
         dialog.dismiss()
 
     page.on("dialog", record)
-    with running_service(settings) as base_url:
-        # When an admin opens the page, is sent to log in, and logs in with the admin key
-        page.goto(base_url + "/admin/")
-        expect(page).to_have_url(base_url + "/admin/login")
-        page.fill("#key", ADMIN_KEY)
-        page.click("#login")
-        expect(page).to_have_url(base_url + "/admin/")
-        expect(page.locator("#key-name")).to_have_text("oncall")
-        rows = page.locator("#dlq-rows tr")
-        expect(rows).to_have_count(3)
-        # and filters the DLQ by reason
-        page.select_option("#filter-reason", "invalid")
-        page.click("#filter-apply")
-        # Then only the two invalid entries are listed, the script-like name as plain text
-        expect(rows).to_have_count(2)
-        expect(page.locator("#dlq-rows")).not_to_contain_text("Webinar rejected")
-        expect(rows.filter(has_text=SCRIPT_NAME)).to_have_count(1)
-        rows.filter(has_text=SCRIPT_NAME).click()
-        expect(page.locator("#entry-title")).to_have_text(SCRIPT_NAME)
-        assert page.locator("#dlq-rows script, #entry-detail script").count() == 0
+    base_url = service
+    # When an admin opens the page, is sent to log in, and logs in with the admin key
+    page.goto(base_url + "/admin/")
+    expect(page).to_have_url(base_url + "/admin/login")
+    page.fill("#key", ADMIN_KEY)
+    page.click("#login")
+    expect(page).to_have_url(base_url + "/admin/")
+    expect(page.locator("#key-name")).to_have_text("oncall")
+    rows = page.locator("#dlq-rows tr")
+    expect(rows).to_have_count(3)
+    # and filters the DLQ by reason
+    page.select_option("#filter-reason", "invalid")
+    page.click("#filter-apply")
+    # Then only the two invalid entries are listed, the script-like name as plain text
+    expect(rows).to_have_count(2)
+    expect(page.locator("#dlq-rows")).not_to_contain_text("Webinar rejected")
+    expect(rows.filter(has_text=SCRIPT_NAME)).to_have_count(1)
+    rows.filter(has_text=SCRIPT_NAME).click()
+    expect(page.locator("#entry-title")).to_have_text(SCRIPT_NAME)
+    assert page.locator("#dlq-rows script, #entry-detail script").count() == 0
 
-        # When the admin opens the other entry and replays it with a wrong edit
-        rows.filter(has_text="Webinar fix-me").click()
-        expect(page.locator("#entry-title")).to_have_text("Webinar fix-me")
-        expect(page.locator("#entry-error")).to_contain_text("eventOrganizer")
-        payload = json.loads(page.input_value("#entry-payload"))
-        page.fill("#entry-payload", json.dumps(dict(payload, eventCancelled="maybe")))
-        page.click("#replay-edited")
-        # Then the page shows what is still wrong
-        expect(page.locator("#action-status")).to_have_text("Still invalid")
-        expect(page.locator("#action-errors")).to_contain_text("eventOrganizer: Field required")
-        expect(page.locator("#action-errors")).to_contain_text("eventCancelled")
+    # When the admin opens the other entry and replays it with a wrong edit
+    rows.filter(has_text="Webinar fix-me").click()
+    expect(page.locator("#entry-title")).to_have_text("Webinar fix-me")
+    expect(page.locator("#entry-error")).to_contain_text("eventOrganizer")
+    payload = json.loads(page.input_value("#entry-payload"))
+    page.fill("#entry-payload", json.dumps(dict(payload, eventCancelled="maybe")))
+    page.click("#replay-edited")
+    # Then the page shows what is still wrong
+    expect(page.locator("#action-status")).to_have_text("Still invalid")
+    expect(page.locator("#action-errors")).to_contain_text("eventOrganizer: Field required")
+    expect(page.locator("#action-errors")).to_contain_text("eventCancelled")
 
-        # When the missing field is filled in and the entry replayed
-        fixed = dict(payload, eventOrganizer="Fixed by on-call")
-        page.fill("#entry-payload", json.dumps(fixed, indent=2))
-        page.click("#replay-edited")
-        # Then it is replayed as its old job, leaves the list, and the page shows it delivered
-        expect(page.locator("#action-status")).to_have_text("Replayed as job fix-me")
-        expect(rows).to_have_count(1)
-        expect(page.locator("#job-state")).to_have_text("delivered", timeout=30_000)
-        expect(page.locator("#job-object-id")).not_to_be_empty()
+    # When the missing field is filled in and the entry replayed
+    fixed = dict(payload, eventOrganizer="Fixed by on-call")
+    page.fill("#entry-payload", json.dumps(fixed, indent=2))
+    page.click("#replay-edited")
+    # Then it is replayed as its old job, leaves the list, and the page shows it delivered
+    expect(page.locator("#action-status")).to_have_text("Replayed as job fix-me")
+    expect(rows).to_have_count(1)
+    expect(page.locator("#job-state")).to_have_text("delivered", timeout=30_000)
+    expect(page.locator("#job-object-id")).not_to_be_empty()
 
     # and HubSpot has the edited event, once; no script ran at any point
     created = [e["body"] for e in fake.events() if e["body"]["externalEventId"] == "evt-fix-me"]

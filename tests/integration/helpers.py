@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from typing import Any
 
@@ -17,7 +16,7 @@ from tests.conftest import Stack, wait_for
 
 
 def status_of(stack: Stack, job_id: str) -> JobStatus | None:
-    return asyncio.run(job_status(stack.settings, job_id))
+    return job_status(stack.settings, job_id)
 
 
 def wait_state(stack: Stack, job_id: str, state: str, timeout_s: float = 30) -> JobStatus:

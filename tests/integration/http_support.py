@@ -1,12 +1,12 @@
 """Support for the HTTP service tests (no tests here): the service on a loopback port in a
-background thread, API keys, a small client, and dead-letter entries written as a worker does."""
+background thread, API keys, a small client, and dead-letter entries written as a worker does.
+The fixtures built on them are in tests/integration/conftest.py."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,10 +18,10 @@ from aiohttp import web
 
 from eventq.jobs import JobStore
 from eventq.keys import Keys
-from eventq.records import AttemptRecord, DeadLetter, DeadLetterReason, HubSpotErrorInfo
+from eventq.records import DeadLetter, DeadLetterReason
 from eventq.settings import Settings
 from producers.http_service import create_app
-from tests.conftest import Stack
+from tests.conftest import dead_letter_entry
 
 PRODUCER_KEY = "pk-" + uuid.uuid4().hex  # unique, so a leak into a log is easy to find
 ADMIN_KEY = "ak-" + uuid.uuid4().hex
@@ -29,13 +29,6 @@ KEY_ENV = {
     "EVENTQ_API_KEYS": f"billing:{PRODUCER_KEY}",
     "EVENTQ_ADMIN_API_KEYS": f"oncall:{ADMIN_KEY}",
 }
-
-
-def keyed_settings(stack: Stack, **env: str) -> Settings:
-    """Return the stack's settings with the test keys (and `env`) added to its environment."""
-    stack.env.update(KEY_ENV)
-    stack.env.update(env)
-    return stack.settings
 
 
 class ServiceThread:
@@ -111,30 +104,21 @@ def seed_dead_letter(
     message: str = "eventOrganizer: Field required",
     at: float | None = None,
 ) -> DeadLetter:
-    """Dead-letter a job with `payload` exactly as a worker records it; returns the entry."""
-    now = at if at is not None else time.time()
-    job_id = uuid.uuid4().hex
-    record = AttemptRecord(attempt=1, at=now, outcome="dead_letter", httpStatus=http_status)
-    entry = DeadLetter(
-        id=uuid.uuid4().hex,
-        jobId=job_id,
-        payload=payload,
-        reason=reason,
-        httpStatus=http_status,
-        error=HubSpotErrorInfo(message=message),
-        attempts=[record],
-        firstEnqueuedAt=now - 1,
-        deadLetteredAt=now,
+    """Dead-letter a job with `payload` exactly as a worker records it; returns the entry
+    (`dead_letter_entry`'s)."""
+    entry = dead_letter_entry(
+        payload, reason=reason, http_status=http_status, message=message, at=at
     )
+    job_id = entry.jobId
 
     async def write() -> None:
         client = aioredis.Redis.from_url(settings.redis_url)
         store = JobStore(client, Keys(settings.key_prefix), ledger_ttl_s=60, job_ttl_s=600)
         await client.hset(
             Keys(settings.key_prefix).job(job_id),
-            mapping={"jobId": job_id, "state": "in_progress", "createdAt": now - 1},
+            mapping={"jobId": job_id, "state": "in_progress", "createdAt": entry.firstEnqueuedAt},
         )
-        await store.mark_dead_lettered(job_id, entry, record)
+        await store.mark_dead_lettered(job_id, entry, entry.attempts[-1])
         await client.aclose()
 
     asyncio.run(write())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -14,8 +13,6 @@ from tests.integration.http_support import (
     ADMIN_KEY,
     PRODUCER_KEY,
     Api,
-    keyed_settings,
-    running_service,
     seed_dead_letter,
 )
 
@@ -26,12 +23,6 @@ ADMIN_ROUTES = [
     ("DELETE", "/v1/dead-letters/some-id"),
     ("GET", "/v1/audit"),
 ]
-
-
-@pytest.fixture
-def service(stack: Stack) -> Iterator[str]:
-    with running_service(keyed_settings(stack)) as base_url:
-        yield base_url
 
 
 def login(base_url: str, key: str = ADMIN_KEY) -> requests.Session:

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 import redis
 
 from eventq.keys import Keys
 from eventq.schema import JobEnvelope
+from eventq.settings import Settings
 from fake_hubspot.control import FakeHubSpot
 from producers.enqueue import Producer
 from producers.replay import Replayer
@@ -22,16 +21,8 @@ from tests.integration.helpers import send_raw, wait_state
 from tests.integration.http_support import (
     ADMIN_KEY,
     Api,
-    keyed_settings,
-    running_service,
     seed_dead_letter,
 )
-
-
-@pytest.fixture
-def admin(stack: Stack) -> Iterator[Api]:
-    with running_service(keyed_settings(stack)) as base_url:
-        yield Api(base_url, ADMIN_KEY)
 
 
 def without(field: str, n: int | str = 1, **changes: Any) -> dict[str, Any]:
@@ -200,10 +191,10 @@ def test_every_admin_action_is_audited_with_key_name_ids_time_and_outcome(
 
 
 def test_replaying_an_event_another_live_job_has_answers_that_job_and_makes_none(
-    stack: Stack,
+    service_settings: Settings,
 ) -> None:
     # Given an event queued as a live job, and a dead-letter entry of another job with it
-    settings = keyed_settings(stack)
+    settings = service_settings
     producer = Producer(settings)
     live_id, _ = producer.enqueue(valid_event("twin"))
     entry = seed_dead_letter(settings, valid_event("twin"), reason="exhausted")

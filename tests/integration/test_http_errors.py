@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,13 +10,12 @@ import requests
 
 from eventq.settings import settings_from_env
 from fake_hubspot.control import free_port
-from tests.conftest import Stack, valid_event
+from tests.conftest import valid_event
 from tests.integration.http_support import (
     ADMIN_KEY,
     KEY_ENV,
     PRODUCER_KEY,
     Api,
-    keyed_settings,
     running_service,
 )
 
@@ -25,9 +23,8 @@ SHAPE = {"error", "message", "errors", "requestId"}
 
 
 @pytest.fixture
-def api(stack: Stack) -> Iterator[Api]:
-    with running_service(keyed_settings(stack, EVENTQ_MAX_BODY_BYTES="4096")) as base_url:
-        yield Api(base_url)
+def service_env() -> dict[str, str]:
+    return {"EVENTQ_MAX_BODY_BYTES": "4096"}
 
 
 def error_of(response: requests.Response, status: int, code: str) -> dict[str, Any]:

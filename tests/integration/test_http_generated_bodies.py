@@ -5,7 +5,7 @@ field eventq advises against, if any) and delivered to the fake HubSpot."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from fake_hubspot.control import FakeHubSpot
 from tests.conftest import Stack
-from tests.integration.http_support import Api, keyed_settings, running_service
+from tests.integration.http_support import Api
 
 BODIES = 2000
 PER_BATCH = 500
@@ -131,9 +131,8 @@ def cases(draw: st.DrawFn) -> Case:
 
 
 @pytest.fixture
-def api(stack: Stack) -> Iterator[Api]:
-    with running_service(keyed_settings(stack, EVENTQ_MAX_BATCH_SIZE=str(PER_BATCH))) as base:
-        yield Api(base)
+def service_env() -> dict[str, str]:
+    return {"EVENTQ_MAX_BATCH_SIZE": str(PER_BATCH)}
 
 
 def generated(count: int) -> list[Case]:

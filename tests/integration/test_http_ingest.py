@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -20,17 +19,14 @@ from tests.integration.helpers import wait_state
 from tests.integration.http_support import (
     PRODUCER_KEY,
     Api,
-    keyed_settings,
-    running_service,
 )
 
 AUTH = {"Authorization": f"Bearer {PRODUCER_KEY}"}
 
 
 @pytest.fixture
-def api(stack: Stack) -> Iterator[Api]:
-    with running_service(keyed_settings(stack, EVENTQ_MAX_BATCH_SIZE="50")) as base_url:
-        yield Api(base_url)
+def service_env() -> dict[str, str]:
+    return {"EVENTQ_MAX_BATCH_SIZE": "50"}
 
 
 def queued(stack: Stack, redis_client: redis.Redis) -> int:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import redis
 from jsonschema import Draft202012Validator
@@ -11,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 
 from eventq.schema import MarketingEvent
+from eventq.settings import Settings
 from fake_hubspot.control import FakeHubSpot
 from producers.http_service import create_app
 from tests.conftest import Stack, valid_event
@@ -18,16 +17,14 @@ from tests.integration.helpers import wait_state
 from tests.integration.http_support import (
     ADMIN_KEY,
     Api,
-    keyed_settings,
-    running_service,
     seed_dead_letter,
 )
 
 
 @pytest.fixture
-def api(stack: Stack) -> Iterator[Api]:
-    with running_service(keyed_settings(stack)) as base_url:
-        yield Api(base_url, key=None)
+def anonymous(service: str) -> Api:
+    """A client of the service sending no key."""
+    return Api(service, key=None)
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -38,30 +35,30 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return found
 
 
-def test_healthz_and_readyz_answer_without_a_key(api: Api) -> None:
-    assert api.get("/healthz").json() == {"status": "ok"}
-    ready = api.get("/readyz")
+def test_healthz_and_readyz_answer_without_a_key(anonymous: Api) -> None:
+    assert anonymous.get("/healthz").json() == {"status": "ok"}
+    ready = anonymous.get("/readyz")
     assert ready.status_code == 200
     assert ready.json() == {"status": "ready", "checks": {"redis": "ok", "broker": "ok"}}
 
 
 def test_metrics_count_ingest_and_read_queue_dlq_and_worker_totals(
-    stack: Stack, fake: FakeHubSpot, api: Api, redis_client: redis.Redis
+    stack: Stack, fake: FakeHubSpot, anonymous: Api, redis_client: redis.Redis
 ) -> None:
     # Given a delivered event, two queued ones, rejections, a scheduled retry and DLQ entries
-    producer = Api(api.base_url)
+    producer = Api(anonymous.base_url)
     stack.start_worker()
     delivered = producer.post("/v1/events", json=valid_event("d")).json()["jobId"]
     wait_state(stack, delivered, "delivered")
     stack.stop_workers()
     producer.post("/v1/events/batch", json={"events": [valid_event(1), valid_event(2), {}]})
     producer.post("/v1/events", data=b"{", headers={"Content-Type": "application/json"})
-    Api(api.base_url, "wrong").post("/v1/events", json=valid_event())
+    Api(anonymous.base_url, "wrong").post("/v1/events", json=valid_event())
     redis_client.zadd(f"{stack.settings.key_prefix}:schedule", {"some-job": 1.0})
     seed_dead_letter(stack.settings, {"eventName": "x"})
     seed_dead_letter(stack.settings, valid_event(), reason="rejected", http_status=400)
     # When Prometheus scrapes
-    response = api.get("/metrics")
+    response = anonymous.get("/metrics")
     # Then every figure is there
     assert response.headers["Content-Type"].startswith("text/plain")
     found = samples(response.text)
@@ -107,10 +104,12 @@ PROMISED_ROUTES = {
 }
 
 
-def test_openapi_is_a_valid_3_1_document_covering_every_route(stack: Stack, api: Api) -> None:
+def test_openapi_is_a_valid_3_1_document_covering_every_route(
+    service_settings: Settings, anonymous: Api
+) -> None:
     # Given the published document and the application's router
-    doc = api.get("/openapi.json").json()
-    app = create_app(keyed_settings(stack))
+    doc = anonymous.get("/openapi.json").json()
+    app = create_app(service_settings)
     routed = {
         (route.method.lower(), route.resource.canonical)
         for route in app.router.routes()
@@ -128,8 +127,8 @@ def test_openapi_is_a_valid_3_1_document_covering_every_route(stack: Stack, api:
     assert routed == PROMISED_ROUTES
 
 
-def test_openapi_schemas_are_the_pydantic_models(api: Api) -> None:
-    doc = api.get("/openapi.json").json()
+def test_openapi_schemas_are_the_pydantic_models(anonymous: Api) -> None:
+    doc = anonymous.get("/openapi.json").json()
     body = doc["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]
     assert body["schema"] == {"$ref": "#/components/schemas/MarketingEvent"}
     published = doc["components"]["schemas"]["MarketingEvent"]
@@ -141,12 +140,14 @@ def test_openapi_schemas_are_the_pydantic_models(api: Api) -> None:
     assert "403" in admin_only["responses"]
 
 
-def test_an_admin_key_a_wrong_key_and_no_key_all_read_the_metrics_and_schema(api: Api) -> None:
+def test_an_admin_key_a_wrong_key_and_no_key_all_read_the_metrics_and_schema(
+    anonymous: Api,
+) -> None:
     # Given an admin key (it opens an admin route) and a key that is refused there
     admin, wrong, anyone = (
-        Api(api.base_url, ADMIN_KEY),
-        Api(api.base_url, "wrong"),
-        Api(api.base_url),
+        Api(anonymous.base_url, ADMIN_KEY),
+        Api(anonymous.base_url, "wrong"),
+        Api(anonymous.base_url),
     )
     assert admin.get("/v1/dead-letters").status_code == 200
     assert wrong.get("/v1/dead-letters").status_code == 401

@@ -4,7 +4,6 @@ matches the published schema (status, content type, headers, body)."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 import schemathesis
@@ -20,11 +19,10 @@ from schemathesis.checks import (
 from schemathesis.models import APIOperation
 from schemathesis.specs.openapi.schemas import BaseOpenAPISchema
 
-from tests.conftest import Stack, valid_event
+from eventq.settings import Settings
+from tests.conftest import valid_event
 from tests.integration.http_support import (
     ADMIN_KEY,
-    keyed_settings,
-    running_service,
     seed_dead_letter,
 )
 
@@ -53,16 +51,20 @@ def require_a_working_hypothesis_jsonschema() -> None:
 
 
 @pytest.fixture
-def openapi_schema(stack: Stack) -> Iterator[BaseOpenAPISchema]:
+def service_env() -> dict[str, str]:
+    # a small batch bound keeps generated batches quick
+    return {"EVENTQ_MAX_BATCH_SIZE": "2"}
+
+
+@pytest.fixture
+def openapi_schema(service_settings: Settings, service: str) -> BaseOpenAPISchema:
     require_a_working_hypothesis_jsonschema()
-    # a small batch bound keeps generated batches quick; a few entries give the DLQ routes data
-    service_settings = keyed_settings(stack, EVENTQ_MAX_BATCH_SIZE="2")
+    # a few entries give the DLQ routes data
     for n in range(3):
         seed_dead_letter(service_settings, valid_event(n), reason="rejected", http_status=400)
-    with running_service(service_settings) as base_url:
-        yield schemathesis.from_uri(
-            base_url + "/openapi.json", validate_schema=True, generation_config=GENERATION
-        )
+    return schemathesis.from_uri(
+        service + "/openapi.json", validate_schema=True, generation_config=GENERATION
+    )
 
 
 EXAMPLES = settings(

@@ -64,6 +64,8 @@ def test_two_503s_then_200_is_delivered_on_attempt_3_after_the_policy_gaps(
     job = wait_state(stack, job_id, "delivered")
     # Then it took three attempts, and the gaps follow the policy
     assert job.attempts == 3
+    # and the record speaks of the last attempt: its status, no error left from the 503s
+    assert (job.lastAttempt, job.lastStatus, job.lastError) == (3, 200, None)
     posts = writes(fake.requests())
     assert [p["status"] for p in posts] == [503, 503, 200]
     gap1 = posts[1]["receivedAt"] - posts[0]["answeredAt"]
@@ -232,6 +234,10 @@ def test_replay_of_a_fixed_entry_is_delivered_and_dry_run_and_purge_behave(
     job = wait_state(stack, "raw-a", "delivered")
     assert fake.events()[0]["body"]["eventOrganizer"] == "Acme"
     assert job.objectId == fake.events()[0]["objectId"]
+    # and its status says the replay started a fresh budget while the numbering went on
+    shown = json.loads(stack.run_cli("status", "raw-a", "--json").stdout)
+    assert (shown["attempts"], shown["lastAttempt"], shown["lastStatus"]) == (1, 2, 200)
+    assert shown["lastError"] is None
     # Purge removes the other
     assert stack.run_cli("dlq", "purge", entry_b).returncode == 0
     assert json.loads(stack.run_cli("dlq", "list", "--json").stdout)["entries"] == []

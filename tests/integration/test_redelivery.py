@@ -72,6 +72,10 @@ def test_replay_of_an_exhausted_job_whose_event_exists_makes_no_second_event(
     [event] = fake.events()
     assert job.objectId == event["objectId"]
     assert [r["method"] for r in fake.requests()[before:]] == ["PUT"]
+    # and its record tells of that attempt: a fresh budget, numbered after the exhausted ones
+    last_exhausted = entry["attempts"][-1]["attempt"]
+    assert (job.attempts, job.lastAttempt) == (1, last_exhausted + 1)
+    assert (job.lastStatus, job.lastError) == (200, None)
 
 
 def test_477_with_retry_after_3_five_times_then_200_is_delivered_using_one_attempt(

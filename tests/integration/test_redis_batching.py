@@ -7,24 +7,17 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-import redis
 from redis.exceptions import ResponseError
 
-from tests.conftest import REDIS_URL
 from worker.redis_batching import BatchingRedis
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[tuple[BatchingRedis, str]]:
-    prefix = f"t-batch-{uuid.uuid4().hex[:10]}"
-    batching = BatchingRedis.from_url(REDIS_URL, max_connections=8)
+async def client(real_redis_url: str, key_prefix: str) -> AsyncIterator[tuple[BatchingRedis, str]]:
+    batching = BatchingRedis.from_url(real_redis_url, max_connections=8)
     try:
-        yield batching, prefix
+        yield batching, key_prefix
     finally:
-        sync = redis.Redis.from_url(REDIS_URL)
-        keys = list(sync.scan_iter(f"{prefix}:*", count=10_000))
-        if keys:
-            sync.delete(*keys)
         await batching.aclose()
 
 

@@ -1,34 +1,46 @@
-"""Fixtures for the Redis-backed unit tests: a unique key prefix and clients that clean up."""
+"""The real Redis for the unit tests of Redis-backed pieces (limiter, breaker, stores, OAuth).
+
+These tests talk to the real Redis, named as such: `real_redis` and `other_real_redis`, on the
+shared `key_prefix` (tests/conftest.py), which marks them `redis`. Every other unit test needs no
+service: `pytest -m "not redis" tests/unit` runs without Redis.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from uuid import uuid4
 
 import pytest
 import redis.asyncio
 
-from tests.conftest import REDIS_URL
-
 
 @pytest.fixture
-def prefix() -> str:
-    return f"test-{uuid4().hex}"
-
-
-@pytest.fixture
-async def client(prefix: str) -> AsyncIterator[redis.asyncio.Redis]:
-    conn = redis.asyncio.Redis.from_url(REDIS_URL)
-    yield conn
-    keys = [key async for key in conn.scan_iter(match=f"{prefix}:*", count=10_000)]
-    if keys:
-        await conn.delete(*keys)
-    await conn.aclose()
-
-
-@pytest.fixture
-async def other_client() -> AsyncIterator[redis.asyncio.Redis]:
-    # A second connection pool stands for another worker process.
-    conn = redis.asyncio.Redis.from_url(REDIS_URL, decode_responses=True)
+async def real_redis(real_redis_url: str, key_prefix: str) -> AsyncIterator[redis.asyncio.Redis]:
+    """An asyncio client of the real Redis (bytes replies); `key_prefix`'s keys go afterwards."""
+    conn = redis.asyncio.Redis.from_url(real_redis_url)
     yield conn
     await conn.aclose()
+
+
+@pytest.fixture
+async def other_real_redis(real_redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
+    """A second connection pool to the real Redis (str replies): another worker process."""
+    conn = redis.asyncio.Redis.from_url(real_redis_url, decode_responses=True)
+    yield conn
+    await conn.aclose()
+
+
+# The names tests/unit/test_rate_limit.py still uses (another branch edits it); remove these three
+# once it asks for real_redis, other_real_redis and key_prefix.
+@pytest.fixture
+def client(real_redis: redis.asyncio.Redis) -> redis.asyncio.Redis:
+    return real_redis
+
+
+@pytest.fixture
+def other_client(other_real_redis: redis.asyncio.Redis) -> redis.asyncio.Redis:
+    return other_real_redis
+
+
+@pytest.fixture
+def prefix(key_prefix: str) -> str:
+    return key_prefix

@@ -1,4 +1,4 @@
-"""Tests of the Redis-backed circuit breaker against the real Redis on localhost."""
+"""Tests of the Redis-backed circuit breaker against the real Redis (`real_redis`)."""
 
 from __future__ import annotations
 
@@ -17,14 +17,16 @@ FAILURES = 3
 
 
 @pytest.fixture
-def breaker(client: redis.asyncio.Redis, prefix: str) -> CircuitBreaker:
-    return CircuitBreaker(client, prefix=prefix, failures_to_open=FAILURES, cooldown_s=COOLDOWN_S)
+def breaker(real_redis: redis.asyncio.Redis, key_prefix: str) -> CircuitBreaker:
+    return CircuitBreaker(
+        real_redis, prefix=key_prefix, failures_to_open=FAILURES, cooldown_s=COOLDOWN_S
+    )
 
 
 @pytest.fixture
-def other_breaker(other_client: redis.asyncio.Redis, prefix: str) -> CircuitBreaker:
+def other_breaker(other_real_redis: redis.asyncio.Redis, key_prefix: str) -> CircuitBreaker:
     return CircuitBreaker(
-        other_client, prefix=prefix, failures_to_open=FAILURES, cooldown_s=COOLDOWN_S
+        other_real_redis, prefix=key_prefix, failures_to_open=FAILURES, cooldown_s=COOLDOWN_S
     )
 
 
@@ -174,19 +176,21 @@ async def test_stragglers_neither_extend_nor_end_an_open_breaker(
 
 
 async def test_the_key_hashes_the_target_and_expires(
-    breaker: CircuitBreaker, client: redis.asyncio.Redis, prefix: str
+    breaker: CircuitBreaker, real_redis: redis.asyncio.Redis, key_prefix: str
 ) -> None:
     # Given a target with a recorded failure
     await breaker.record_failure(TARGET)
 
     # When the keys are listed
-    keys = [key.decode() async for key in client.scan_iter(match=f"{prefix}:*", count=10_000)]
+    keys = [
+        key.decode() async for key in real_redis.scan_iter(match=f"{key_prefix}:*", count=10_000)
+    ]
 
     # Then there is one breaker key, named by a hash of the URL, with a TTL
     assert len(keys) == 1
-    assert keys[0].startswith(f"{prefix}:breaker:")
+    assert keys[0].startswith(f"{key_prefix}:breaker:")
     assert len(keys[0].rsplit(":", 1)[1]) == 12
     assert "hubapi" not in keys[0]
-    assert await client.pttl(keys[0]) > 0
+    assert await real_redis.pttl(keys[0]) > 0
     # And a different base URL has its own breaker
     assert await breaker.state("https://api.hubapi.eu") == "closed"

@@ -1,4 +1,4 @@
-"""OAuth credentials against the real Redis on localhost, with a scripted token endpoint.
+"""OAuth credentials against the real Redis (`real_redis_pools`), with a scripted token endpoint.
 
 Several `OAuthCredentials`, each with its own Redis connection pool, stand for worker processes.
 The token endpoint itself is tested against the fake HubSpot served in-process.
@@ -26,7 +26,6 @@ from fake_hubspot import FakeConfig, create_app
 from fake_hubspot.app import TOKEN_PATH
 from fake_hubspot.config import DEFAULT_SCOPES, RefreshGrant
 from fake_hubspot.state import STATE
-from tests.conftest import REDIS_URL
 from worker.attempts import HttpFailure
 from worker.credentials import (
     AccessToken,
@@ -88,17 +87,12 @@ class ScriptedEndpoint:
 
 
 @pytest.fixture
-def prefix() -> str:
-    return f"test-oauth-{uuid4().hex}"
-
-
-@pytest.fixture
-async def pools(prefix: str) -> AsyncIterator[list[redis.asyncio.Redis]]:
-    conns = [redis.asyncio.Redis.from_url(REDIS_URL) for _ in range(3)]
+async def real_redis_pools(
+    real_redis_url: str, key_prefix: str
+) -> AsyncIterator[list[redis.asyncio.Redis]]:
+    """Three connection real_redis_pools to the real Redis, one per worker process."""
+    conns = [redis.asyncio.Redis.from_url(real_redis_url) for _ in range(3)]
     yield conns
-    keys = [key async for key in conns[0].scan_iter(match=f"{prefix}:*", count=10_000)]
-    if keys:
-        await conns[0].delete(*keys)
     for conn in conns:
         await conn.aclose()
 
@@ -111,8 +105,8 @@ def accounts_file(tmp_path: Path) -> Path:
 
 
 def workers(
-    pools: list[redis.asyncio.Redis],
-    prefix: str,
+    real_redis_pools: list[redis.asyncio.Redis],
+    key_prefix: str,
     endpoint: ScriptedEndpoint,
     accounts_file: Path,
     margin_s: float = 1.0,
@@ -122,20 +116,20 @@ def workers(
         oauth_client_secret=CLIENT_SECRET,
         oauth_accounts_file=accounts_file,
         default_portal_id="1",
-        key_prefix=prefix,
+        key_prefix=key_prefix,
     )
     return [
         OAuthCredentials(
             redis=conn,
             endpoint=endpoint,  # type: ignore[arg-type]
             accounts=AccountsWatcher(settings, check_every_s=0.0),
-            limiter=RateLimiter(conn, prefix=prefix, limit=settings.rate_limit),
+            limiter=RateLimiter(conn, prefix=key_prefix, limit=settings.rate_limit),
             account_limit=RateLimit(110, 10.0),
-            key_prefix=prefix,
+            key_prefix=key_prefix,
             margin_s=margin_s,
             timeout_s=2.0,
         )
-        for conn in pools
+        for conn in real_redis_pools
     ]
 
 
@@ -149,11 +143,11 @@ def values(tokens: list[Any]) -> set[str]:
 
 
 async def test_sixty_concurrent_requests_in_three_workers_cause_one_refresh(
-    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+    real_redis_pools: list[redis.asyncio.Redis], key_prefix: str, accounts_file: Path
 ) -> None:
     # Given three workers and no token yet
     endpoint = ScriptedEndpoint()
-    creds = workers(pools, prefix, endpoint, accounts_file)
+    creds = workers(real_redis_pools, key_prefix, endpoint, accounts_file)
     # When 60 jobs of the default account ask at once
     tokens = await tokens_from_all(creds, None, 60)
     # Then HubSpot was asked once and every job got that token, in the account's bucket
@@ -164,11 +158,11 @@ async def test_sixty_concurrent_requests_in_three_workers_cause_one_refresh(
 
 
 async def test_a_token_is_refreshed_once_ahead_of_its_expiry(
-    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+    real_redis_pools: list[redis.asyncio.Redis], key_prefix: str, accounts_file: Path
 ) -> None:
     # Given tokens living 2 s, refreshed 1 s early
     endpoint = ScriptedEndpoint(lifetime_s=2.0)
-    creds = workers(pools, prefix, endpoint, accounts_file, margin_s=1.0)
+    creds = workers(real_redis_pools, key_prefix, endpoint, accounts_file, margin_s=1.0)
     first = values(await tokens_from_all(creds, "1", 3))
     # When the refresh margin is reached and 30 jobs ask at once
     await asyncio.sleep(1.1)
@@ -181,11 +175,11 @@ async def test_a_token_is_refreshed_once_ahead_of_its_expiry(
 
 
 async def test_an_expired_token_401_causes_one_refresh_and_a_replaced_token_none(
-    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+    real_redis_pools: list[redis.asyncio.Redis], key_prefix: str, accounts_file: Path
 ) -> None:
     # Given a token that has been in use for over a second
     endpoint = ScriptedEndpoint()
-    creds = workers(pools, prefix, endpoint, accounts_file)
+    creds = workers(real_redis_pools, key_prefix, endpoint, accounts_file)
     old = await creds[0].token_for("1")
     await asyncio.sleep(1.05)
     # When HubSpot says it expired to jobs in all three workers
@@ -203,22 +197,22 @@ async def test_an_expired_token_401_causes_one_refresh_and_a_replaced_token_none
 
 
 async def test_a_token_reported_expired_right_after_it_was_issued_is_not_refreshed_again(
-    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+    real_redis_pools: list[redis.asyncio.Redis], key_prefix: str, accounts_file: Path
 ) -> None:
     endpoint = ScriptedEndpoint()
-    [cred, *_] = workers(pools, prefix, endpoint, accounts_file)
+    [cred, *_] = workers(real_redis_pools, key_prefix, endpoint, accounts_file)
     token = await cred.token_for("1")
     assert await cred.refresh_after_401(token) is False
     assert endpoint.count(RT_1) == 1
 
 
 async def test_invalid_grant_pauses_only_that_account_until_its_refresh_token_changes(
-    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+    real_redis_pools: list[redis.asyncio.Redis], key_prefix: str, accounts_file: Path
 ) -> None:
     # Given HubSpot rejects account 1's refresh token
     endpoint = ScriptedEndpoint()
     endpoint.rejected[RT_1] = Rejected("invalid_grant", 400, "missing or unknown refresh token")
-    creds = workers(pools, prefix, endpoint, accounts_file)
+    creds = workers(real_redis_pools, key_prefix, endpoint, accounts_file)
     # When 20 jobs of each account ask at once
     one, two = await asyncio.gather(
         tokens_from_all(creds, "1", 20), tokens_from_all(creds, "2", 20)
@@ -247,11 +241,11 @@ async def test_invalid_grant_pauses_only_that_account_until_its_refresh_token_ch
 
 
 async def test_an_unavailable_token_endpoint_makes_jobs_wait_without_asking_again(
-    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+    real_redis_pools: list[redis.asyncio.Redis], key_prefix: str, accounts_file: Path
 ) -> None:
     endpoint = ScriptedEndpoint()
     endpoint.rejected[RT_1] = Unavailable("token endpoint answered HTTP 503", 2.0)
-    creds = workers(pools, prefix, endpoint, accounts_file)
+    creds = workers(real_redis_pools, key_prefix, endpoint, accounts_file)
     answers = await tokens_from_all(creds, "1", 10)
     assert all(isinstance(a, CredentialsUnavailable) for a in answers)
     assert all(0.1 <= a.retry_after_s <= 2.0 for a in answers)
@@ -259,11 +253,11 @@ async def test_an_unavailable_token_endpoint_makes_jobs_wait_without_asking_agai
 
 
 async def test_a_due_token_keeps_working_while_the_token_endpoint_is_down(
-    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+    real_redis_pools: list[redis.asyncio.Redis], key_prefix: str, accounts_file: Path
 ) -> None:
     # Given a token due for refresh (2 s life, 1 s margin) and a token endpoint that is down
     endpoint = ScriptedEndpoint(lifetime_s=2.0)
-    creds = workers(pools, prefix, endpoint, accounts_file, margin_s=1.0)
+    creds = workers(real_redis_pools, key_prefix, endpoint, accounts_file, margin_s=1.0)
     old = await creds[0].token_for("1")
     await asyncio.sleep(1.1)
     endpoint.rejected[RT_1] = Unavailable("token endpoint answered HTTP 503", 5.0)
@@ -280,10 +274,10 @@ async def test_a_due_token_keeps_working_while_the_token_endpoint_is_down(
 
 
 async def test_an_unknown_portal_is_a_credentials_error_naming_portal_id(
-    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+    real_redis_pools: list[redis.asyncio.Redis], key_prefix: str, accounts_file: Path
 ) -> None:
     endpoint = ScriptedEndpoint()
-    [cred, *_] = workers(pools, prefix, endpoint, accounts_file)
+    [cred, *_] = workers(real_redis_pools, key_prefix, endpoint, accounts_file)
     with pytest.raises(CredentialsError) as caught:
         await cred.token_for("999")
     assert str(caught.value).startswith("portalId '999' is not a configured HubSpot account")
@@ -291,35 +285,37 @@ async def test_an_unknown_portal_is_a_credentials_error_naming_portal_id(
 
 
 async def test_each_account_spends_from_its_own_bucket_with_the_account_budget(
-    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+    real_redis_pools: list[redis.asyncio.Redis], key_prefix: str, accounts_file: Path
 ) -> None:
-    [cred, *_] = workers(pools, prefix, ScriptedEndpoint(), accounts_file)
+    [cred, *_] = workers(real_redis_pools, key_prefix, ScriptedEndpoint(), accounts_file)
     token = await cred.token_for("2")
-    state = await RateLimiter(pools[1], prefix=prefix, limit=RateLimit(5, 1.0)).state(token.bucket)
+    state = await RateLimiter(
+        real_redis_pools[1], prefix=key_prefix, limit=RateLimit(5, 1.0)
+    ).state(token.bucket)
     assert token.bucket == "portal:2"
     assert (state.budget, state.window_s) == (110, 10.0)
 
 
 async def test_redis_holds_the_access_token_only_in_its_cache_key_and_never_a_refresh_token(
-    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+    real_redis_pools: list[redis.asyncio.Redis], key_prefix: str, accounts_file: Path
 ) -> None:
     endpoint = ScriptedEndpoint()
     endpoint.rejected[RT_2] = Rejected("invalid_grant", 400, "missing or unknown refresh token")
-    creds = workers(pools, prefix, endpoint, accounts_file)
+    creds = workers(real_redis_pools, key_prefix, endpoint, accounts_file)
     access = (await creds[0].token_for("1")).value.get_secret_value()
     with pytest.raises(CredentialsError):
         await creds[0].token_for("2")  # leaves a pause record in Redis
-    dump = await dump_prefix(pools[0], prefix)
+    dump = await dump_prefix(real_redis_pools[0], key_prefix)
     for key, value in dump.items():
         for secret in (RT_1, RT_2, CLIENT_SECRET):
             assert secret not in value, key
         if access in value:
-            assert key == f"{prefix}:oauth:1:token"
+            assert key == f"{key_prefix}:oauth:1:token"
 
 
-async def dump_prefix(conn: redis.asyncio.Redis, prefix: str) -> dict[str, str]:
+async def dump_prefix(conn: redis.asyncio.Redis, key_prefix: str) -> dict[str, str]:
     found: dict[str, str] = {}
-    async for raw in conn.scan_iter(match=f"{prefix}:*", count=10_000):
+    async for raw in conn.scan_iter(match=f"{key_prefix}:*", count=10_000):
         key = raw.decode()
         kind = (await conn.type(key)).decode()
         if kind == "string":
@@ -466,18 +462,18 @@ def rewrite_accounts(accounts_file: Path, accounts: dict[str, str]) -> None:
     os.replace(staged, accounts_file)
 
 
-async def expire_access_token(conn: redis.asyncio.Redis, prefix: str, portal: str) -> None:
-    await conn.delete(f"{prefix}:oauth:{portal}:token")
+async def expire_access_token(conn: redis.asyncio.Redis, key_prefix: str, portal: str) -> None:
+    await conn.delete(f"{key_prefix}:oauth:{portal}:token")
 
 
 async def test_an_answer_for_another_hub_id_pauses_that_account_as_auth_naming_both_ids(
-    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+    real_redis_pools: list[redis.asyncio.Redis], key_prefix: str, accounts_file: Path
 ) -> None:
     # Given account 1's configured refresh token is really account 7's
     endpoint = ScriptedEndpoint()
     endpoint.hub_ids[RT_1] = "7"
     endpoint.hub_ids[RT_2] = "2"
-    creds = workers(pools, prefix, endpoint, accounts_file)
+    creds = workers(real_redis_pools, key_prefix, endpoint, accounts_file)
     # When 20 jobs of each account ask at once
     one, two = await asyncio.gather(
         tokens_from_all(creds, "1", 20), tokens_from_all(creds, "2", 20)
@@ -492,7 +488,7 @@ async def test_an_answer_for_another_hub_id_pauses_that_account_as_auth_naming_b
     assert "`eventq dlq replay --all --reason auth`" in message
     assert RT_1 not in message
     # and the other account's token was not kept for account 1; account 2 is unaffected
-    assert await pools[0].exists(f"{prefix}:oauth:1:token") == 0
+    assert await real_redis_pools[0].exists(f"{key_prefix}:oauth:1:token") == 0
     assert len(values(two)) == 1
     # When the admin configures account 1's own refresh token
     own = "refresh-one-own-" + uuid4().hex
@@ -503,90 +499,90 @@ async def test_an_answer_for_another_hub_id_pauses_that_account_as_auth_naming_b
 
 
 async def test_an_answer_without_hub_id_is_accepted_unchecked(
-    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+    real_redis_pools: list[redis.asyncio.Redis], key_prefix: str, accounts_file: Path
 ) -> None:
     endpoint = ScriptedEndpoint()  # answers no hub_id, as v1 did before August 2025
-    [cred, *_] = workers(pools, prefix, endpoint, accounts_file)
+    [cred, *_] = workers(real_redis_pools, key_prefix, endpoint, accounts_file)
     assert (await cred.token_for("1")).portal_id == "1"
 
 
 async def test_the_granted_scopes_reach_every_worker_with_the_token(
-    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+    real_redis_pools: list[redis.asyncio.Redis], key_prefix: str, accounts_file: Path
 ) -> None:
     endpoint = ScriptedEndpoint()
     endpoint.scopes = frozenset({"oauth", WRITE_SCOPE})
-    creds = workers(pools, prefix, endpoint, accounts_file)
+    creds = workers(real_redis_pools, key_prefix, endpoint, accounts_file)
     tokens = await tokens_from_all(creds, "1", 9)
     assert {t.scopes for t in tokens} == {frozenset({"oauth", WRITE_SCOPE})}
     unknown = ScriptedEndpoint()  # an answer without scopes: unknown, not "none"
-    [cred, *_] = workers(pools, prefix, unknown, accounts_file)
+    [cred, *_] = workers(real_redis_pools, key_prefix, unknown, accounts_file)
     assert (await cred.token_for("2")).scopes is None
 
 
 async def test_a_rotated_refresh_token_is_stored_and_used_after_a_restart(
-    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+    real_redis_pools: list[redis.asyncio.Redis], key_prefix: str, accounts_file: Path
 ) -> None:
     # Given HubSpot rotates account 1's refresh token on the first refresh and revokes the old
     endpoint = ScriptedEndpoint()
     new_rt = "refresh-one-next-" + uuid4().hex
     endpoint.rotations[RT_1] = new_rt
-    creds = workers(pools, prefix, endpoint, accounts_file)
+    creds = workers(real_redis_pools, key_prefix, endpoint, accounts_file)
     await tokens_from_all(creds, "1", 6)
     endpoint.rejected[RT_1] = INVALID_GRANT
     # When the workers restart (new processes, the configured token unchanged) and must refresh
-    await expire_access_token(pools[0], prefix, "1")
-    restarted = workers(pools, prefix, endpoint, accounts_file)
+    await expire_access_token(real_redis_pools[0], key_prefix, "1")
+    restarted = workers(real_redis_pools, key_prefix, endpoint, accounts_file)
     tokens = await tokens_from_all(restarted, "1", 6)
     # Then the refresh used the stored new refresh token, once, never the revoked one again
     assert all(isinstance(t, AccessToken) for t in tokens)
     assert endpoint.calls == [RT_1, new_rt]
     # and the new refresh token is in Redis only in its own key
-    dump = await dump_prefix(pools[0], prefix)
-    assert [k for k, v in dump.items() if new_rt in v] == [f"{prefix}:oauth:1:refresh"]
+    dump = await dump_prefix(real_redis_pools[0], key_prefix)
+    assert [k for k, v in dump.items() if new_rt in v] == [f"{key_prefix}:oauth:1:refresh"]
 
 
 async def test_a_refused_rotated_refresh_token_falls_back_to_the_configured_one_once(
-    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+    real_redis_pools: list[redis.asyncio.Redis], key_prefix: str, accounts_file: Path
 ) -> None:
     # Given a stored rotated refresh token that HubSpot now refuses, the configured one valid
     endpoint = ScriptedEndpoint()
     new_rt = "refresh-one-next-" + uuid4().hex
     endpoint.rotations[RT_1] = new_rt
-    [cred, *_] = workers(pools, prefix, endpoint, accounts_file)
+    [cred, *_] = workers(real_redis_pools, key_prefix, endpoint, accounts_file)
     await cred.token_for("1")
     del endpoint.rotations[RT_1]
     endpoint.rejected[new_rt] = INVALID_GRANT
     # When the token must be refreshed
-    await expire_access_token(pools[0], prefix, "1")
-    [restarted, *_] = workers(pools, prefix, endpoint, accounts_file)
+    await expire_access_token(real_redis_pools[0], key_prefix, "1")
+    [restarted, *_] = workers(real_redis_pools, key_prefix, endpoint, accounts_file)
     token = await restarted.token_for("1")
     # Then the rotated one was tried, then the configured one, which is used from now on
     assert token.portal_id == "1"
     assert endpoint.calls == [RT_1, new_rt, RT_1]
-    assert await pools[0].exists(f"{prefix}:oauth:1:refresh") == 0
+    assert await real_redis_pools[0].exists(f"{key_prefix}:oauth:1:refresh") == 0
     # When the configured one is refused too, the account is paused as for any invalid_grant
     endpoint.rejected[RT_1] = INVALID_GRANT
-    await expire_access_token(pools[0], prefix, "1")
-    [again, *_] = workers(pools, prefix, endpoint, accounts_file)
+    await expire_access_token(real_redis_pools[0], key_prefix, "1")
+    [again, *_] = workers(real_redis_pools, key_prefix, endpoint, accounts_file)
     with pytest.raises(CredentialsError, match="refresh token for portal 1 was rejected"):
         await again.token_for("1")
     assert endpoint.calls == [RT_1, new_rt, RT_1, RT_1]
 
 
 async def test_a_newly_configured_refresh_token_wins_over_a_stored_rotated_one(
-    pools: list[redis.asyncio.Redis], prefix: str, accounts_file: Path
+    real_redis_pools: list[redis.asyncio.Redis], key_prefix: str, accounts_file: Path
 ) -> None:
     # Given a stored rotated refresh token for account 1
     endpoint = ScriptedEndpoint()
     endpoint.rotations[RT_1] = "refresh-one-next-" + uuid4().hex
-    [cred, *_] = workers(pools, prefix, endpoint, accounts_file)
+    [cred, *_] = workers(real_redis_pools, key_prefix, endpoint, accounts_file)
     await cred.token_for("1")
     # When the admin configures another refresh token and the token must be refreshed
     configured = "refresh-one-configured-" + uuid4().hex
     rewrite_accounts(accounts_file, {"1": configured, "2": RT_2})
-    await expire_access_token(pools[0], prefix, "1")
-    [restarted, *_] = workers(pools, prefix, endpoint, accounts_file)
+    await expire_access_token(real_redis_pools[0], key_prefix, "1")
+    [restarted, *_] = workers(real_redis_pools, key_prefix, endpoint, accounts_file)
     await restarted.token_for("1")
     # Then the configured one was used, and the stale stored one is gone
     assert endpoint.calls[-1] == configured
-    assert await pools[0].exists(f"{prefix}:oauth:1:refresh") == 0
+    assert await real_redis_pools[0].exists(f"{key_prefix}:oauth:1:refresh") == 0

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis.asyncio
 
+from eventq.keys import Keys
 from eventq.settings import RateLimit
 from fake_hubspot.control import max_in_any_window
 from tests.conftest import REDIS_URL
@@ -371,6 +372,23 @@ async def test_budget_for_sets_a_per_bucket_budget_every_worker_sees(
     assert [grant.granted for grant in grants] == [True, True, False]
     state = await other.state(bucket)
     assert (state.budget, state.window_s, state.used, state.reserved) == (2, WINDOW_S, 2, 0)
+
+
+async def test_ensure_budget_writes_a_bucket_s_budget_once_a_day_per_process(
+    client: redis.asyncio.Redis, other_client: redis.asyncio.Redis, prefix: str
+) -> None:
+    # Given a worker that ensured an OAuth account's budget of 2 per window
+    bucket = bucket_for_portal("777")
+    first = limiter(client, prefix)
+    await first.ensure_budget(bucket, RateLimit(2, WINDOW_S))
+    # When Redis loses it and the same worker ensures it again within the day
+    await client.delete(Keys(prefix).rate_limit(bucket, "conf"))
+    await first.ensure_budget(bucket, RateLimit(2, WINDOW_S))
+    # Then nothing was written again (another worker sees the default budget) ...
+    assert (await limiter(other_client, prefix).state(bucket)).budget == BUDGET
+    # ... while a new process writes it at once
+    await limiter(other_client, prefix).ensure_budget(bucket, RateLimit(2, WINDOW_S))
+    assert (await limiter(client, prefix).state(bucket)).budget == 2
 
 
 async def test_margin_keeps_part_of_the_budget_unused(

@@ -1,4 +1,7 @@
-"""The retry policy: one table from attempt result to decision, and the backoff formula."""
+"""The one decision: from what an attempt gathered to one Decision, and the backoff formula.
+
+Pure: no Redis, no HTTP. Each table row is a `Gathered` record and the decision it must give.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +9,21 @@ import random
 
 import pytest
 
-from worker.attempts import Created, Found, HttpFailure, NetworkFailure, NotFound
+from worker.attempts import AttemptResult, Created, Found, HttpFailure, NetworkFailure, NotFound
 from worker.retry_policy import (
     NO_ID_WARNING,
     Backoff,
     DeadLetterNow,
+    Decision,
     Delivered,
+    Gathered,
+    NoToken,
     PauseBucket,
+    RefreshAndRetry,
+    Refusal,
+    Request,
     RetryLater,
+    Send,
     Wait,
     backoff_delay_s,
     decide,
@@ -21,10 +31,26 @@ from worker.retry_policy import (
 )
 
 POLICY = Backoff(base_s=2.0, cap_s=60.0, jitter=0.2, max_attempts=5, max_age_s=3600)
+EXPIRED = HttpFailure(401, {"category": "EXPIRED_AUTHENTICATION", "message": "expired"})
+SCOPE_403 = HttpFailure(
+    403,
+    {
+        "category": "MISSING_SCOPES",
+        "message": "This app hasn't been granted all required scopes",
+        "errors": [{"context": {"requiredGranularScopes": ["crm.objects.marketing_events.write"]}}],
+    },
+)
 
 
-def decide_now(result: object, attempts: int = 1, age_s: float = 0.0) -> object:
-    return decide(result, attempts_used=attempts, age_s=age_s, now_s=1000.0, policy=POLICY)  # type: ignore[arg-type]
+def decide_facts(facts: Gathered, attempts_before: int = 0, age_s: float = 0.0) -> Decision:
+    return decide(facts, attempts_before=attempts_before, age_s=age_s, now_s=1000.0, policy=POLICY)
+
+
+def decide_now(result: AttemptResult, attempts: int = 1, age_s: float = 0.0) -> Decision:
+    """Decide on the answer to a POST (a GET for Found/NotFound); `attempts` counts this one."""
+    request: Request = "GET" if isinstance(result, Found | NotFound) else "POST"
+    facts = Gathered(verify=False, request=request, result=result)
+    return decide_facts(facts, attempts_before=attempts - 1, age_s=age_s)
 
 
 @pytest.mark.parametrize(
@@ -36,11 +62,11 @@ def decide_now(result: object, attempts: int = 1, age_s: float = 0.0) -> object:
         (HttpFailure(400, {"message": "bad"}), DeadLetterNow("rejected", "HTTP 400: bad")),
         (HttpFailure(404, {}), DeadLetterNow("rejected", "HTTP 404: HTTP 404")),
         (HttpFailure(409, {"message": "dup"}), DeadLetterNow("rejected", "HTTP 409: dup")),
-        (HttpFailure(401, {"message": "no"}), DeadLetterNow("auth", "HTTP 401: no")),
-        (HttpFailure(403, {"message": "scope"}), DeadLetterNow("auth", "HTTP 403: scope")),
+        (HttpFailure(401, {"message": "no"}), DeadLetterNow("auth", "HTTP 401: no", "no")),
+        (HttpFailure(403, {"message": "nope"}), DeadLetterNow("auth", "HTTP 403: nope", "nope")),
     ],
 )
-def test_final_answers(result: object, expected: object) -> None:
+def test_final_answers(result: AttemptResult, expected: object) -> None:
     assert decide_now(result) == expected
 
 
@@ -102,10 +128,9 @@ def test_a_connect_error_is_retried_without_a_check() -> None:
     assert not decision.verify
 
 
-def test_not_found_by_the_check_means_send_now() -> None:
-    assert decide_now(NotFound()) == RetryLater(
-        0.0, verify=False, reason="not found by the existence check"
-    )
+def test_not_found_by_the_check_means_post_now_within_the_attempt() -> None:
+    facts = Gathered(verify=True, can_read=True, request="GET", result=NotFound())
+    assert decide_facts(facts) == Send("POST", verify=False)
 
 
 def test_429_pauses_the_bucket_and_hands_its_retry_after_to_the_limiter() -> None:
@@ -153,3 +178,138 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
     assert retry_after_s({"Retry-After": "Thu, 01 Jan 1970 00:00:10 GMT"}, 4.0) == 6.0
     assert retry_after_s({"Retry-After": "soon"}, 0.0) is None
     assert retry_after_s({}, 0.0) is None
+
+
+# -- before anything is sent: the ledger, the token, the breaker and the limiter ----------------
+
+
+@pytest.mark.parametrize(
+    ("facts", "expected"),
+    [
+        # the ledger knows the event: delivered, nothing sent, no attempt used
+        (
+            Gathered(verify=True, in_ledger=True, ledger_object_id="9"),
+            Delivered("9", detail="already in the delivered ledger", uses_attempt=False),
+        ),
+        # no token will come: dead-letter as auth, with the credentials' message
+        (
+            Gathered(verify=False, no_token=NoToken("portal 7 is not connected")),
+            DeadLetterNow("auth", "portal 7 is not connected"),
+        ),
+        # the token endpoint is down: wait without an attempt, keep the next request
+        (
+            Gathered(verify=True, no_token=NoToken("token endpoint busy", 5.0)),
+            Wait(1005.0, "token endpoint busy", verify=True),
+        ),
+        # the breaker or the limiter refused: wait until it says, keep the next request
+        (
+            Gathered(verify=True, request="PUT", refusal=Refusal(1030.0, "circuit breaker open")),
+            Wait(1030.0, "circuit breaker open", verify=True),
+        ),
+        # nothing sent yet: POST first; PUT after an ambiguous attempt; GET first if readable
+        (Gathered(verify=False), Send("POST", verify=False)),
+        (Gathered(verify=False, can_read=True), Send("POST", verify=False)),
+        (Gathered(verify=True), Send("PUT", verify=True)),
+        (Gathered(verify=True, can_read=True), Send("GET", verify=True)),
+    ],
+)
+def test_what_happens_before_a_request_decides_without_using_an_attempt(
+    facts: Gathered, expected: Decision
+) -> None:
+    assert decide_facts(facts, attempts_before=3) == expected
+    assert not decide_facts(facts, attempts_before=3).uses_attempt or isinstance(
+        expected, DeadLetterNow
+    )
+
+
+def test_a_refusal_waits_even_past_the_max_age() -> None:
+    # a refusal is the limiter's or breaker's business, not HubSpot's answer: not bounded
+    facts = Gathered(verify=False, request="POST", refusal=Refusal(1010.0, "rate limit: busy"))
+    assert decide_facts(facts, age_s=99_999) == Wait(1010.0, "rate limit: busy")
+
+
+# -- after the existence check (GET) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("found", "expected"),
+    [
+        (Found("5"), Delivered("5")),
+        (
+            HttpFailure(403, {"category": "MISSING_SCOPES"}),
+            Send("PUT", verify=True, reason="existence check not usable (HTTP 403)"),
+        ),
+        (
+            HttpFailure(503, {}),
+            Send("PUT", verify=True, reason="existence check not usable (HTTP 503)"),
+        ),
+        (
+            NetworkFailure("timeout", sent=True, detail="TimeoutError"),
+            Send("PUT", verify=True, reason="existence check not usable (timeout: TimeoutError)"),
+        ),
+        (
+            EXPIRED,
+            RefreshAndRetry(
+                Send("PUT", verify=True, reason="existence check not usable (HTTP 401)")
+            ),
+        ),
+        (
+            HttpFailure(429, {"policyName": "DAILY"}),
+            PauseBucket(None, "DAILY", "HTTP 429", verify=True),
+        ),
+    ],
+)
+def test_the_existence_check_delivers_pauses_or_goes_on_to_a_put(
+    found: AttemptResult, expected: Decision
+) -> None:
+    facts = Gathered(verify=True, can_read=True, request="GET", result=found)
+    assert decide_facts(facts, attempts_before=7) == expected
+
+
+# -- after a POST or PUT ----------------------------------------------------------------------
+
+
+def test_an_expired_token_is_refreshed_else_dead_lettered_as_auth() -> None:
+    facts = Gathered(verify=False, request="POST", result=EXPIRED)
+    assert decide_facts(facts) == RefreshAndRetry(
+        DeadLetterNow("auth", "HTTP 401: expired", "expired")
+    )
+    assert not decide_facts(facts).uses_attempt
+
+
+def test_an_ambiguous_job_stays_a_put_whatever_comes_next() -> None:
+    # a PUT that failed with a connect error (not sent) still re-sends with PUT next time
+    connect = NetworkFailure("connect", sent=False, detail="ClientConnectorError")
+    retry = decide_facts(Gathered(verify=True, request="PUT", result=connect))
+    assert isinstance(retry, RetryLater)
+    assert retry.verify
+    wait = decide_facts(Gathered(verify=True, request="PUT", result=HttpFailure(423, {})))
+    assert isinstance(wait, Wait)
+    assert wait.verify
+
+
+def test_a_missing_scope_dead_letters_naming_the_scope_and_the_fix() -> None:
+    facts = Gathered(verify=False, portal_id="77", request="POST", result=SCOPE_403)
+    decision = decide_facts(facts)
+    assert isinstance(decision, DeadLetterNow)
+    assert decision.reason == "auth"
+    assert decision.message is not None
+    assert "missing scope crm.objects.marketing_events.write" in decision.message
+    assert "portal 77" in decision.message
+    assert decision.detail == f"HTTP 403: {decision.message}"
+
+
+@pytest.mark.parametrize(
+    ("decision", "uses_attempt"),
+    [
+        (Delivered("1"), True),
+        (RetryLater(1.0, verify=False, reason="x"), True),
+        (Wait(1.0, "x"), False),
+        (PauseBucket(None, "DAILY", "x"), False),
+        (Send("PUT", verify=True), False),
+    ],
+)
+def test_only_a_request_answered_on_the_job_s_account_uses_an_attempt(
+    decision: Decision, uses_attempt: bool
+) -> None:
+    assert decision.uses_attempt is uses_attempt

@@ -6,14 +6,12 @@ import json
 import logging
 import subprocess
 import sys
-import uuid
 from datetime import UTC, datetime
 
 import pytest
 
 from eventq.logs import configure_logging
 from eventq.settings import RateLimit, SettingsError, load_settings
-from tests.conftest import REDIS_URL
 from worker.rate_limit import next_daily_reset
 
 
@@ -58,12 +56,14 @@ def test_the_cli_reports_a_bad_setting_without_a_traceback() -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_a_bad_oauth_accounts_setting_is_one_line_and_does_not_stop_dlq_reads() -> None:
+def test_a_bad_oauth_accounts_setting_is_one_line_and_does_not_stop_dlq_reads(
+    real_redis_url: str, key_prefix: str
+) -> None:
     # Given OAuth mode whose accounts setting is not JSON (read only when jobs are made)
     env = {
         "PATH": "/usr/bin:/bin",
-        "EVENTQ_REDIS_URL": REDIS_URL,
-        "EVENTQ_KEY_PREFIX": f"t-{uuid.uuid4().hex[:10]}",
+        "EVENTQ_REDIS_URL": real_redis_url,
+        "EVENTQ_KEY_PREFIX": key_prefix,
         "EVENTQ_OAUTH_CLIENT_ID": "client",
         "EVENTQ_OAUTH_CLIENT_SECRET": "secret",
         "EVENTQ_OAUTH_ACCOUNTS": "not json",

@@ -1,10 +1,9 @@
-"""Redis stores against a real Redis: job claims, the retry schedule's leases, DLQ paging."""
+"""Redis stores against the real Redis (`real_redis`, `redis_client`): job claims, the retry
+schedule's leases, DLQ paging."""
 
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
@@ -13,27 +12,21 @@ import redis.asyncio as aioredis
 from eventq.dead_letters import DeadLetterFilter, DeadLetterStore
 from eventq.jobs import JobStore, create_job, mark_published
 from eventq.keys import Keys
-from eventq.records import AttemptRecord, DeadLetter
+from eventq.records import AttemptRecord
 from eventq.schema import JobEnvelope, MarketingEvent
-from tests.conftest import REDIS_URL, valid_event
+from tests.conftest import dead_letter_entry, valid_event
 from worker.recovery import RecoverySweep
 from worker.retry_schedule import ScheduleMover
 
 
 @pytest.fixture
-def keys() -> Iterator[Keys]:
-    made = Keys(f"t-{uuid.uuid4().hex[:10]}")
-    yield made
-    client = redis.Redis.from_url(REDIS_URL)
-    for key in client.scan_iter(f"{made.prefix}:*", count=10_000):
-        client.delete(key)
+def keys(key_prefix: str) -> Keys:
+    return Keys(key_prefix)
 
 
 @pytest.fixture
-async def store(keys: Keys) -> AsyncIterator[JobStore]:
-    client = aioredis.Redis.from_url(REDIS_URL)
-    yield JobStore(client, keys, ledger_ttl_s=60, job_ttl_s=60)
-    await client.aclose()
+async def store(real_redis: aioredis.Redis, keys: Keys) -> JobStore:
+    return JobStore(real_redis, keys, ledger_ttl_s=60, job_ttl_s=60)
 
 
 def envelope(n: int = 1, attempt: int = 1) -> JobEnvelope:
@@ -103,6 +96,35 @@ async def test_a_job_delivered_without_an_object_id_shows_none_and_is_in_the_led
     assert (begun.status, begun.in_ledger, begun.delivered_object_id) == ("ok", True, None)
 
 
+async def test_a_job_delivered_after_a_failed_attempt_shows_the_last_attempt_and_no_error(
+    store: JobStore,
+) -> None:
+    # Given a job whose first attempt got a 503 and was rescheduled
+    env = envelope()
+    await begin(store, env)
+    failed = AttemptRecord(attempt=1, at=time.time(), outcome="retry", httpStatus=503)
+    await store.reschedule(
+        env.next_attempt(),
+        due_at=time.time(),
+        attempts=1,
+        verify=True,
+        record=failed,
+        last_error="HTTP 503",
+    )
+    retrying = await store.get(env.jobId)
+    assert retrying is not None
+    assert (retrying.lastError, retrying.lastStatus, retrying.lastAttempt) == ("HTTP 503", 503, 1)
+    # When its second attempt is delivered
+    await begin(store, env.next_attempt())
+    done = AttemptRecord(attempt=2, at=time.time(), outcome="delivered", httpStatus=200)
+    await store.mark_delivered(env.next_attempt(), "7", done, attempts=2)
+    # Then its status comes from that attempt: no error left from the first
+    status = await store.get(env.jobId)
+    assert status is not None
+    assert (status.state, status.attempts, status.lastAttempt) == ("delivered", 2, 2)
+    assert (status.lastStatus, status.lastError) == (200, None)
+
+
 async def test_an_attempt_interrupted_mid_way_is_verified_next_time(store: JobStore) -> None:
     env = envelope()
     await begin(store, env)
@@ -114,91 +136,90 @@ async def test_an_attempt_interrupted_mid_way_is_verified_next_time(store: JobSt
     assert begun.verify
 
 
-def test_the_same_event_enqueued_twice_gives_the_same_job(keys: Keys) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    first = create_job(client, keys, envelope(5), dedupe_ttl_s=60)
-    second = create_job(client, keys, envelope(5), dedupe_ttl_s=60)
+def test_the_same_event_enqueued_twice_gives_the_same_job(
+    keys: Keys, redis_client: redis.Redis
+) -> None:
+    first = create_job(redis_client, keys, envelope(5), dedupe_ttl_s=60)
+    second = create_job(redis_client, keys, envelope(5), dedupe_ttl_s=60)
     assert not first.duplicate
     assert first.needs_publish
     assert (second.job_id, second.duplicate) == (first.job_id, True)
     assert not second.needs_publish  # within the grace period: its producer is publishing it
 
 
-def test_an_unpublished_job_is_published_by_one_later_duplicate(keys: Keys) -> None:
+def test_an_unpublished_job_is_published_by_one_later_duplicate(
+    keys: Keys, redis_client: redis.Redis
+) -> None:
     # Given a job recorded a minute ago whose producer died before publishing it
-    client = redis.Redis.from_url(REDIS_URL)
-    first = create_job(client, keys, envelope(7), dedupe_ttl_s=60)
-    client.hset(keys.job(first.job_id), "createdAt", time.time() - 60)
+    first = create_job(redis_client, keys, envelope(7), dedupe_ttl_s=60)
+    redis_client.hset(keys.job(first.job_id), "createdAt", time.time() - 60)
     # When the same event is enqueued again, twice
-    again = create_job(client, keys, envelope(7), dedupe_ttl_s=60)
-    third = create_job(client, keys, envelope(7), dedupe_ttl_s=60)
+    again = create_job(redis_client, keys, envelope(7), dedupe_ttl_s=60)
+    third = create_job(redis_client, keys, envelope(7), dedupe_ttl_s=60)
     # Then the first repeat publishes it, the second does not
     assert (again.duplicate, again.needs_publish) == (True, True)
     assert (third.duplicate, third.needs_publish) == (True, False)
 
 
-def test_a_duplicate_of_a_published_job_needs_no_publish(keys: Keys) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    first = create_job(client, keys, envelope(6), dedupe_ttl_s=60)
-    mark_published(client, keys, [first.job_id])
-    second = create_job(client, keys, envelope(6), dedupe_ttl_s=60)
+def test_a_duplicate_of_a_published_job_needs_no_publish(
+    keys: Keys, redis_client: redis.Redis
+) -> None:
+    first = create_job(redis_client, keys, envelope(6), dedupe_ttl_s=60)
+    mark_published(redis_client, keys, [first.job_id])
+    second = create_job(redis_client, keys, envelope(6), dedupe_ttl_s=60)
     assert second.duplicate
     assert not second.needs_publish
 
 
-def test_the_mover_publishes_due_jobs_once_and_leaves_future_ones(keys: Keys) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
+def test_the_mover_publishes_due_jobs_once_and_leaves_future_ones(
+    keys: Keys, redis_client: redis.Redis
+) -> None:
     published: list[str] = []
     for n, due in [(1, time.time() - 1), (2, time.time() - 1), (3, time.time() + 60)]:
         env = envelope(n)
-        client.hset(keys.job(env.jobId), "envelope", env.model_dump_json())
-        client.zadd(keys.schedule, {env.jobId: due})
-    mover = ScheduleMover(client, keys, lambda e: published.append(e.event.externalEventId))
-    other = ScheduleMover(client, keys, lambda e: published.append(e.event.externalEventId))
+        redis_client.hset(keys.job(env.jobId), "envelope", env.model_dump_json())
+        redis_client.zadd(keys.schedule, {env.jobId: due})
+    mover = ScheduleMover(redis_client, keys, lambda e: published.append(e.event.externalEventId))
+    other = ScheduleMover(redis_client, keys, lambda e: published.append(e.event.externalEventId))
     assert mover.move_due() + other.move_due() == 2
     assert sorted(published) == ["evt-1", "evt-2"]
-    assert client.zcard(keys.schedule) == 1
+    assert redis_client.zcard(keys.schedule) == 1
 
 
-def test_a_mover_that_fails_to_publish_leaves_the_job_for_another(keys: Keys) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
+def test_a_mover_that_fails_to_publish_leaves_the_job_for_another(
+    keys: Keys, redis_client: redis.Redis
+) -> None:
     env = envelope(1)
-    client.hset(keys.job(env.jobId), "envelope", env.model_dump_json())
-    client.zadd(keys.schedule, {env.jobId: time.time() - 1})
+    redis_client.hset(keys.job(env.jobId), "envelope", env.model_dump_json())
+    redis_client.zadd(keys.schedule, {env.jobId: time.time() - 1})
 
     def broken(_: JobEnvelope) -> None:
         raise ConnectionError("broker down")
 
     published: list[JobEnvelope] = []
-    assert ScheduleMover(client, keys, broken, lease_s=0.2).move_due() == 0
-    assert ScheduleMover(client, keys, published.append).move_due() == 0  # still leased
+    assert ScheduleMover(redis_client, keys, broken, lease_s=0.2).move_due() == 0
+    assert ScheduleMover(redis_client, keys, published.append).move_due() == 0  # still leased
     time.sleep(0.3)
-    assert ScheduleMover(client, keys, published.append).move_due() == 1
+    assert ScheduleMover(redis_client, keys, published.append).move_due() == 1
     assert [e.jobId for e in published] == [env.jobId]
 
 
-def dead_letter(n: int, reason: str, at: float) -> DeadLetter:
-    return DeadLetter(
-        id=f"dl-{n}",
-        jobId=f"job-{n}",
-        payload=valid_event(n),
-        reason=reason,  # type: ignore[arg-type]
-        httpStatus=400 if reason == "rejected" else None,
-        firstEnqueuedAt=at,
-        deadLetteredAt=at,
-    )
-
-
 async def test_dlq_pages_are_newest_first_filtered_and_complete(
-    keys: Keys, store: JobStore
+    keys: Keys, store: JobStore, redis_client: redis.Redis
 ) -> None:
     now = time.time()
     for n in range(450):
-        entry = dead_letter(n, "rejected" if n % 3 else "invalid", now + n / 1000)
-        await store.mark_dead_lettered(
-            entry.jobId, entry, AttemptRecord(attempt=1, at=now, outcome="dead_letter")
+        rejected = n % 3 != 0
+        entry = dead_letter_entry(
+            valid_event(n),
+            entry_id=f"dl-{n}",
+            job_id=f"job-{n}",
+            reason="rejected" if rejected else "invalid",
+            http_status=400 if rejected else None,
+            at=now + n / 1000,
         )
-    dlq = DeadLetterStore(redis.Redis.from_url(REDIS_URL), keys)
+        await store.mark_dead_lettered(entry.jobId, entry, entry.attempts[-1])
+    dlq = DeadLetterStore(redis_client, keys)
     seen: list[str] = []
     cursor = None
     while True:
@@ -216,41 +237,41 @@ async def test_dlq_pages_are_newest_first_filtered_and_complete(
     assert dlq.count() == 449
 
 
-def test_the_sweep_republishes_a_job_whose_message_was_lost_and_only_that(keys: Keys) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
+def test_the_sweep_republishes_a_job_whose_message_was_lost_and_only_that(
+    keys: Keys, redis_client: redis.Redis
+) -> None:
     lost, busy, waiting = envelope(1), envelope(2), envelope(3)
     for env in (lost, busy, waiting):
-        create_job(client, keys, env, dedupe_ttl_s=60)
-        client.zadd(keys.unfinished, {env.jobId: time.time() - 100})  # no progress for 100 s
-    client.set(keys.job_lock(busy.jobId), "worker")  # a worker is on it
+        create_job(redis_client, keys, env, dedupe_ttl_s=60)
+        redis_client.zadd(keys.unfinished, {env.jobId: time.time() - 100})  # no progress for 100 s
+    redis_client.set(keys.job_lock(busy.jobId), "worker")  # a worker is on it
     depth = {lost.jobId: 0, waiting.jobId: 5}  # `waiting` sits behind a backlog
     published: list[JobEnvelope] = []
     sweep = RecoverySweep(
-        client, keys, published.append, lambda e: depth.get(e.jobId, 0), stale_after_s=30
+        redis_client, keys, published.append, lambda e: depth.get(e.jobId, 0), stale_after_s=30
     )
     assert sweep.sweep() == 1
     assert [(e.jobId, e.attempt) for e in published] == [(lost.jobId, 2)]
-    assert client.hget(keys.job(lost.jobId), "attempt") == b"2"
+    assert redis_client.hget(keys.job(lost.jobId), "attempt") == b"2"
     assert sweep.sweep() == 0  # one sweep per interval, across processes
 
 
 def test_jobs_waiting_behind_a_backlog_do_not_hide_a_lost_job_from_later_sweeps(
-    keys: Keys,
+    keys: Keys, redis_client: redis.Redis
 ) -> None:
     # Given 5 stale jobs waiting behind a backlog, older than a lost one, and batches of 5
-    client = redis.Redis.from_url(REDIS_URL)
     waiting = [envelope(n) for n in range(5)]
     lost = envelope(9)
     for age, env in enumerate([*waiting, lost]):
-        create_job(client, keys, env, dedupe_ttl_s=60)
-        client.zadd(keys.unfinished, {env.jobId: time.time() - 200 + age})
+        create_job(redis_client, keys, env, dedupe_ttl_s=60)
+        redis_client.zadd(keys.unfinished, {env.jobId: time.time() - 200 + age})
     depth = {env.jobId: 3 for env in waiting}
     published: list[JobEnvelope] = []
 
     def sweep() -> int:
-        client.delete(keys.sweep_lock)  # as if the interval had passed
+        redis_client.delete(keys.sweep_lock)  # as if the interval had passed
         return RecoverySweep(
-            client,
+            redis_client,
             keys,
             published.append,
             lambda e: depth.get(e.jobId, 0),
@@ -265,15 +286,19 @@ def test_jobs_waiting_behind_a_backlog_do_not_hide_a_lost_job_from_later_sweeps(
     assert [e.jobId for e in published] == [lost.jobId]
 
 
-def test_the_sweep_forgets_finished_and_scheduled_jobs(keys: Keys) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
+def test_the_sweep_forgets_finished_and_scheduled_jobs(
+    keys: Keys, redis_client: redis.Redis
+) -> None:
     done, parked = envelope(1), envelope(2)
     for env in (done, parked):
-        create_job(client, keys, env, dedupe_ttl_s=60)
-        client.zadd(keys.unfinished, {env.jobId: time.time() - 100})
-    client.hset(keys.job(done.jobId), "state", "delivered")
-    client.zadd(keys.schedule, {parked.jobId: time.time() + 60})
+        create_job(redis_client, keys, env, dedupe_ttl_s=60)
+        redis_client.zadd(keys.unfinished, {env.jobId: time.time() - 100})
+    redis_client.hset(keys.job(done.jobId), "state", "delivered")
+    redis_client.zadd(keys.schedule, {parked.jobId: time.time() + 60})
     published: list[JobEnvelope] = []
-    assert RecoverySweep(client, keys, published.append, lambda e: 0, stale_after_s=30).sweep() == 0
+    assert (
+        RecoverySweep(redis_client, keys, published.append, lambda e: 0, stale_after_s=30).sweep()
+        == 0
+    )
     assert published == []
-    assert client.zcard(keys.unfinished) == 0
+    assert redis_client.zcard(keys.unfinished) == 0
