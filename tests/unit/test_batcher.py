@@ -10,11 +10,14 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from eventq.schema import JobEnvelope, MarketingEvent
 from tests.conftest import valid_event
-from tests.unit.test_delivery import Breaker, Limiter
+from tests.unit.test_delivery import Breaker, Limiter, World
 from worker.attempts import BatchAnswer, BatchAttemptResult, BatchError, Created, HttpFailure
-from worker.batcher import BatchSender, Gatherer, Member
+from worker.batcher import Batcher, BatchSender, Gatherer, Member
 from worker.credentials import AccessToken
+from worker.delivery import Delivery
+from worker.retry_policy import Backoff
 
 TOKEN = AccessToken(SecretStr("pat-secret"), "app:test", None, None)
 TOO_LARGE = HttpFailure(
@@ -189,3 +192,35 @@ async def test_a_429_answers_every_member_with_it_and_one_shared_pause(
     assert len(limiter.paused) == 1
     assert len(set(pauses)) == 1
     assert limiter.observed == []  # a 429's headers go to after_429, not observe
+
+
+async def test_a_bulk_job_its_batch_cannot_tell_about_is_sent_alone_with_put_in_the_same_attempt(
+    hubspot: BatchHubSpot,
+) -> None:
+    # Given a batch answer that echoes nothing, and a HubSpot whose PUT creates the event
+    hubspot.answers = [BatchAnswer(200, ())]
+    world = World()
+    world.hubspot.answers = {"PUT": [Created("obj-alone")]}
+    batcher = Batcher(_sender(hubspot, world.limiter), wait_s=0.0, live=False)
+    delivery = Delivery(
+        jobs=world.store,
+        client=world.hubspot,
+        limiter=world.limiter,
+        breaker=world.breaker,
+        credentials=world.tokens,
+        policy=Backoff(),
+        max_limiter_wait_s=1.0,
+        lock_ttl_ms=30_000,
+        batcher=batcher,
+    )
+    event = MarketingEvent.model_validate(valid_event(1))
+    raw = JobEnvelope(event=event, priority="bulk").model_dump(mode="json")
+    # When the bulk job's attempt runs
+    outcome = await delivery.run(raw, "task-1")
+    # Then it went in a batch of one, then alone with PUT, and is delivered with the PUT's id
+    assert hubspot.sent == [1]
+    assert world.hubspot.sent == ["PUT"]
+    assert (outcome.kind, outcome.object_id) == ("delivered", "obj-alone")
+    _, attempts, record = world.store.delivered[0]
+    assert attempts == 1
+    assert record.batchSize == 1
