@@ -36,6 +36,8 @@ class AttemptRecord(BaseModel):
     latencyMs: float | None = None
     detail: str = ""
     correlationId: str | None = None
+    batch: str | None = Field(None, description="Id of the batch upsert the attempt was sent in.")
+    batchSize: int | None = Field(None, description="How many jobs that batch upsert carried.")
 
 
 class HubSpotErrorInfo(BaseModel):

@@ -167,6 +167,29 @@ class Settings(BaseSettings):
         "marketing-events-bulk",
         description="Lower-priority Celery queue for replays and backfills.",
     )
+    bulk_mode: Literal["upsert", "create"] = Field(
+        "upsert",
+        description="How the worker sends bulk-queue jobs: `upsert` gathers them per rate-limit "
+        "bucket into one batch upsert (creates or overwrites each event by its external ids, "
+        "one request of the limit); `create` sends each alone, as live jobs are.",
+    )
+    live_batching: bool = Field(
+        False,
+        description="Batch live-queue jobs too, as the bulk queue is (needs "
+        "EVENTQ_BULK_MODE=upsert); live jobs then wait up to EVENTQ_BATCH_WAIT_MS.",
+    )
+    batch_size: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        description="Most jobs sent in one batch upsert; a batch HubSpot refuses as too large "
+        "halves it for that bucket for the life of the worker process.",
+    )
+    batch_wait_ms: NonNegativeFloat = Field(
+        200.0,
+        description="Longest a job waits for others of its rate-limit bucket before its batch "
+        "is sent (a full batch goes at once).",
+    )
     key_prefix: str = Field(
         "eventq",
         description="Prefix of every Redis key eventq writes; one per deployment (token, queues).",

@@ -27,6 +27,7 @@ from eventq.jobs import Begun
 from eventq.records import AttemptRecord, DeadLetter, DeadLetterReason, HubSpotErrorInfo
 from eventq.schema import JobEnvelope
 from worker.attempts import AttemptResult, HttpFailure, NetworkFailure
+from worker.batcher import Batcher, BatchReply
 from worker.circuit_breaker import Breaker, is_struggling
 from worker.credentials import (
     AccessToken,
@@ -37,7 +38,7 @@ from worker.credentials import (
 )
 from worker.hubspot_client import EventsApi
 from worker.metrics import ATTEMPT_LATENCY, DELIVERIES, RATE_LIMITED
-from worker.rate_limit import Grant, Limiter
+from worker.rate_limit import Grant, Limiter, Pause
 from worker.retry_policy import (
     Backoff,
     DeadLetterNow,
@@ -170,6 +171,7 @@ class Delivery:
     policy: Backoff
     max_limiter_wait_s: float
     lock_ttl_ms: int
+    batcher: Batcher | None = None  # bulk upsert on (EVENTQ_BULK_MODE=upsert)
 
     async def run(self, raw: object, task_id: str) -> Outcome:
         """Run one attempt of the job in `raw` (the message's first argument)."""
@@ -255,6 +257,8 @@ class _Attempt:
             ledger_object_id=begun.delivered_object_id,
         )
         self.token: AccessToken | None = None
+        self.batch: BatchReply | None = None  # the batch this attempt's write went in, if any
+        self.alone = False  # its batch did not tell its outcome: the job is sent alone (PUT)
 
     async def run(self) -> Outcome:
         """Gather step by step until the decision is no `Send`; apply that decision."""
@@ -300,11 +304,26 @@ class _Attempt:
             return
         self.facts = replace(self.facts, can_read=can_read_events(self.token))
 
+    def _batched(self, step: Send) -> bool:
+        batcher = self.d.batcher
+        return (
+            step.request != "GET"
+            and not self.alone
+            and batcher is not None
+            and batcher.takes(self.envelope)
+        )
+
     async def _gather_request(self, step: Send) -> None:
-        """Ask the breaker and the limiter, then send `step.request`; record what happened."""
+        """Ask the breaker and the limiter, then send `step.request`; record what happened.
+
+        A bulk job's write (POST or PUT) joins its bucket's batch upsert instead.
+        """
         token = self.token
         if token is None:  # decide sends nothing without a token
             raise RuntimeError("no token to send with")
+        if self.d.batcher is not None and self._batched(step):
+            await self._gather_batched(self.d.batcher, step, token)
+            return
         self.facts = self.facts.sending(step)
         verdict = await self.d.breaker.allow(self.d.client.base_url)
         if not verdict.allowed:
@@ -338,6 +357,25 @@ class _Attempt:
             log.debug("woke %.3f s past its rate-limit slot: taking a new one", late_s)
             await self.d.limiter.release(token.bucket, grant)
         return Refusal(time.time(), "rate limit: woke past its slot")
+
+    async def _gather_batched(self, batcher: Batcher, step: Send, token: AccessToken) -> None:
+        """Send the write in the bucket's next batch upsert; take this job's part of its answer."""
+        self.facts = self.facts.sending(step)
+        reply = await batcher.submit(token, self.event.to_hubspot())
+        self.batch = reply
+        if reply.refusal is not None:
+            self.facts = replace(self.facts, refusal=reply.refusal)
+        elif reply.unknown is not None:  # never guessed: ask HubSpot about this one alone
+            log.info(
+                "job %s: batch %s did not tell its outcome (%s), sending it alone",
+                self.envelope.jobId,
+                reply.batch_id,
+                reply.unknown,
+            )
+            self.alone = True
+            await self._gather_request(Send("PUT", verify=True))
+        else:
+            self.facts = replace(self.facts, result=reply.result)
 
     async def _send(self, request: Request, token: AccessToken) -> AttemptResult:
         secret = token.value.get_secret_value()
@@ -394,10 +432,17 @@ class _Attempt:
         if token is None or result is None:  # a 429 is an answer to a request sent with a token
             raise RuntimeError("a 429 without a request")
         RATE_LIMITED.labels(decision.policy).inc()
-        pause = await self.d.limiter.after_429(
-            token.bucket, decision.policy, result.headers, decision.retry_after_s
-        )
-        log.warning("rate limited (%s): bucket paused %s", decision.policy, pause.why)
+
+        async def after_429() -> Pause:
+            pause = await self.d.limiter.after_429(
+                token.bucket, decision.policy, result.headers, decision.retry_after_s
+            )
+            log.warning("rate limited (%s): bucket paused %s", decision.policy, pause.why)
+            return pause
+
+        # a batch's members share its one 429: the bucket pauses once for all of them
+        shared = self.batch.pause if self.batch is not None and not self.alone else None
+        pause = await (shared.run(after_429) if shared is not None else after_429())
         jitter_s = random.uniform(0, 0.25)  # noqa: S311 - spreads wake-ups, not crypto
         due = pause.until_s + jitter_s
         return await self._park(due, f"429 {decision.policy}", result, attempts, decision.verify)
@@ -414,6 +459,8 @@ class _Attempt:
             latencyMs=None if result is None else round(result.latency_ms, 1),
             detail=detail,
             correlationId=result.correlation_id if isinstance(result, HttpFailure) else None,
+            batch=None if self.batch is None else self.batch.batch_id,
+            batchSize=None if self.batch is None else self.batch.size,
         )
         _log_attempt(self.envelope, record)
         return record

@@ -20,6 +20,7 @@ from eventq.keys import Keys
 from eventq.messaging import queue_for, send_job
 from eventq.schema import JobEnvelope
 from eventq.settings import Settings
+from worker.batcher import Batcher, BatchSender
 from worker.circuit_breaker import CircuitBreaker
 from worker.credentials import Credentials, StaticCredentials
 from worker.delivery import Delivery
@@ -49,10 +50,28 @@ def _credentials(
     return StaticCredentials(settings.hubspot_access_token, has_read_scope=has_read)
 
 
+def _batcher(
+    settings: Settings, client: HubSpotClient, limiter: RateLimiter, breaker: CircuitBreaker
+) -> Batcher | None:
+    """Return the process's batcher, or None when EVENTQ_BULK_MODE=create (each job alone)."""
+    if settings.bulk_mode != "upsert":
+        return None
+    sender = BatchSender(
+        client,
+        limiter,
+        breaker,
+        size=settings.batch_size,
+        max_limiter_wait_s=settings.max_limiter_wait_s,
+    )
+    return Batcher(sender, wait_s=settings.batch_wait_ms / 1000, live=settings.live_batching)
+
+
 def lock_ttl_ms(settings: Settings) -> int:
-    """Return how long one attempt may hold its job: two requests, two limiter waits, slack."""
+    """Return how long one attempt may hold its job: two requests, two limiter waits, a batch's
+    gathering, slack."""
     per_request_s = settings.connect_timeout_s + settings.read_timeout_s
-    return int((2 * per_request_s + 2 * settings.max_limiter_wait_s + 10) * 1000)
+    waits_s = 2 * settings.max_limiter_wait_s + settings.batch_wait_ms / 1000
+    return int((2 * per_request_s + waits_s + 10) * 1000)
 
 
 class Runtime:
@@ -101,16 +120,18 @@ class Runtime:
         )
         # one limiter: the accounts' budgets OAuth sets are the ones the deliveries read
         limiter = RateLimiter.from_settings(client, s)
+        hubspot = HubSpotClient(self.session, s.hubspot_base_url)
+        breaker = CircuitBreaker(
+            client,
+            prefix=s.key_prefix,
+            failures_to_open=s.breaker_failures,
+            cooldown_s=s.breaker_cooldown_s,
+        )
         return Delivery(
             jobs=JobStore(client, self.keys, ledger_ttl_s=s.ledger_ttl_s, job_ttl_s=s.job_ttl_s),
-            client=HubSpotClient(self.session, s.hubspot_base_url),
+            client=hubspot,
             limiter=limiter,
-            breaker=CircuitBreaker(
-                client,
-                prefix=s.key_prefix,
-                failures_to_open=s.breaker_failures,
-                cooldown_s=s.breaker_cooldown_s,
-            ),
+            breaker=breaker,
             credentials=_credentials(s, client, self.session, limiter),
             policy=Backoff(
                 base_s=s.backoff_base_s,
@@ -121,6 +142,7 @@ class Runtime:
             ),
             max_limiter_wait_s=s.max_limiter_wait_s,
             lock_ttl_ms=lock_ttl_ms(s),
+            batcher=_batcher(s, hubspot, limiter, breaker),
         )
 
     def _publish(self, envelope: JobEnvelope) -> None:

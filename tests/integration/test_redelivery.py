@@ -67,11 +67,13 @@ def test_replay_of_an_exhausted_job_whose_event_exists_makes_no_second_event(
     before = len(fake.requests())
     replayed = stack.run_cli("dlq", "replay", job.deadLetterId or "")
     assert replayed.returncode == 0, replayed.stderr
-    # Then it is delivered with the existing event's id, by a PUT: still one event
+    # Then it is delivered with the existing event's id, by an upsert (a replay is a bulk job:
+    # the batch upsert, EVENTQ_BULK_MODE=upsert by default): still one event
     job = wait_state(stack, job_id, "delivered")
     [event] = fake.events()
     assert job.objectId == event["objectId"]
-    assert [r["method"] for r in fake.requests()[before:]] == ["PUT"]
+    sent = [(r["method"], r["path"].rsplit("/", 1)[-1]) for r in fake.requests()[before:]]
+    assert sent == [("POST", "upsert")]
     # and its record tells of that attempt: a fresh budget, numbered after the exhausted ones
     last_exhausted = entry["attempts"][-1]["attempt"]
     assert (job.attempts, job.lastAttempt) == (1, last_exhausted + 1)

@@ -1,0 +1,287 @@
+"""Bulk delivery: attempts of one rate-limit bucket gathered into one batch upsert.
+
+A bulk attempt (`worker.delivery`), once it has claimed its job and has a token, hands its create
+body to the process's `Batcher` instead of sending it alone. The batcher gathers the bodies of
+one bucket (a private app's token, or an OAuth account) until `size` of them wait or `wait_s`
+has passed since the first (`Gatherer`, no I/O of its own), then `BatchSender` sends them as ONE
+`POST .../events/upsert`: one breaker check, one limiter slot. Each member gets a `BatchReply`
+with its own result, which its attempt decides and applies like a single attempt's answer:
+
+- an input tied to a result (`batch_results.match_results`) → `Created` with that object id;
+- an input an error names → a 400 `HttpFailure` carrying HubSpot's message for that input;
+- an input the answer does not tell about → `unknown`: its attempt sends it alone (PUT);
+- a whole-batch failure (429, 5xx, timeout, dropped connection) → that same result for every
+  member, with one shared `Once` so a 429 pauses the bucket once, not once per member;
+- a 400 that says the batch is too large → the bucket's size is halved (or cut to the stated
+  limit) for the life of the process and the members are re-sent in smaller batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from eventq.schema import JobEnvelope
+from worker.attempts import (
+    AttemptResult,
+    BatchAnswer,
+    BatchAttemptResult,
+    Created,
+    HttpFailure,
+    NetworkFailure,
+)
+from worker.batch_results import Failed, InputOutcome, Matched, is_batch_too_large, match_results
+from worker.circuit_breaker import Breaker, is_struggling
+from worker.credentials import AccessToken
+from worker.rate_limit import Limiter
+from worker.retry_policy import Refusal
+
+__all__ = ["BatchApi", "BatchReply", "BatchSender", "Batcher", "Gatherer", "Member", "Once"]
+
+log = logging.getLogger("eventq.batch")
+
+K = TypeVar("K")
+I = TypeVar("I")  # noqa: E741 - the item type, beside K and R
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+class Once:
+    """Runs one coroutine for all who ask, and gives each its result (a 429's one pause)."""
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future[Any] | None = None
+
+    async def run(self, make: Callable[[], Awaitable[T]]) -> T:
+        """Return the result of `make()`, awaited by the first caller only."""
+        if self._future is None:
+            self._future = asyncio.ensure_future(make())
+        result: T = await asyncio.shield(self._future)
+        return result
+
+
+@dataclass
+class _Pending(Generic[I, R]):
+    items: list[tuple[I, asyncio.Future[R]]] = field(default_factory=list)
+    timer: asyncio.TimerHandle | None = None
+
+
+class Gatherer(Generic[K, I, R]):
+    """Gathers items per key and hands each key's items to `flush` together.
+
+    A key's items go when `size_for(key)` of them wait, or `wait_s` after the first of them
+    arrived, whichever comes first. `flush` returns one result per item, in order; `submit`
+    returns its item's result (or raises what `flush` raised).
+    """
+
+    def __init__(
+        self,
+        flush: Callable[[K, list[I]], Awaitable[Sequence[R]]],
+        *,
+        size_for: Callable[[K], int],
+        wait_s: float,
+    ) -> None:
+        self._flush_items, self._size_for, self._wait_s = flush, size_for, wait_s
+        self._pending: dict[K, _Pending[I, R]] = {}
+        self._sending: set[asyncio.Task[None]] = set()
+
+    async def submit(self, key: K, item: I) -> R:
+        """Add `item` to its key's next batch and return its result once the batch is sent."""
+        loop = asyncio.get_running_loop()
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = self._pending[key] = _Pending()
+            pending.timer = loop.call_later(self._wait_s, self._flush, key, pending)
+        future: asyncio.Future[R] = loop.create_future()
+        pending.items.append((item, future))
+        if len(pending.items) >= self._size_for(key):
+            self._flush(key, pending)
+        return await future
+
+    def waiting(self, key: K) -> int:
+        """Return how many items of `key` wait for their batch to go."""
+        pending = self._pending.get(key)
+        return 0 if pending is None else len(pending.items)
+
+    def _flush(self, key: K, pending: _Pending[I, R]) -> None:
+        if self._pending.get(key) is not pending:  # already gone (full before its timer fired)
+            return
+        del self._pending[key]
+        if pending.timer is not None:
+            pending.timer.cancel()
+        task = asyncio.ensure_future(self._send(key, pending.items))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, key: K, members: list[tuple[I, asyncio.Future[R]]]) -> None:
+        futures = [future for _, future in members]
+        try:
+            results = await self._flush_items(key, [item for item, _ in members])
+        except BaseException as error:  # every member's attempt sees the error, as if alone
+            for future in futures:
+                if not future.done():
+                    future.set_exception(error)
+            if isinstance(error, asyncio.CancelledError):
+                raise
+            return
+        for future, result in zip(futures, results, strict=True):
+            if not future.done():  # a member's attempt may have been cancelled (shutdown)
+                future.set_result(result)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One job's part of a batch: its create body and the token it is sent with."""
+
+    token: AccessToken
+    body: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class BatchReply:
+    """What one member learns from its batch; exactly one of `result`, `refusal`, `unknown`.
+
+    `result`: its own answer (Created, or a 400 for its refused input) or the whole batch's
+    failure; `refusal`: the breaker or the limiter said not now; `unknown`: the answer did not
+    tell, send it alone. `pause` is shared by the members of one batch that HubSpot answered 429.
+    """
+
+    batch_id: str
+    size: int
+    result: AttemptResult | None = None
+    refusal: Refusal | None = None
+    unknown: str | None = None
+    pause: Once | None = None
+
+
+class BatchApi(Protocol):
+    """What the batcher asks of HubSpot (HubSpotClient)."""
+
+    @property
+    def base_url(self) -> str:
+        """Return the HubSpot base URL (the circuit breaker's target)."""
+        ...
+
+    async def upsert_batch(
+        self, inputs: Sequence[Mapping[str, Any]], token: str
+    ) -> BatchAttemptResult:
+        """POST the bodies as one batch upsert."""
+        ...
+
+
+class BatchSender:
+    """Sends one bucket's members as batch upserts and tells each member its own outcome."""
+
+    def __init__(
+        self,
+        client: BatchApi,
+        limiter: Limiter,
+        breaker: Breaker,
+        *,
+        size: int,
+        max_limiter_wait_s: float,
+    ) -> None:
+        self.client, self.limiter, self.breaker = client, limiter, breaker
+        self.size, self.max_limiter_wait_s = size, max_limiter_wait_s
+        self._sizes: dict[str, int] = {}  # buckets whose batches HubSpot found too large
+
+    def size_for(self, bucket: str) -> int:
+        """Return the most members one batch of `bucket` may carry."""
+        return self._sizes.get(bucket, self.size)
+
+    async def send(self, bucket: str, members: list[Member]) -> list[BatchReply]:
+        """Send `members` as one batch upsert (or several, when HubSpot finds it too large)."""
+        batch_id, n = uuid.uuid4().hex[:12], len(members)
+        verdict = await self.breaker.allow(self.client.base_url)
+        if not verdict.allowed:
+            refusal = Refusal(verdict.retry_at, f"circuit breaker {verdict.state}")
+            return [BatchReply(batch_id, n, refusal=refusal)] * n
+        grant = await self.limiter.acquire(bucket, self.max_limiter_wait_s)
+        if not grant.granted:
+            refusal = Refusal(grant.retry_at, f"rate limit: {grant.reason}")
+            return [BatchReply(batch_id, n, refusal=refusal)] * n
+        if grant.wait_s > 0:
+            await asyncio.sleep(grant.wait_s)
+        inputs = [member.body for member in members]
+        answer = await self.client.upsert_batch(inputs, members[0].token.value.get_secret_value())
+        await self._observe(bucket, answer, breaker_clean=verdict.clean, sent_at=grant.send_at)
+        if isinstance(answer, HttpFailure):
+            too_large = is_batch_too_large(answer)
+            if too_large is not None and n > 1:
+                return await self._smaller(bucket, members, too_large.limit)
+        if not isinstance(answer, BatchAnswer):
+            log.warning("batch %s of %d jobs failed as a whole: %s", batch_id, n, _describe(answer))
+            return [BatchReply(batch_id, n, result=answer, pause=Once())] * n
+        outcomes = match_results(inputs, answer)
+        log.info("batch %s: %d jobs upserted in one request", batch_id, n)
+        return [_reply(batch_id, n, answer, outcome) for outcome in outcomes]
+
+    async def _smaller(
+        self, bucket: str, members: list[Member], limit: int | None
+    ) -> list[BatchReply]:
+        size = max(1, min(len(members) // 2, limit or len(members)))
+        self._sizes[bucket] = min(size, self.size_for(bucket))
+        log.warning(
+            "HubSpot found a batch of %d too large: bucket's batches now %d", len(members), size
+        )
+        replies: list[BatchReply] = []
+        for start in range(0, len(members), size):
+            replies += await self.send(bucket, members[start : start + size])
+        return replies
+
+    async def _observe(
+        self, bucket: str, answer: BatchAttemptResult, *, breaker_clean: bool, sent_at: float
+    ) -> None:
+        """Tell the limiter HubSpot's headers and the breaker how HubSpot is doing (once)."""
+        if answer.headers and not (isinstance(answer, HttpFailure) and answer.status == 429):
+            # a 429's: after_429, once
+            await self.limiter.observe(bucket, answer.headers, sent_at)
+        if isinstance(answer, HttpFailure | NetworkFailure) and is_struggling(answer):
+            await self.breaker.record_failure(self.client.base_url)
+        elif not breaker_clean:
+            await self.breaker.record_success(self.client.base_url)
+
+
+def _reply(batch_id: str, n: int, answer: BatchAnswer, outcome: InputOutcome) -> BatchReply:
+    if isinstance(outcome, Matched):
+        created = Created(outcome.object_id, answer.headers, answer.latency_ms)
+        return BatchReply(batch_id, n, result=created)
+    if isinstance(outcome, Failed):  # decided like a single 400, with HubSpot's message alone
+        error = outcome.error
+        body: dict[str, Any] = {
+            "message": error.message,
+            "errors": [dict(d) for d in error.details],
+        }
+        if error.category:
+            body["category"] = error.category
+        refused = HttpFailure(400, body, answer.headers, answer.latency_ms)
+        return BatchReply(batch_id, n, result=refused)
+    return BatchReply(batch_id, n, unknown=outcome.reason)
+
+
+def _describe(answer: HttpFailure | NetworkFailure) -> str:
+    if isinstance(answer, HttpFailure):
+        return f"HTTP {answer.status}: {answer.message}"
+    return f"{answer.kind}: {answer.detail}"
+
+
+class Batcher:
+    """The process's batches: which attempts join one, and the per-bucket gathering."""
+
+    def __init__(self, sender: BatchSender, *, wait_s: float, live: bool) -> None:
+        self.sender, self.live = sender, live
+        self._gatherer: Gatherer[str, Member, BatchReply] = Gatherer(
+            sender.send, size_for=sender.size_for, wait_s=wait_s
+        )
+
+    def takes(self, envelope: JobEnvelope) -> bool:
+        """Return True when the job's writes go in a batch: bulk jobs, live ones if configured."""
+        return envelope.priority == "bulk" or self.live
+
+    async def submit(self, token: AccessToken, body: Mapping[str, Any]) -> BatchReply:
+        """Join the next batch of the token's bucket; return this job's reply."""
+        return await self._gatherer.submit(token.bucket, Member(token, body))
