@@ -208,7 +208,7 @@ class BatchSender:
             await asyncio.sleep(grant.wait_s)
         inputs = [member.body for member in members]
         answer = await self.client.upsert_batch(inputs, members[0].token.value.get_secret_value())
-        await self._observe(bucket, answer, breaker_clean=verdict.clean)
+        await self._observe(bucket, answer, breaker_clean=verdict.clean, sent_at=grant.send_at)
         if isinstance(answer, HttpFailure):
             too_large = is_batch_too_large(answer)
             if too_large is not None and n > 1:
@@ -234,11 +234,12 @@ class BatchSender:
         return replies
 
     async def _observe(
-        self, bucket: str, answer: BatchAttemptResult, *, breaker_clean: bool
+        self, bucket: str, answer: BatchAttemptResult, *, breaker_clean: bool, sent_at: float
     ) -> None:
         """Tell the limiter HubSpot's headers and the breaker how HubSpot is doing (once)."""
         if answer.headers and not (isinstance(answer, HttpFailure) and answer.status == 429):
-            await self.limiter.observe(bucket, answer.headers)  # a 429's: after_429, once
+            # a 429's: after_429, once
+            await self.limiter.observe(bucket, answer.headers, sent_at)
         if isinstance(answer, HttpFailure | NetworkFailure) and is_struggling(answer):
             await self.breaker.record_failure(self.client.base_url)
         elif not breaker_clean:

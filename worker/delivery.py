@@ -38,7 +38,7 @@ from worker.credentials import (
 )
 from worker.hubspot_client import EventsApi
 from worker.metrics import ATTEMPT_LATENCY, DELIVERIES, RATE_LIMITED
-from worker.rate_limit import Limiter, Pause
+from worker.rate_limit import Grant, Limiter, Pause
 from worker.retry_policy import (
     Backoff,
     DeadLetterNow,
@@ -240,6 +240,10 @@ def _log_attempt(envelope: JobEnvelope, record: AttemptRecord) -> None:
     )
 
 
+# A request that wakes past its rate-limit slot takes a new one, this many times in all.
+_SLOT_TRIES = 3
+
+
 class _Attempt:
     """One attempt: gather what happens into a `Gathered`, `decide`, then `apply` the decision."""
 
@@ -326,16 +330,33 @@ class _Attempt:
             refusal = Refusal(verdict.retry_at, f"circuit breaker {verdict.state}")
             self.facts = replace(self.facts, refusal=refusal)
             return
-        grant = await self.d.limiter.acquire(token.bucket, self.d.max_limiter_wait_s)
-        if not grant.granted:
-            refusal = Refusal(grant.retry_at, f"rate limit: {grant.reason}")
-            self.facts = replace(self.facts, refusal=refusal)
+        slot = await self._slot(token)
+        if isinstance(slot, Refusal):
+            self.facts = replace(self.facts, refusal=slot)
             return
-        if grant.wait_s > 0:
-            await asyncio.sleep(grant.wait_s)
         result = await self._send(step.request, token)
-        await self._observe(result, token, breaker_clean=verdict.clean)
+        await self._observe(result, token, breaker_clean=verdict.clean, sent_at=slot.send_at)
         self.facts = replace(self.facts, result=result)
+
+    async def _slot(self, token: AccessToken) -> Grant | Refusal:
+        """Wait for a rate-limit slot; a request that wakes past its slot takes a new one.
+
+        Sending late could overrun HubSpot's window beside sends on time (RateLimiter.is_late).
+        """
+        for _ in range(_SLOT_TRIES):
+            grant = await self.d.limiter.acquire(token.bucket, self.d.max_limiter_wait_s)
+            if not grant.granted:
+                return Refusal(grant.retry_at, f"rate limit: {grant.reason}")
+            granted_at = time.monotonic()
+            if grant.wait_s > 0:
+                await asyncio.sleep(grant.wait_s)
+            elapsed_s = time.monotonic() - granted_at
+            if not self.d.limiter.is_late(grant, elapsed_s):
+                return grant
+            late_s = elapsed_s - grant.wait_s
+            log.debug("woke %.3f s past its rate-limit slot: taking a new one", late_s)
+            await self.d.limiter.release(token.bucket, grant)
+        return Refusal(time.time(), "rate limit: woke past its slot")
 
     async def _gather_batched(self, batcher: Batcher, step: Send, token: AccessToken) -> None:
         """Send the write in the bucket's next batch upsert; take this job's part of its answer."""
@@ -365,11 +386,12 @@ class _Attempt:
         return await send(self.event.to_hubspot(), secret)
 
     async def _observe(
-        self, result: AttemptResult, token: AccessToken, *, breaker_clean: bool
+        self, result: AttemptResult, token: AccessToken, *, breaker_clean: bool, sent_at: float
     ) -> None:
         """Tell the limiter HubSpot's headers and the breaker how HubSpot is doing."""
         if result.headers and not (isinstance(result, HttpFailure) and result.status == 429):
-            await self.d.limiter.observe(token.bucket, result.headers)  # a 429's: after_429
+            # a 429's: after_429
+            await self.d.limiter.observe(token.bucket, result.headers, sent_at)
         if is_struggling(result):
             await self.d.breaker.record_failure(self.d.client.base_url)
         elif not breaker_clean:  # a success only matters when there is something to reset

@@ -29,9 +29,11 @@ __all__ = [
     "bucket_for_portal",
     "bucket_for_token",
     "held_estimate",
+    "is_late",
     "is_portal_bucket",
     "next_daily_reset",
     "others_estimate",
+    "our_counted_span",
     "pause_after_429",
     "shared_budget",
 ]
@@ -60,6 +62,7 @@ class Grant:
     retry_at: float  # epoch seconds to try again (not granted); equals send_at when granted
     reason: str  # "ok", "busy", "paused:TEN_SECONDLY_ROLLING", "paused:DAILY", ...
     now: float  # Redis clock at decision time
+    member: str = ""  # the grant's entry in the bucket's log (granted), for `release`
 
     @property
     def wait_s(self) -> float:
@@ -87,8 +90,18 @@ class Limiter(Protocol):
         """Reserve a slot of `bucket` at most `max_wait_s` away, or refuse with a retry time."""
         ...
 
-    async def observe(self, bucket: str, headers: Mapping[str, str]) -> None:
+    async def observe(
+        self, bucket: str, headers: Mapping[str, str], sent_at: float | None = None
+    ) -> None:
         """Correct `bucket` from the rate-limit headers of an answer that is no 429."""
+        ...
+
+    def is_late(self, grant: Grant, elapsed_s: float) -> bool:
+        """Return True when `grant`'s request, `elapsed_s` after the grant, missed its slot."""
+        ...
+
+    async def release(self, bucket: str, grant: Grant) -> None:
+        """Give back a granted slot that will not be used."""
         ...
 
     async def after_429(
@@ -156,6 +169,18 @@ def pause_after_429(
     return after if after is not None else now_s + window_s
 
 
+def is_late(wait_s: float, elapsed_s: float, pad_s: float) -> bool:
+    """Return True when a request woke too late to use its slot.
+
+    `elapsed_s` is the time from the grant's answer to now, `wait_s` the wait it asked for. A
+    slot is only good while the request reaches HubSpot within the pad of it: half the pad is
+    left for the wake-up, half for the trip. A later send (a loaded machine, a blocked event
+    loop) can put more than the budget in one of HubSpot's windows beside sends on time.
+    Without a pad (0) no lateness is tolerated by the limiter anyway: never late.
+    """
+    return pad_s > 0 and elapsed_s - wait_s > pad_s / 2
+
+
 def held_estimate(peak: float, age_s: float, window_s: float) -> float:
     """Return what a peak estimate of the others' use, `age_s` old, still counts for.
 
@@ -178,6 +203,20 @@ def others_estimate(
     """
     sample = max(0, used_by_all - ours)
     return max(float(sample), held_estimate(peak, peak_age_s, window_s))
+
+
+def our_counted_span(sent_ms: int, now_ms: int, window_ms: int, pad_ms: int) -> tuple[int, int]:
+    """Return the send times (low exclusive, high inclusive, epoch ms) of our own grants that
+    HubSpot may have counted in the Remaining of the answer to a request granted at `sent_ms`.
+
+    HubSpot counts arrivals in its window at the request's arrival, somewhere in [sent, now],
+    and each of our requests arrives up to `pad_ms` after its grant. Every grant it may have
+    counted lies in (sent - window - pad, min(sent + pad, now)], so Max - Remaining minus ours
+    there never counts our own requests as the others'. Counting ours in (now - window, now]
+    instead (the window at the time the answer is read) left out grants HubSpot still counted
+    and took them for other clients, which lowered our budget for nothing.
+    """
+    return sent_ms - window_ms - pad_ms, min(sent_ms + pad_ms, now_ms)
 
 
 def shared_budget(budget: int, others: float) -> int:
@@ -286,7 +325,8 @@ class RateLimiter:
             _window_ms(self._ceiling.window_s),
             int(self._share),
         ]
-        granted, at_ms, now_ms, reason = await self._acquire_script(self._keys(bucket), args)
+        answer = await self._acquire_script(self._keys(bucket), args)
+        granted, at_ms, now_ms, reason = answer[:4]
         at_s, now_s = int(at_ms) / 1000, int(now_ms) / 1000
         return Grant(
             granted=bool(int(granted)),
@@ -294,7 +334,21 @@ class RateLimiter:
             retry_at=at_s,
             reason=as_text(reason),
             now=now_s,
+            member=as_text(answer[4]) if len(answer) > 4 else "",
         )
+
+    def is_late(self, grant: Grant, elapsed_s: float) -> bool:
+        """Return True when `grant`'s request, `elapsed_s` after the grant, missed its slot."""
+        return is_late(grant.wait_s, elapsed_s, self._pad_ms / 1000)
+
+    async def release(self, bucket: str, grant: Grant) -> None:
+        """Give back a granted slot that will not be used (its request is never sent).
+
+        Safe at any time: fewer entries never put more than the budget in a window, and grants
+        already made were made with it. Raises redis errors.
+        """
+        if grant.granted and grant.member:
+            await self._redis.zrem(self._key(bucket, "log"), grant.member)
 
     async def pause(self, bucket: str, until_epoch_s: float, reason: str) -> None:
         """Refuse every acquire of `bucket` until `until_epoch_s` (Redis clock).
@@ -310,15 +364,20 @@ class RateLimiter:
         seconds, microseconds = await self._redis.time()
         return int(seconds) + int(microseconds) / 1e6
 
-    async def observe(self, bucket: str, headers: Mapping[str, str]) -> None:
+    async def observe(
+        self, bucket: str, headers: Mapping[str, str], sent_at: float | None = None
+    ) -> None:
         """Correct `bucket` from the X-HubSpot-RateLimit-* headers of an answer that is no 429.
+
+        `sent_at` is the request's `Grant.send_at` (None: now), the moment HubSpot's figures
+        are compared with our own grants (`our_counted_span`).
 
         Learns the account's budget and the others' share, pauses for one slot when Remaining
         is 0 and, for a private app, until the daily reset when Daily-Remaining is 0 (OAuth
         calls have no daily limit). Malformed headers are ignored. Raises redis errors.
         """
         lowered = {name.lower(): value for name, value in headers.items()}
-        reported = await self._learn(bucket, lowered)
+        reported = await self._learn(bucket, lowered, sent_at)
         if _int_header(lowered, "remaining") == 0:
             # HubSpot's count includes requests we did not make (other apps on this token).
             limit = reported or self._budgets.get(bucket, self._limit)
@@ -362,7 +421,9 @@ class RateLimiter:
             why = f"for {until_s - now_s:.1f}s (one {window_s:g}s window, no Retry-After)"
         return Pause(until_s, why)
 
-    async def _learn(self, bucket: str, lowered: Mapping[str, str]) -> RateLimit | None:
+    async def _learn(
+        self, bucket: str, lowered: Mapping[str, str], sent_at: float | None = None
+    ) -> RateLimit | None:
         """Store the budget HubSpot reports and the others' share; return the reported budget."""
         max_requests = _int_header(lowered, "max")
         interval_ms = _int_header(lowered, "interval-milliseconds")
@@ -383,7 +444,9 @@ class RateLimiter:
         remaining = _int_header(lowered, "remaining")
         if self._share and remaining is not None and 0 <= remaining <= max_requests:
             keys = [self._key(bucket, "log"), self._key(bucket, "share")]
-            await self._share_script(keys, [max_requests - remaining, interval_ms])
+            sent_ms = 0 if sent_at is None else math.floor(sent_at * 1000)
+            args = [max_requests - remaining, interval_ms, sent_ms, self._pad_ms]
+            await self._share_script(keys, args)
         return RateLimit(max_requests, interval_ms / 1000)
 
     async def ensure_budget(self, bucket: str, limit: RateLimit) -> None:

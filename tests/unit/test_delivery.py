@@ -123,6 +123,9 @@ class Limiter:
     acquired: int = 0
     observed: list[Mapping[str, str]] = field(default_factory=list)
     paused: list[tuple[str, str, float | None]] = field(default_factory=list)
+    late: int = 0  # this many grants are woken past their slot
+    released: list[Grant] = field(default_factory=list)
+    sent_at: list[float | None] = field(default_factory=list)
 
     async def acquire(self, bucket: str, max_wait_s: float) -> Grant:
         self.acquired += 1
@@ -131,8 +134,18 @@ class Limiter:
             return Grant(False, self.refuse_until, self.refuse_until, "paused:DAILY", now)
         return Grant(True, now, now, "ok", now)
 
-    async def observe(self, bucket: str, headers: Mapping[str, str]) -> None:
+    async def observe(
+        self, bucket: str, headers: Mapping[str, str], sent_at: float | None = None
+    ) -> None:
         self.observed.append(headers)
+        self.sent_at.append(sent_at)
+
+    def is_late(self, grant: Grant, elapsed_s: float) -> bool:
+        self.late -= 1
+        return self.late >= 0
+
+    async def release(self, bucket: str, grant: Grant) -> None:
+        self.released.append(grant)
 
     async def after_429(
         self, bucket: str, policy: str, headers: Mapping[str, str], retry_after_s: float | None
@@ -341,6 +354,42 @@ async def test_a_limiter_refusal_parks_the_job_at_the_limiter_s_time(world: Worl
     assert world.store.parked[0]["due_at"] == until
     assert world.store.parked[0]["attempts"] == 0
     assert world.hubspot.sent == []
+
+
+async def test_a_request_woken_past_its_slot_gives_it_back_and_sends_on_a_new_one(
+    world: World,
+) -> None:
+    # Given the first grant's request wakes past its slot
+    world.hubspot.answers = answers(POST=[Created("obj-1", {})])
+    world.limiter.late = 1
+    # When the attempt runs
+    outcome = await world.attempt()
+    # Then that slot is given back, a second one is taken, and one POST goes on it
+    assert outcome.kind == "delivered"
+    assert (world.limiter.acquired, len(world.limiter.released)) == (2, 1)
+    assert world.hubspot.sent == ["POST"]
+
+
+async def test_a_request_late_for_every_slot_is_parked_unsent_without_an_attempt(
+    world: World,
+) -> None:
+    world.limiter.late = 3
+    outcome = await world.attempt()
+    assert outcome.detail == "rate limit: woke past its slot"
+    assert (world.limiter.acquired, len(world.limiter.released)) == (3, 3)
+    assert world.hubspot.sent == []
+    assert world.store.parked[0]["attempts"] == 0
+
+
+async def test_the_answer_s_headers_reach_the_limiter_with_the_request_s_send_time(
+    world: World,
+) -> None:
+    world.hubspot.answers = answers(POST=[Created("obj-1", {"X-HubSpot-RateLimit-Max": "190"})])
+    before = time.time()
+    await world.attempt()
+    [sent_at] = world.limiter.sent_at
+    assert sent_at is not None
+    assert before <= sent_at <= time.time()
 
 
 async def test_a_429_pauses_the_bucket_once_and_uses_no_attempt(world: World) -> None:

@@ -22,8 +22,10 @@ from worker.rate_limit import (
     RateLimiter,
     bucket_for_portal,
     bucket_for_token,
+    is_late,
     next_daily_reset,
     others_estimate,
+    our_counted_span,
     pause_after_429,
     shared_budget,
 )
@@ -562,6 +564,112 @@ async def test_others_spending_the_budget_lower_what_every_worker_grants(
     # And without sharing the same figures take the whole budget
     alone = limiter(other_client, prefix, limit=RateLimit(100, 10.0), share=False)
     assert (await alone.state("b")).budget == 100
+
+
+@pytest.mark.parametrize(
+    ("wait_s", "elapsed_s", "late"),
+    [
+        (0.0, 0.01, False),  # sent at once
+        (0.5, 0.54, False),  # woke 40 ms after its slot: within half the 100 ms pad
+        (0.5, 0.56, True),  # 60 ms after: the trip may take the rest, and more
+        (0.0, 0.3, True),  # a blocked event loop between grant and send
+    ],
+)
+def test_a_request_is_late_once_it_wakes_more_than_half_the_pad_after_its_slot(
+    wait_s: float, elapsed_s: float, late: bool
+) -> None:
+    assert is_late(wait_s, elapsed_s, pad_s=0.1) is late
+
+
+def test_without_a_pad_a_request_is_never_late() -> None:
+    assert is_late(0.0, 0.3, pad_s=0.0) is False
+
+
+async def test_a_released_slot_is_granted_again_and_its_request_never_counted(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    # Given a bucket whose whole budget was granted now
+    rl = limiter(client, prefix)
+    grants = [await rl.acquire("b", max_wait_s=0) for _ in range(BUDGET)]
+    assert all(grant.granted for grant in grants)
+    assert not (await rl.acquire("b", max_wait_s=0)).granted
+    # When one of them woke too late and gives its slot back
+    assert rl.is_late(grants[-1], elapsed_s=grants[-1].wait_s + PAD_MS / 1000)
+    await rl.release("b", grants[-1])
+    # Then one more request may go now, and no more
+    assert (await rl.state("b")).used == BUDGET - 1
+    assert (await rl.acquire("b", max_wait_s=0)).granted
+    assert not (await rl.acquire("b", max_wait_s=0)).granted
+
+
+def test_our_counted_span_reaches_back_from_the_send_time_not_from_now() -> None:
+    # Given a request granted at 10 000 ms, its answer read 300 ms later (1 s window, 100 ms pad)
+    # When the span of our grants HubSpot may have counted is asked for
+    # Then it reaches a window and a pad before the send, and up to a pad after it
+    assert our_counted_span(10_000, 10_300, 1000, 100) == (8_900, 10_100)
+    # And never past now (grants not yet sent were not counted)
+    assert our_counted_span(10_000, 10_050, 1000, 100) == (8_900, 10_050)
+
+
+SHARE_HEADERS = {
+    "X-HubSpot-RateLimit-Max": "10",
+    "X-HubSpot-RateLimit-Interval-Milliseconds": "400",
+}
+
+
+async def test_grants_hubspot_still_counted_but_since_left_the_window_are_not_taken_for_others(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    # Given a sharing limiter of 10 per 400 ms that sent 5 requests, then a 6th 300 ms later
+    rl = limiter(client, prefix, limit=RateLimit(10, 0.4), share=True, pad_ms=50)
+    await rl.observe("b", {**SHARE_HEADERS, "X-HubSpot-RateLimit-Remaining": "10"})
+    for _ in range(5):
+        assert (await rl.acquire("b", max_wait_s=0)).granted
+    await asyncio.sleep(0.3)
+    sixth = await rl.acquire("b", max_wait_s=0)
+    assert sixth.granted
+    # When its answer (HubSpot counted all 6: Remaining 4) is read 250 ms later, when the
+    # first 5 have left the window (now - 400 ms, now]
+    await asyncio.sleep(0.25)
+    headers = {**SHARE_HEADERS, "X-HubSpot-RateLimit-Remaining": "4"}
+    await rl.observe("b", headers, sent_at=sixth.send_at)
+    # Then nobody else spent anything, and the whole budget is left to us
+    state = await rl.state("b")
+    assert (state.others, state.budget) == (0.0, 10)
+
+
+async def test_what_others_spend_beside_our_grants_is_still_seen_at_the_send_time(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    # Given a sharing limiter of 10 per 400 ms that sent 5 requests, then a 6th 300 ms later
+    rl = limiter(client, prefix, limit=RateLimit(10, 0.4), share=True, pad_ms=50)
+    await rl.observe("b", {**SHARE_HEADERS, "X-HubSpot-RateLimit-Remaining": "10"})
+    for _ in range(5):
+        assert (await rl.acquire("b", max_wait_s=0)).granted
+    await asyncio.sleep(0.3)
+    sixth = await rl.acquire("b", max_wait_s=0)
+    await asyncio.sleep(0.25)
+    # When HubSpot counted 9 (Remaining 1) at the 6th's arrival
+    headers = {**SHARE_HEADERS, "X-HubSpot-RateLimit-Remaining": "1"}
+    await rl.observe("b", headers, sent_at=sixth.send_at)
+    # Then the 3 beyond our 6 are the others', and our budget leaves them 3 plus headroom 1
+    state = await rl.state("b")
+    assert (state.others, state.budget) == (3.0, 6)
+
+
+async def test_an_answer_read_more_than_a_window_after_its_send_gives_no_sample(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    # Given a sharing limiter of 10 per 400 ms that sent one request
+    rl = limiter(client, prefix, limit=RateLimit(10, 0.4), share=True, pad_ms=50)
+    await rl.observe("b", {**SHARE_HEADERS, "X-HubSpot-RateLimit-Remaining": "10"})
+    grant = await rl.acquire("b", max_wait_s=0)
+    # When its answer (HubSpot counted 8) is read 500 ms later, more than a window and a pad
+    await asyncio.sleep(0.5)
+    headers = {**SHARE_HEADERS, "X-HubSpot-RateLimit-Remaining": "2"}
+    await rl.observe("b", headers, sent_at=grant.send_at)
+    # Then it is not compared with a log that may have lost the grants of then
+    assert (await rl.state("b")).others == 0.0
 
 
 async def test_a_cold_sharing_bucket_paces_a_tenth_of_its_budget_per_tenth_of_its_window(

@@ -6,7 +6,7 @@
 -- KEYS[5] share (hash: others, at_ms; what other clients of the budget spend, optional)
 -- ARGV: default_req, default_window_ms, margin, pad_ms, max_wait_ms, tag, jitter_fraction,
 --       ceiling_req, ceiling_window_ms, share (1 = leave the others' part, 0 = ignore it)
--- Returns {granted 0|1, send_at_ms or retry_at_ms, now_ms, reason}.
+-- Returns {granted 0|1, send_at_ms or retry_at_ms, now_ms, reason[, log member when granted]}.
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -85,7 +85,9 @@ if pause_until and pause_until > now then
   return {0, jittered(pause_until), now, 'paused:' .. (pause[2] or '')}
 end
 
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - widest)
+-- Kept two windows: the share estimate counts our grants as of a request's send time, which may
+-- be up to a window + pad before now (rate_limit_share.lua). The n-th newest is unchanged.
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 2 * widest)
 local count = redis.call('ZCARD', KEYS[1])
 
 -- Grants are issued in non-decreasing time order, so every entry is <= T and a window
@@ -105,7 +107,9 @@ end
 if at - now > max_wait then
   return {0, jittered(at), now, 'busy'}
 end
-redis.call('ZADD', KEYS[1], at, at .. '-' .. ARGV[6])
--- The log is useless once its newest entry has left the widest window.
-redis.call('PEXPIRE', KEYS[1], at - now + widest + 1000)
-return {1, at, now, 'ok'}
+local member = string.format('%d', at) .. '-' .. ARGV[6]
+redis.call('ZADD', KEYS[1], at, member)
+-- The log is useless once its newest entry has left the widest window twice (the share
+-- estimate looks back up to a window + pad from a send).
+redis.call('PEXPIRE', KEYS[1], at - now + 2 * widest + 1000)
+return {1, at, now, 'ok', member}
