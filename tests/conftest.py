@@ -60,16 +60,6 @@ def resolve_redis_url() -> str:
     return default
 
 
-def __getattr__(name: str) -> str:
-    """`from tests.conftest import REDIS_URL`, resolved on first use; prefer `real_redis_url`.
-
-    Kept for tests/unit/test_rate_limit.py, which builds a script with it at import time.
-    """
-    if name == "REDIS_URL":
-        return resolve_redis_url()
-    raise AttributeError(name)
-
-
 TOKEN = "test-token-" + uuid.uuid4().hex  # unique, so a leak is easy to grep for
 ROOT = Path(__file__).resolve().parent.parent
 

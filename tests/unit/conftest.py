@@ -27,20 +27,3 @@ async def other_real_redis(real_redis_url: str) -> AsyncIterator[redis.asyncio.R
     conn = redis.asyncio.Redis.from_url(real_redis_url, decode_responses=True)
     yield conn
     await conn.aclose()
-
-
-# The names tests/unit/test_rate_limit.py still uses (another branch edits it); remove these three
-# once it asks for real_redis, other_real_redis and key_prefix.
-@pytest.fixture
-def client(real_redis: redis.asyncio.Redis) -> redis.asyncio.Redis:
-    return real_redis
-
-
-@pytest.fixture
-def other_client(other_real_redis: redis.asyncio.Redis) -> redis.asyncio.Redis:
-    return other_real_redis
-
-
-@pytest.fixture
-def prefix(key_prefix: str) -> str:
-    return key_prefix

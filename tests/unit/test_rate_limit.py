@@ -17,7 +17,6 @@ import redis.asyncio
 from eventq.keys import Keys
 from eventq.settings import RateLimit
 from fake_hubspot.control import max_in_any_window
-from tests.conftest import REDIS_URL
 from worker.rate_limit import (
     RateLimiter,
     bucket_for_portal,
@@ -36,10 +35,10 @@ PAD_MS = 50
 BUDGET = 10
 
 
-def limiter(conn: redis.asyncio.Redis, prefix: str, **kwargs: object) -> RateLimiter:
+def limiter(conn: redis.asyncio.Redis, key_prefix: str, **kwargs: object) -> RateLimiter:
     options: dict[str, object] = {"limit": RateLimit(BUDGET, WINDOW_S), "pad_ms": PAD_MS}
     options.update(kwargs)
-    return RateLimiter(conn, prefix=prefix, **options)  # type: ignore[arg-type]
+    return RateLimiter(conn, prefix=key_prefix, **options)  # type: ignore[arg-type]
 
 
 # A worker in another process, sharing only Redis, printing its (send_at, sent) pairs.
@@ -49,9 +48,9 @@ import redis.asyncio
 from eventq.settings import RateLimit
 from worker.rate_limit import RateLimiter
 
-async def main(prefix, bucket):
-    conn = redis.asyncio.Redis.from_url({REDIS_URL!r})
-    limiter = RateLimiter(conn, prefix=prefix, limit=RateLimit({BUDGET}, {WINDOW_S}),
+async def main(key_prefix, bucket, url):
+    conn = redis.asyncio.Redis.from_url(url)
+    limiter = RateLimiter(conn, prefix=key_prefix, limit=RateLimit({BUDGET}, {WINDOW_S}),
                           pad_ms={PAD_MS})
     await conn.ping()
     # Tell the test we are ready, then take the shared deadline from it, so a slow start
@@ -71,12 +70,12 @@ async def main(prefix, bucket):
     await conn.aclose()
     print(json.dumps(sends))
 
-asyncio.run(main(sys.argv[1], sys.argv[2]))
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))
 """
 
 
 async def test_many_workers_never_exceed_the_budget_in_any_window_and_sustain_throughput(
-    client: redis.asyncio.Redis, prefix: str
+    real_redis: redis.asyncio.Redis, key_prefix: str, real_redis_url: str
 ) -> None:
     # Given 40 tasks here and 20 in another process sharing one bucket of 10 per 1 s
     bucket = bucket_for_token("pat-na1-shared")
@@ -85,8 +84,9 @@ async def test_many_workers_never_exceed_the_budget_in_any_window_and_sustain_th
         sys.executable,
         "-c",
         OTHER_WORKER,
-        prefix,
+        key_prefix,
         bucket,
+        real_redis_url,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         env=env,
@@ -97,7 +97,7 @@ async def test_many_workers_never_exceed_the_budget_in_any_window_and_sustain_th
     deadline = time.time() + 3.5
     other.stdin.write(f"{deadline!r}\n".encode())
     await other.stdin.drain()
-    here = limiter(client, prefix)
+    here = limiter(real_redis, key_prefix)
     sends: list[tuple[float, float]] = []
 
     async def task() -> None:
@@ -137,10 +137,10 @@ async def test_many_workers_never_exceed_the_budget_in_any_window_and_sustain_th
 
 
 async def test_acquire_refuses_a_wait_longer_than_max_wait_and_reserves_nothing(
-    client: redis.asyncio.Redis, prefix: str
+    real_redis: redis.asyncio.Redis, key_prefix: str
 ) -> None:
     # Given a bucket of 3 per 1 s whose budget is used up now
-    rl = limiter(client, prefix, limit=RateLimit(3, WINDOW_S))
+    rl = limiter(real_redis, key_prefix, limit=RateLimit(3, WINDOW_S))
     first = await rl.acquire("b", max_wait_s=0)
     for _ in range(2):
         assert (await rl.acquire("b", max_wait_s=0)).granted
@@ -166,10 +166,10 @@ async def test_acquire_refuses_a_wait_longer_than_max_wait_and_reserves_nothing(
 
 
 async def test_pause_blocks_every_worker_until_it_ends_and_is_never_shortened(
-    client: redis.asyncio.Redis, other_client: redis.asyncio.Redis, prefix: str
+    real_redis: redis.asyncio.Redis, other_real_redis: redis.asyncio.Redis, key_prefix: str
 ) -> None:
     # Given two workers on one bucket, paused after a TEN_SECONDLY_ROLLING 429
-    one, two = limiter(client, prefix), limiter(other_client, prefix)
+    one, two = limiter(real_redis, key_prefix), limiter(other_real_redis, key_prefix)
     now = (await one.acquire("b", max_wait_s=0)).now
     until = now + 0.3
     await one.pause("b", until, "TEN_SECONDLY_ROLLING")
@@ -193,10 +193,10 @@ async def test_pause_blocks_every_worker_until_it_ends_and_is_never_shortened(
 
 
 async def test_observe_adopts_a_smaller_max_from_hubspot_and_rises_with_a_larger_one(
-    client: redis.asyncio.Redis, other_client: redis.asyncio.Redis, prefix: str
+    real_redis: redis.asyncio.Redis, other_real_redis: redis.asyncio.Redis, key_prefix: str
 ) -> None:
     # Given a limiter configured for 10 per 1 s (ceiling 20 per 1 s)
-    rl = limiter(client, prefix, ceiling=RateLimit(20, WINDOW_S))
+    rl = limiter(real_redis, key_prefix, ceiling=RateLimit(20, WINDOW_S))
     headers = {
         "X-HubSpot-RateLimit-Max": "3",
         "x-hubspot-ratelimit-interval-milliseconds": "1000",
@@ -207,7 +207,7 @@ async def test_observe_adopts_a_smaller_max_from_hubspot_and_rises_with_a_larger
     await rl.observe("b", headers)
 
     # Then every worker's bucket allows only 3 per window
-    other = limiter(other_client, prefix, ceiling=RateLimit(20, WINDOW_S))
+    other = limiter(other_real_redis, key_prefix, ceiling=RateLimit(20, WINDOW_S))
     assert (await other.state("b")).budget == 3
     grants = [await other.acquire("b", max_wait_s=0) for _ in range(4)]
     assert [grant.granted for grant in grants] == [True, True, True, False]
@@ -222,10 +222,10 @@ async def test_observe_adopts_a_smaller_max_from_hubspot_and_rises_with_a_larger
 
 
 async def test_the_ceiling_is_scaled_to_hubspots_window(
-    client: redis.asyncio.Redis, prefix: str
+    real_redis: redis.asyncio.Redis, key_prefix: str
 ) -> None:
     # Given a ceiling of 250 per 10 s, When HubSpot reports 100 per 1 s
-    rl = limiter(client, prefix, ceiling=RateLimit(250, 10.0))
+    rl = limiter(real_redis, key_prefix, ceiling=RateLimit(250, 10.0))
     await rl.observe(
         "b", {"X-HubSpot-RateLimit-Max": "100", "X-HubSpot-RateLimit-Interval-Milliseconds": "1000"}
     )
@@ -236,10 +236,10 @@ async def test_the_ceiling_is_scaled_to_hubspots_window(
 
 
 async def test_observe_with_zero_remaining_pauses_the_bucket_for_one_slot(
-    client: redis.asyncio.Redis, prefix: str
+    real_redis: redis.asyncio.Redis, key_prefix: str
 ) -> None:
     # Given a bucket of 10 per 1 s
-    rl = limiter(client, prefix)
+    rl = limiter(real_redis, key_prefix)
     now = (await rl.acquire("b", max_wait_s=0)).now
 
     # When HubSpot says no request is left in its window
@@ -262,11 +262,11 @@ async def test_observe_with_zero_remaining_pauses_the_bucket_for_one_slot(
 
 
 async def test_observe_with_zero_daily_remaining_pauses_until_midnight_in_the_accounts_zone(
-    client: redis.asyncio.Redis, prefix: str
+    real_redis: redis.asyncio.Redis, key_prefix: str
 ) -> None:
     # Given a limiter whose HubSpot account lives in Tokyo
     zone = ZoneInfo("Asia/Tokyo")
-    rl = limiter(client, prefix, daily_zone=zone)
+    rl = limiter(real_redis, key_prefix, daily_zone=zone)
 
     # When HubSpot says the daily budget is spent (header names in any case)
     await rl.observe(
@@ -286,10 +286,10 @@ async def test_observe_with_zero_daily_remaining_pauses_until_midnight_in_the_ac
 
 
 async def test_an_oauth_bucket_is_never_paused_until_midnight_by_daily_figures(
-    client: redis.asyncio.Redis, prefix: str
+    real_redis: redis.asyncio.Redis, key_prefix: str
 ) -> None:
     # Given an OAuth account's bucket (HubSpot gives OAuth calls no daily limit)
-    rl = limiter(client, prefix)
+    rl = limiter(real_redis, key_prefix)
     bucket = bucket_for_portal("4242")
 
     # When an answer carries a spent daily budget anyway, and a 429 says DAILY
@@ -303,10 +303,10 @@ async def test_an_oauth_bucket_is_never_paused_until_midnight_by_daily_figures(
 
 
 async def test_a_headerless_429_pauses_once_for_the_window_the_headers_give(
-    client: redis.asyncio.Redis, prefix: str
+    real_redis: redis.asyncio.Redis, key_prefix: str
 ) -> None:
     # Given a bucket of 10 per 1 s
-    rl = limiter(client, prefix)
+    rl = limiter(real_redis, key_prefix)
     now = (await rl.acquire("b", max_wait_s=0)).now
 
     # When a 429 comes without Retry-After but with a 3 s interval and nothing remaining
@@ -327,9 +327,11 @@ async def test_a_headerless_429_pauses_once_for_the_window_the_headers_give(
     assert "no Retry-After" in pause.why
 
 
-async def test_malformed_headers_change_nothing(client: redis.asyncio.Redis, prefix: str) -> None:
+async def test_malformed_headers_change_nothing(
+    real_redis: redis.asyncio.Redis, key_prefix: str
+) -> None:
     # Given a fresh bucket
-    rl = limiter(client, prefix)
+    rl = limiter(real_redis, key_prefix)
 
     # When the headers are missing or garbage
     await rl.observe("b", {"X-HubSpot-RateLimit-Max": "lots", "X-HubSpot-RateLimit-Remaining": ""})
@@ -340,9 +342,11 @@ async def test_malformed_headers_change_nothing(client: redis.asyncio.Redis, pre
     assert (state.budget, state.paused_until) == (BUDGET, None)
 
 
-async def test_two_buckets_are_independent(client: redis.asyncio.Redis, prefix: str) -> None:
+async def test_two_buckets_are_independent(
+    real_redis: redis.asyncio.Redis, key_prefix: str
+) -> None:
     # Given bucket a used up and paused
-    rl = limiter(client, prefix, limit=RateLimit(2, WINDOW_S))
+    rl = limiter(real_redis, key_prefix, limit=RateLimit(2, WINDOW_S))
     a, b = bucket_for_token("token-a"), bucket_for_token("token-b")
     for _ in range(2):
         assert (await rl.acquire(a, max_wait_s=0)).granted
@@ -358,14 +362,14 @@ async def test_two_buckets_are_independent(client: redis.asyncio.Redis, prefix: 
 
 
 async def test_budget_for_sets_a_per_bucket_budget_every_worker_sees(
-    client: redis.asyncio.Redis, other_client: redis.asyncio.Redis, prefix: str
+    real_redis: redis.asyncio.Redis, other_real_redis: redis.asyncio.Redis, key_prefix: str
 ) -> None:
     # Given an OAuth account whose budget is 2 per 1 s, set by one worker
     bucket = bucket_for_portal("12345")
-    await limiter(client, prefix).budget_for(bucket, RateLimit(2, WINDOW_S))
+    await limiter(real_redis, key_prefix).budget_for(bucket, RateLimit(2, WINDOW_S))
 
     # When another worker configured with the default 10 per 1 s acquires
-    other = limiter(other_client, prefix)
+    other = limiter(other_real_redis, key_prefix)
     grants = [await other.acquire(bucket, max_wait_s=0) for _ in range(3)]
 
     # Then it honours the account's budget
@@ -375,27 +379,27 @@ async def test_budget_for_sets_a_per_bucket_budget_every_worker_sees(
 
 
 async def test_ensure_budget_writes_a_bucket_s_budget_once_a_day_per_process(
-    client: redis.asyncio.Redis, other_client: redis.asyncio.Redis, prefix: str
+    real_redis: redis.asyncio.Redis, other_real_redis: redis.asyncio.Redis, key_prefix: str
 ) -> None:
     # Given a worker that ensured an OAuth account's budget of 2 per window
     bucket = bucket_for_portal("777")
-    first = limiter(client, prefix)
+    first = limiter(real_redis, key_prefix)
     await first.ensure_budget(bucket, RateLimit(2, WINDOW_S))
     # When Redis loses it and the same worker ensures it again within the day
-    await client.delete(Keys(prefix).rate_limit(bucket, "conf"))
+    await real_redis.delete(Keys(key_prefix).rate_limit(bucket, "conf"))
     await first.ensure_budget(bucket, RateLimit(2, WINDOW_S))
     # Then nothing was written again (another worker sees the default budget) ...
-    assert (await limiter(other_client, prefix).state(bucket)).budget == BUDGET
+    assert (await limiter(other_real_redis, key_prefix).state(bucket)).budget == BUDGET
     # ... while a new process writes it at once
-    await limiter(other_client, prefix).ensure_budget(bucket, RateLimit(2, WINDOW_S))
-    assert (await limiter(client, prefix).state(bucket)).budget == 2
+    await limiter(other_real_redis, key_prefix).ensure_budget(bucket, RateLimit(2, WINDOW_S))
+    assert (await limiter(real_redis, key_prefix).state(bucket)).budget == 2
 
 
 async def test_margin_keeps_part_of_the_budget_unused(
-    client: redis.asyncio.Redis, prefix: str
+    real_redis: redis.asyncio.Redis, key_prefix: str
 ) -> None:
     # Given 100 per 10 s with a 7% safety margin
-    rl = limiter(client, prefix, limit=RateLimit(100, 10.0), margin=0.07)
+    rl = limiter(real_redis, key_prefix, limit=RateLimit(100, 10.0), margin=0.07)
 
     # When the state is read
     state = await rl.state("b")
@@ -405,26 +409,26 @@ async def test_margin_keeps_part_of_the_budget_unused(
 
 
 async def test_keys_follow_the_layout_expire_and_never_hold_the_token(
-    client: redis.asyncio.Redis, prefix: str
+    real_redis: redis.asyncio.Redis, key_prefix: str
 ) -> None:
     # Given a bucket that was used, paused and configured
     token = "pat-na1-0123456789abcdef"
     bucket = bucket_for_token(token)
-    rl = limiter(client, prefix)
+    rl = limiter(real_redis, key_prefix)
     await rl.acquire(bucket, max_wait_s=0)
     await rl.pause(bucket, time.time() + 5, "DAILY")
     await rl.budget_for(bucket, RateLimit(5, WINDOW_S))
 
     # When its keys are listed
     keys = sorted(
-        [key.decode() async for key in client.scan_iter(match=f"{prefix}:*", count=10_000)]
+        [key.decode() async for key in real_redis.scan_iter(match=f"{key_prefix}:*", count=10_000)]
     )
 
-    # Then they follow {prefix}:rl:{bucket}:{part}, each with a TTL, and none holds the token
-    assert keys == [f"{prefix}:rl:{bucket}:{part}" for part in ("conf", "log", "pause")]
+    # Then they follow {key_prefix}:rl:{bucket}:{part}, each with a TTL, and none holds the token
+    assert keys == [f"{key_prefix}:rl:{bucket}:{part}" for part in ("conf", "log", "pause")]
     for key in keys:
         assert token not in key
-        assert await client.pttl(key) > 0
+        assert await real_redis.pttl(key) > 0
 
 
 def test_bucket_for_token_hashes_the_token() -> None:
@@ -537,10 +541,10 @@ def test_shared_budget_leaves_the_others_their_part_with_headroom(
 
 
 async def test_others_spending_the_budget_lower_what_every_worker_grants(
-    client: redis.asyncio.Redis, other_client: redis.asyncio.Redis, prefix: str
+    real_redis: redis.asyncio.Redis, other_real_redis: redis.asyncio.Redis, key_prefix: str
 ) -> None:
     # Given a sharing limiter of 100 per 10 s that has sent 10 requests in this window
-    rl = limiter(client, prefix, limit=RateLimit(100, 10.0), share=True)
+    rl = limiter(real_redis, key_prefix, limit=RateLimit(100, 10.0), share=True)
     for _ in range(10):
         assert (await rl.acquire("b", max_wait_s=0)).granted
 
@@ -555,14 +559,14 @@ async def test_others_spending_the_budget_lower_what_every_worker_grants(
     )
 
     # Then every worker grants 67 in the window (100 - 30 - headroom 3), not 100
-    other = limiter(other_client, prefix, limit=RateLimit(100, 10.0), share=True)
+    other = limiter(other_real_redis, key_prefix, limit=RateLimit(100, 10.0), share=True)
     state = await other.state("b")
     assert state.others == pytest.approx(30.0, abs=0.1)
     assert state.budget == 67
     grants = [await other.acquire("b", max_wait_s=0) for _ in range(58)]
     assert [grant.granted for grant in grants] == [True] * 57 + [False]
     # And without sharing the same figures take the whole budget
-    alone = limiter(other_client, prefix, limit=RateLimit(100, 10.0), share=False)
+    alone = limiter(other_real_redis, key_prefix, limit=RateLimit(100, 10.0), share=False)
     assert (await alone.state("b")).budget == 100
 
 
@@ -586,10 +590,10 @@ def test_without_a_pad_a_request_is_never_late() -> None:
 
 
 async def test_a_released_slot_is_granted_again_and_its_request_never_counted(
-    client: redis.asyncio.Redis, prefix: str
+    real_redis: redis.asyncio.Redis, key_prefix: str
 ) -> None:
     # Given a bucket whose whole budget was granted now
-    rl = limiter(client, prefix)
+    rl = limiter(real_redis, key_prefix)
     grants = [await rl.acquire("b", max_wait_s=0) for _ in range(BUDGET)]
     assert all(grant.granted for grant in grants)
     assert not (await rl.acquire("b", max_wait_s=0)).granted
@@ -618,10 +622,10 @@ SHARE_HEADERS = {
 
 
 async def test_grants_hubspot_still_counted_but_since_left_the_window_are_not_taken_for_others(
-    client: redis.asyncio.Redis, prefix: str
+    real_redis: redis.asyncio.Redis, key_prefix: str
 ) -> None:
     # Given a sharing limiter of 10 per 400 ms that sent 5 requests, then a 6th 300 ms later
-    rl = limiter(client, prefix, limit=RateLimit(10, 0.4), share=True, pad_ms=50)
+    rl = limiter(real_redis, key_prefix, limit=RateLimit(10, 0.4), share=True, pad_ms=50)
     await rl.observe("b", {**SHARE_HEADERS, "X-HubSpot-RateLimit-Remaining": "10"})
     for _ in range(5):
         assert (await rl.acquire("b", max_wait_s=0)).granted
@@ -639,10 +643,10 @@ async def test_grants_hubspot_still_counted_but_since_left_the_window_are_not_ta
 
 
 async def test_what_others_spend_beside_our_grants_is_still_seen_at_the_send_time(
-    client: redis.asyncio.Redis, prefix: str
+    real_redis: redis.asyncio.Redis, key_prefix: str
 ) -> None:
     # Given a sharing limiter of 10 per 400 ms that sent 5 requests, then a 6th 300 ms later
-    rl = limiter(client, prefix, limit=RateLimit(10, 0.4), share=True, pad_ms=50)
+    rl = limiter(real_redis, key_prefix, limit=RateLimit(10, 0.4), share=True, pad_ms=50)
     await rl.observe("b", {**SHARE_HEADERS, "X-HubSpot-RateLimit-Remaining": "10"})
     for _ in range(5):
         assert (await rl.acquire("b", max_wait_s=0)).granted
@@ -658,10 +662,10 @@ async def test_what_others_spend_beside_our_grants_is_still_seen_at_the_send_tim
 
 
 async def test_an_answer_read_more_than_a_window_after_its_send_gives_no_sample(
-    client: redis.asyncio.Redis, prefix: str
+    real_redis: redis.asyncio.Redis, key_prefix: str
 ) -> None:
     # Given a sharing limiter of 10 per 400 ms that sent one request
-    rl = limiter(client, prefix, limit=RateLimit(10, 0.4), share=True, pad_ms=50)
+    rl = limiter(real_redis, key_prefix, limit=RateLimit(10, 0.4), share=True, pad_ms=50)
     await rl.observe("b", {**SHARE_HEADERS, "X-HubSpot-RateLimit-Remaining": "10"})
     grant = await rl.acquire("b", max_wait_s=0)
     # When its answer (HubSpot counted 8) is read 500 ms later, more than a window and a pad
@@ -673,10 +677,10 @@ async def test_an_answer_read_more_than_a_window_after_its_send_gives_no_sample(
 
 
 async def test_a_cold_sharing_bucket_paces_a_tenth_of_its_budget_per_tenth_of_its_window(
-    client: redis.asyncio.Redis, prefix: str
+    real_redis: redis.asyncio.Redis, key_prefix: str
 ) -> None:
     # Given a sharing limiter of 100 per 10 s that has not yet seen HubSpot's headers
-    rl = limiter(client, prefix, limit=RateLimit(100, 10.0), share=True)
+    rl = limiter(real_redis, key_prefix, limit=RateLimit(100, 10.0), share=True)
 
     # When 11 acquire at once
     grants = [await rl.acquire("b", max_wait_s=0) for _ in range(11)]
