@@ -158,7 +158,9 @@ def eventq_worker(events: int, redis_url: str, *, packed: bool) -> Contender:
             times = _answered(fake)
     finally:
         names.cleanup(client)
-    label = "packed (enqueue_many)" if packed else "unpacked (enqueue, one by one)"
+    label = "unpacked (enqueue, one by one)"
+    if packed:
+        label = "enqueue_many (one message per event: packing is not built yet)"
     return _result(f"eventq worker ({processes} processes), {label}", times, used, rss, processes)
 
 
