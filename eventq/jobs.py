@@ -544,9 +544,5 @@ class JobStore:
             _queue_status(pipe, self._keys, job_id)
             return _parse_status(job_id, await pipe.execute())
 
-    async def envelope_json(self, job_id: str) -> str | None:
-        """Return the stored envelope JSON of a job (what the next attempt will carry)."""
-        return _text_or_none(await wait(self._redis.hget(self._keys.job(job_id), F.ENVELOPE)))
-
     def _append(self, pipe: Any, job_id: str, record: AttemptRecord) -> None:
         pipe.rpush(self._keys.job_history(job_id), record.model_dump_json(exclude_none=True))
