@@ -298,7 +298,7 @@ def _commands(b: Banner) -> list[str]:
         ]
     user = f"{flower.name}:{flower.secret}" if flower.generated else "<user>:<password>"
     lines += [
-        "  # Flower's API, with Flower's login",
-        f"  curl -sS -u {user} {b.flower_url}/api/workers",
+        "  # Flower's API (its UI takes the same login): the workers, asked afresh",
+        f"  curl -sS -u {user} '{b.flower_url}/api/workers?refresh=1'",
     ]
     return lines
