@@ -32,7 +32,7 @@ _CHUNK = 500  # items enqueued per pipeline and publish batch
 def main(env_file: Path | None) -> None:
     """eventq: reliable, rate-limited delivery of HubSpot marketing events.
 
-    Settings come from EVENTQ_* environment variables or a .env file (see README).
+    Settings come from EVENTQ_* environment variables or a .env file (see docs/settings.md).
     """
     if env_file is not None:
         # into the environment, so the processes a command starts read them too
