@@ -36,8 +36,8 @@ test-fast: install ## unit tests: no service but Redis, for those marked redis (
 test-offline: install ## unit tests that need no service at all (-m "not redis"): no Redis, only loopback
 	EVENTQ_TEST_REDIS_URL=redis://127.0.0.1:1/0 $(BIN)/python -m pytest -q -m "not redis" tests/unit
 
-run: install ## the whole local stack: Redis, fake HubSpot (sandbox), worker, Flower, HTTP
-	$(BIN)/eventq run
+run: install ## the whole local stack: Redis, fake HubSpot (sandbox), worker, Flower, HTTP (RUN_ARGS=--keep keeps the sandbox's data)
+	$(BIN)/eventq run $(RUN_ARGS)
 
 bench: install ## the full benchmark (several minutes); writes bench/results/
 	$(BIN)/python -m bench

@@ -191,6 +191,7 @@ def test_the_dockerfile_is_multi_stage_slim_non_root_and_installs_from_the_lock(
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".env" in ignored
     assert ".venv" in ignored
+    assert ".eventq" in ignored  # the sandbox's generated keys
 
 
 def test_every_data_file_the_packages_read_at_run_time_is_declared_as_package_data() -> None:
