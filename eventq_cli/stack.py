@@ -195,8 +195,10 @@ def _start_and_watch(run: _Run) -> int:
             "fake-hubspot",
             [py, "-m", "fake_hubspot", "--port", str(run.fake_port), "--token", SANDBOX_TOKEN],
         )
-    # the same supervised workers as `eventq worker` (EVENTQ_WORKER_PROCESSES, else the CPUs)
-    run.start("worker", [py, "-m", "eventq", "worker"])
+    # the same supervised workers as `eventq worker` (EVENTQ_WORKER_PROCESSES, else the CPUs);
+    # no mingle: it syncs revoked task ids with other workers (eventq revokes none) and costs
+    # a second of start-up
+    run.start("worker", [py, "-m", "eventq", "worker", "--without-mingle"])
     flower_args = (f"--port={run.flower_port}", "--address=127.0.0.1")
     run.start("flower", [py, "-m", *celery_argv("flower", *flower_args)])
     if run.http:

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +22,9 @@ import pytest
 import redis
 from playwright.sync_api import expect, sync_playwright
 
+from eventq.settings import Settings
 from eventq_cli.sandbox import clear_prefix
+from eventq_cli.stack import _ensure_redis, _Run, _stop
 from fake_hubspot.control import FakeHubSpot, free_port
 from tests.conftest import wait_for
 
@@ -304,3 +307,23 @@ def test_a_busy_port_stops_eventq_run_within_10_s_in_one_line_naming_what_moves_
     assert busy in lines[0]
     assert "running" not in lines[0]
     assert not (tmp_path / ".eventq").exists()  # and nothing was set up
+
+
+def test_with_no_redis_at_the_url_eventq_run_starts_one_and_says_it_does_not_persist(
+    tmp_path: Path,
+) -> None:
+    # Given no Redis at the configured URL
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    run = _Run(Settings(redis_url=url), 0, 0, False, False, threading.Event(), tmp_path)
+    try:
+        # When eventq run looks for Redis
+        said = _ensure_redis(run)
+        # Then it started one on that port, stopped with the stack, and the banner says so
+        assert (
+            said
+            == f"{url}, started by eventq run; does not persist (its files are deleted at exit)"
+        )
+        assert [name for name, _ in run.procs] == ["redis"]
+        assert redis.Redis.from_url(url).ping()
+    finally:
+        _stop(run.procs)
