@@ -152,6 +152,7 @@ def test_the_banner_commands_work_as_printed_and_a_second_run_delivers_the_examp
 ) -> None:
     # Given a Redis holding other data beside where the sandbox will live, and no HubSpot token
     redis_client.set(f"{key_prefix}:canary", "not the sandbox's")
+    sandbox = f"{key_prefix}-sandbox"
     fake_port, flower_port = free_port(), free_port()
     ports = ("--fake-port", str(fake_port), "--flower-port", str(flower_port))
     # When `eventq run` starts (in a fresh directory, as a new user's checkout)
@@ -178,17 +179,16 @@ def test_the_banner_commands_work_as_printed_and_a_second_run_delivers_the_examp
             # once it does, delete this fallback (the ids must come from the printed output).
             job_ids = [
                 key.decode().split(":")[2]
-                for key in redis_client.scan_iter(f"{key_prefix}-sandbox:job:*")
+                for key in redis_client.scan_iter(f"{sandbox}:job:*")
                 if key.decode().count(":") == 2
             ]
         assert len(job_ids) == 5
-        status_line = first.command("status", "<job id>").replace("<job id>", job_ids[0])
-        wait_for(
-            lambda: "delivered" in shell(status_line, tmp_path, user_env).stdout,
-            30,
-            "status to say delivered",
-            every_s=0.5,
+        job_key = f"{sandbox}:job:{job_ids[0]}"
+        wait_for(lambda: redis_client.hget(job_key, "state") == b"delivered", 30, "delivered")
+        status = shell(
+            first.command("status", "<job id>").replace("<job id>", job_ids[0]), tmp_path, user_env
         )
+        assert "delivered" in status.stdout, status.stdout + status.stderr
 
         # When the printed curl posts one event to the HTTP service
         posted = shell(
@@ -204,13 +204,9 @@ def test_the_banner_commands_work_as_printed_and_a_second_run_delivers_the_examp
         failing = shell(first.command("enqueue", "webinar-7.json"), tmp_path, user_env)
         assert failing.returncode == 0, failing.stderr
         # Then it is dead-lettered and listed, and the printed replay delivers it
-        dlq_list = first.command("dlq list")
-        wait_for(
-            lambda: "rejected" in shell(dlq_list, tmp_path, user_env).stdout,
-            30,
-            "the dead letter to be listed",
-            every_s=0.5,
-        )
+        wait_for(lambda: redis_client.zcard(f"{sandbox}:dlq"), 30, "a dead letter")
+        listed = shell(first.command("dlq list"), tmp_path, user_env)
+        assert "rejected" in listed.stdout, listed.stdout + listed.stderr
         replay = shell(first.command("dlq replay"), tmp_path, user_env)
         assert replay.returncode == 0, replay.stderr
         assert "1 replayed" in replay.stderr
