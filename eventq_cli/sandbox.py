@@ -161,7 +161,13 @@ def write_env_file(path: Path, values: Mapping[str, str]) -> None:
 
 
 def _quoted(value: str) -> str:
-    return value if re.fullmatch(r"[\w.:/@,+-]*", value) else "'" + value.replace("'", "") + "'"
+    """Return `value` as dotenv reads it back unchanged: bare, in single quotes (taken as they
+    are), or in double quotes with `\\` and `"` escaped when it holds a single quote."""
+    if re.fullmatch(r"[\w.:/@,+-]*", value):
+        return value
+    if "'" not in value:
+        return f"'{value}'"
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def clear_prefix(client: redis.Redis, prefix: str, batch: int = 500) -> int:

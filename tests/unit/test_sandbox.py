@@ -165,3 +165,14 @@ def test_the_banner_never_prints_a_users_own_key() -> None:
         assert secret not in text
     assert "Bearer <your key>" in text
     assert "'mine' from EVENTQ_API_KEYS (yours)" in text
+
+
+@pytest.mark.parametrize(
+    "value", ["redis://:pa ss@h:6379/0", "redis://:it's@h/0", 'a"b\\c $d #e', "plain-1:x_y"]
+)
+def test_any_value_written_to_the_sandbox_file_reads_back_unchanged(
+    tmp_path: Path, value: str
+) -> None:
+    path = tmp_path / "sandbox.env"
+    write_env_file(path, {"EVENTQ_REDIS_URL": value})
+    assert read_env_file(path) == {"EVENTQ_REDIS_URL": value}
