@@ -3,6 +3,9 @@ the sandbox's own prefix, the busy-port line, the banner's commands."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -176,3 +179,33 @@ def test_any_value_written_to_the_sandbox_file_reads_back_unchanged(
     path = tmp_path / "sandbox.env"
     write_env_file(path, {"EVENTQ_REDIS_URL": value})
     assert read_env_file(path) == {"EVENTQ_REDIS_URL": value}
+
+
+def test_env_file_settings_reach_the_command_and_a_missing_file_is_one_line(
+    tmp_path: Path,
+) -> None:
+    # Given a settings file with a bad port (so the command stops before reaching any service)
+    env_file = tmp_path / "sandbox.env"
+    env_file.write_text("EVENTQ_HTTP_PORT=eighty\n")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("EVENTQ_")}
+
+    def eventq(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "eventq", *args],
+            env=clean,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    # When a command reads it, then one that names a file that is not there
+    read = eventq("--env-file", str(env_file), "serve")
+    missing = eventq("--env-file", "nowhere.env", "serve")
+    # Then the file's value was read (and refused in one line), and the missing file named
+    assert read.returncode == 2
+    assert "invalid setting EVENTQ_HTTP_PORT" in read.stderr
+    assert missing.returncode == 2
+    assert "nowhere.env" in missing.stderr
+    assert "Traceback" not in read.stderr + missing.stderr
