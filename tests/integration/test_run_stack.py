@@ -323,3 +323,28 @@ def test_with_no_redis_at_the_url_eventq_run_starts_one_and_says_it_does_not_per
         assert redis.Redis.from_url(url).ping()
     finally:
         _stop(run.procs)
+
+
+def test_when_the_sandbox_file_cannot_be_written_eventq_run_says_so_in_one_line(
+    tmp_path: Path, user_env: dict[str, str]
+) -> None:
+    # Given a directory where `.eventq` is a file, so .eventq/sandbox.env cannot be written
+    (tmp_path / ".eventq").write_text("in the way")
+    ports = ["--fake-port", str(free_port()), "--flower-port", str(free_port())]
+    env = dict(user_env, EVENTQ_HTTP_PORT=str(free_port()))
+    # When `eventq run` starts there
+    result = subprocess.run(
+        [sys.executable, "-m", "eventq", "run", *ports],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    # Then it stops before starting anything, in one line naming the file
+    assert result.returncode == 1
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert "cannot write" in lines[0]
+    assert ".eventq/sandbox.env" in lines[0]

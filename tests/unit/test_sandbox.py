@@ -22,6 +22,7 @@ from eventq_cli.sandbox import (
     load_logins,
     read_env_file,
     sandbox_overrides,
+    shown_url,
     write_env_file,
 )
 
@@ -209,3 +210,9 @@ def test_env_file_settings_reach_the_command_and_a_missing_file_is_one_line(
     assert missing.returncode == 2
     assert "nowhere.env" in missing.stderr
     assert "Traceback" not in read.stderr + missing.stderr
+
+
+def test_the_banner_shows_a_redis_url_without_its_password() -> None:
+    assert shown_url("redis://:s3cret@db:6379/0") == "redis://:**@db:6379/0"
+    assert shown_url("redis://me:s3cret@db:6379/0") == "redis://me:**@db:6379/0"
+    assert shown_url("redis://localhost:6379/0") == "redis://localhost:6379/0"
