@@ -17,7 +17,7 @@ __all__ = ["err", "friendly_errors", "out", "settings_or_exit"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages are never broken at the 80th column
 
 
 def settings_or_exit() -> Settings:

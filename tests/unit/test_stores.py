@@ -9,8 +9,8 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from eventq.dead_letters import DeadLetterFilter, DeadLetterStore
-from eventq.jobs import JobStore, create_job, mark_published
+from eventq.dead_letters import DeadLetterFilter, DeadLetterStore, queue_add_entry
+from eventq.jobs import JobStore, create_job, job_ids_starting, mark_published
 from eventq.keys import Keys
 from eventq.records import AttemptRecord
 from eventq.schema import JobEnvelope, MarketingEvent
@@ -363,3 +363,42 @@ async def test_a_live_job_is_a_duplicate_whatever_the_window_and_an_idempotency_
     # Then the key still answers its job
     assert not live.duplicate
     assert (again.job_id, again.duplicate, again.state) == (keyed.job_id, True, "delivered")
+
+
+def test_jobs_are_found_by_the_start_of_their_id_and_their_history_or_lock_is_not_a_job(
+    keys: Keys, redis_client: redis.Redis
+) -> None:
+    # Given three jobs, two of whose ids share their first 8 characters, one with a history
+    ids = ["a1b2c3d4" + "0" * 24, "a1b2c3d4" + "1" * 24, "ffff0000" + "2" * 24]
+    for job_id in ids:
+        create_job(
+            redis_client,
+            keys,
+            envelope(int(job_id[-1]) + 20).model_copy(update={"jobId": job_id}),
+            dedupe_ttl_s=60,
+        )
+    redis_client.rpush(keys.job_history(ids[2]), "{}")
+    # When they are looked up by a prefix
+    # Then each prefix gives the jobs whose ids start with it, and only jobs
+    assert job_ids_starting(redis_client, keys, "a1b2c3", 10) == ids[:2]
+    assert job_ids_starting(redis_client, keys, "a1b2c3d41", 10) == ids[1:2]
+    assert job_ids_starting(redis_client, keys, "ffff00", 10) == ids[2:]
+    assert job_ids_starting(redis_client, keys, "a1b2c3", 1) in (ids[:1], ids[1:2])
+    # and a glob character matches only itself
+    assert job_ids_starting(redis_client, keys, "a1b2*", 10) == []
+
+
+def test_dead_letters_are_found_by_the_start_of_their_id_in_the_dlq_index(
+    keys: Keys, redis_client: redis.Redis
+) -> None:
+    store = DeadLetterStore(redis_client, keys)
+    ids = ["dead0001" + "a" * 24, "dead0001" + "b" * 24, "beef0002" + "c" * 24]
+    with redis_client.pipeline() as pipe:
+        for entry_id in ids:
+            queue_add_entry(pipe, keys, dead_letter_entry(valid_event(1), entry_id=entry_id))
+        pipe.execute()
+
+    assert store.ids_starting("dead00", 10) == ids[:2]
+    assert store.ids_starting("dead0001b", 10) == ids[1:2]
+    assert store.ids_starting("beef", 10) == ids[2:]
+    assert store.ids_starting("[d]ead", 10) == []
