@@ -71,7 +71,9 @@ def attempts_text(job: JobStatus) -> str:
 
 def attempts_table(history: list[AttemptRecord]) -> Table:
     """Return one row per attempt record."""
-    table = Table("#", "at", "outcome", "HTTP", "ms", "detail")
+    table = Table()
+    for name in ("#", "at", "outcome", "HTTP", "ms", "detail"):
+        table.add_column(name, overflow="fold")  # wrapped, never cut with an ellipsis
     for record in history:
         table.add_row(
             str(record.attempt),

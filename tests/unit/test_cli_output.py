@@ -7,9 +7,10 @@ import io
 import pytest
 from rich.console import Console
 
+from eventq.records import AttemptRecord, JobStatus
 from eventq_cli.enqueue_report import ItemOutcome, ago, item_json, item_line, summary
 from eventq_cli.ids import AmbiguousId, UnknownId, resolve_id
-from eventq_cli.tables import dead_letters_table
+from eventq_cli.tables import dead_letters_table, job_table
 from tests.conftest import dead_letter_entry, valid_event
 
 JOB = "6f1c0a9e2b7d4c3f8e5a1b2c3d4e5f60"
@@ -150,4 +151,35 @@ def test_an_id_wider_than_the_terminal_folds_onto_the_next_line_whole() -> None:
     text = printed(20, [entry])
 
     assert entry.id in "".join(line.strip() for line in text.splitlines())
+    assert "…" not in text
+
+
+def test_the_status_table_shows_the_job_and_dead_letter_ids_whole_in_a_pipe() -> None:
+    job = JobStatus(
+        jobId=JOB,
+        state="dead_lettered",
+        attempts=1,
+        source="cli",
+        summary="acct-1/evt-1 'Webinar 1'",
+        lastError="rejected: Property values were not valid",
+        deadLetterId="0123456789abcdef0123456789abcdef",
+        createdAt=NOW,
+        updatedAt=NOW,
+        history=[
+            AttemptRecord(
+                attempt=1,
+                at=NOW,
+                outcome="dead_letter",
+                httpStatus=400,
+                detail="connect: ClientConnectorDNSError to api.hubapi.com:443",
+            )
+        ],
+    )
+    console = Console(width=80, file=io.StringIO(), color_system=None)
+
+    console.print(job_table(job), crop=False)
+
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert JOB in text
+    assert "0123456789abcdef0123456789abcdef" in text
     assert "…" not in text
