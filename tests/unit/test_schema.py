@@ -68,6 +68,8 @@ HINT = "give an RFC 3339 date-time with a zone: 2027-03-01T10:00:00Z or +01:00"
         ({"startDateTime": "next tuesday"}, "startDateTime", f"not a date-time; {HINT}"),
         ({"eventName": 42}, "eventName", "string"),
         ({"externalEventId": ""}, "externalEventId", "at least 1"),
+        ({"externalEventId": "."}, "externalEventId", "cannot be '.': re-delivery addresses"),
+        ({"externalEventId": ".."}, "externalEventId", "cannot be '..'"),
         ({"eventCancelled": "maybe"}, "eventCancelled", "boolean"),
         ({"eventUrl": 7}, "eventUrl", "string"),
         ({"customProperties": {"name": "a"}}, "customProperties", "list"),
