@@ -26,8 +26,14 @@ lint: install ## ruff lint + format check
 typecheck: install ## mypy --strict on the packages
 	$(BIN)/mypy
 
+# The suite in TEST_PROCESSES pytest processes (pytest-xdist): most tests wait on real workers
+# and the fake, not on the CPU. Tests marked `serial` assert a rate or a latency, so they run
+# alone afterwards, where other tests cannot starve them of CPU.
+TEST_PROCESSES ?= 3
+
 test: install tools lint typecheck test-offline ## everything CI runs: lint, types, the offline unit run, the whole suite
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) -m "not serial"
+	$(BIN)/python -m pytest -q -m serial
 
 test-fast: install ## unit tests: no service but Redis, for those marked redis (started if none answers)
 	$(BIN)/python -m pytest -q tests/unit

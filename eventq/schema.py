@@ -15,6 +15,7 @@ from importlib import resources
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -43,8 +44,23 @@ __all__ = [
 JobSource = Literal["api", "cli", "http", "replay", "raw"]
 
 # Only what HubSpot's spec refuses is refused here (types, enums, integer formats, date-time
-# with an offset); lengths, URL shape and date order are eventq's advice (eventq.event_warnings).
-ExternalEventId = Annotated[str, StringConstraints(min_length=1)]  # a path segment of PUT/GET
+# with an offset), and an externalEventId that cannot travel as a URL path segment ('.', '..');
+# lengths, URL shape and date order are eventq's advice (eventq.event_warnings).
+
+
+def _usable_as_path_segment(value: str) -> str:
+    if value in (".", ".."):
+        raise ValueError(
+            f"cannot be {value!r}: re-delivery addresses the event by it in a URL path, where "
+            f"{value!r} means another path"
+        )
+    return value
+
+
+# a path segment of the re-delivery PUT and GET
+ExternalEventId = Annotated[
+    str, StringConstraints(min_length=1), AfterValidator(_usable_as_path_segment)
+]
 Int32 = Annotated[int, Field(ge=-(2**31), lt=2**31)]
 Int64 = Annotated[int, Field(ge=-(2**63), lt=2**63)]
 PortalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]

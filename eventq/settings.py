@@ -270,7 +270,11 @@ class Settings(BaseSettings):
         5 * 1024 * 1024, description="Largest HTTP request body accepted by `eventq serve`."
     )
     metrics_port: int = Field(
-        9808, ge=0, le=65535, description="Worker Prometheus port (0 disables)."
+        9808,
+        ge=0,
+        le=65535,
+        description="Worker Prometheus port, all processes of `eventq worker` added up "
+        "(0 disables).",
     )
     oauth_client_id: str | None = Field(None, description="OAuth app client id (OAuth mode).")
     oauth_client_secret: SecretStr | None = Field(

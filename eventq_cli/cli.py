@@ -175,7 +175,7 @@ def worker(processes: int | None, celery_args: tuple[str, ...]) -> None:
     count = worker_processes(settings, processes)
     if count == 1:  # one worker needs no supervisor: become it, as `celery worker` would
         argv = [sys.executable, "-m", *child_argv(settings, 1, celery_args)]
-        os.execve(sys.executable, argv, child_env(settings, 1, dict(os.environ)))  # noqa: S606
+        os.execve(sys.executable, argv, child_env(dict(os.environ)))  # noqa: S606
     configure_logging(settings)
     raise SystemExit(run_workers(settings, count, celery_args))
 

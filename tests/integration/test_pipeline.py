@@ -11,6 +11,7 @@ import getpass
 import json
 import signal
 
+import pytest
 import redis
 import redis as redis_lib
 
@@ -53,6 +54,7 @@ def test_400_events_from_the_python_api_and_the_cli_arrive_exactly_once(
         assert job.objectId == object_ids[f"evt-{index}"]
 
 
+@pytest.mark.serial
 def test_two_503s_then_200_is_delivered_on_attempt_3_after_the_policy_gaps(
     stack: Stack, fake: FakeHubSpot
 ) -> None:

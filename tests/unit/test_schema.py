@@ -77,6 +77,8 @@ ZONE = "add Z or +01:00, e.g. 2026-03-01T18:00:00Z"
         ({"startDateTime": "next tuesday"}, "startDateTime", f"not a date-time; {HINT}"),
         ({"eventName": 42}, "eventName", "string"),
         ({"externalEventId": ""}, "externalEventId", "at least 1"),
+        ({"externalEventId": "."}, "externalEventId", "cannot be '.': re-delivery addresses"),
+        ({"externalEventId": ".."}, "externalEventId", "cannot be '..'"),
         ({"eventCancelled": "maybe"}, "eventCancelled", "boolean"),
         ({"eventUrl": 7}, "eventUrl", "string"),
         ({"customProperties": {"name": "a"}}, "customProperties", "list"),
