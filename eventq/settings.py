@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     Field,
     NonNegativeFloat,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     SecretStr,
@@ -241,7 +242,15 @@ class Settings(BaseSettings):
         "default: visibility timeout + attempt lock + 30 s.",
     )
     ledger_ttl_s: PositiveInt = Field(
-        30 * 86_400, description="How long delivered events are remembered for deduplication."
+        30 * 86_400,
+        description="How long a delivered event is remembered, so a retry or replay of its job "
+        "never sends it twice.",
+    )
+    dedupe_window_s: NonNegativeInt = Field(
+        600,
+        description="An identical event (same account and external ids) is refused while its job "
+        "is live and for this long after it was delivered; after that it gets a new job, sent "
+        "with create-or-update (PUT). 0: refused only while live.",
     )
     job_ttl_s: PositiveInt = Field(
         7 * 86_400, description="How long a finished job's status stays readable."

@@ -278,8 +278,7 @@ BAD_LINES = [
     ),
     (
         valid_event("n1", startDateTime="2027-01-01T10:00:00"),
-        "startDateTime: has no time zone; give an RFC 3339 date-time with a zone: "
-        "2027-03-01T10:00:00Z or +01:00",
+        "startDateTime: has no time zone; add Z or +01:00, e.g. 2026-03-01T18:00:00Z",
     ),
     (valid_event("e1", externalEventId=""), "externalEventId: String should have at least 1"),
     (
