@@ -56,9 +56,9 @@ async def run_doctor(
     checks += check_http_keys(settings, invalid)
     checks.append(check_flower(environ))
     redis_checks = await check_redis(settings.redis_url, "Redis", "EVENTQ_REDIS_URL", timeout_s)
-    checks += redis_checks
-    checks += await check_broker(settings, timeout_s)
     redis_up = redis_checks[0].status == "ok"
+    checks += redis_checks
+    checks += await check_broker(settings, redis_up, timeout_s)
     session = new_session(connect_timeout_s=timeout_s, read_timeout_s=timeout_s, max_connections=4)
     async with session:
         checks += await _hubspot_checks(settings, session, redis_up, timeout_s)
@@ -99,10 +99,10 @@ async def _hubspot_checks(
 def _budget_checks(settings: Settings, probe: Probe | None, *, oauth: bool) -> list[Check]:
     if probe is None or probe.headers is None:
         return []
-    return [
-        check_rate_limit(settings, probe.headers, oauth),
-        check_clock(probe.headers, probe.sent_at),
-    ]
+    clock = check_clock(probe.headers, probe.sent_at)
+    if not probe.accepted:  # a refusal carries no rate-limit headers: nothing to say of them
+        return [clock]
+    return [check_rate_limit(settings, probe.headers, oauth), clock]
 
 
 async def _oauth_checks(

@@ -85,6 +85,7 @@ class Probe:
 
     checks: list[Check] = field(default_factory=list)
     headers: Mapping[str, str] | None = None
+    accepted: bool = False  # HubSpot accepted the token (its answer's headers are the budget's)
     sent_at: float = 0.0  # epoch seconds halfway through the request that gave `headers`
 
 
@@ -332,11 +333,12 @@ def _eviction(label: str, policy: str) -> Check:
     )
 
 
-async def check_broker(settings: Settings, timeout_s: float) -> list[Check]:
-    """Return the broker's lines: nothing more when it is the Redis already checked."""
+async def check_broker(settings: Settings, redis_up: bool, timeout_s: float) -> list[Check]:
+    """Return the broker's lines: one when it is the Redis already checked (`redis_up`)."""
     url = settings.effective_broker_url
     if url == settings.redis_url:
-        return [Check("broker", "ok", "the same Redis as EVENTQ_REDIS_URL")]
+        status: Status = "ok" if redis_up else "fail"
+        return [Check("broker", status, "the same Redis as EVENTQ_REDIS_URL (above)")]
     if url.startswith(("redis://", "rediss://", "unix://")):
         return await check_redis(url, "broker", "EVENTQ_BROKER_URL", timeout_s)
     return [await asyncio.to_thread(_check_amqp, url, timeout_s)]
@@ -389,8 +391,9 @@ async def probe_hubspot(
     probe.headers, probe.sent_at = headers, sent_at
     verdict = _write_verdict(status, body, who)
     probe.checks.append(verdict)
-    if verdict.status == "fail" and status == 401:
+    if status == 401:
         return probe
+    probe.accepted = True
     query = "?externalAccountId=" + quote(DOCTOR_ACCOUNT)
     answer = await _get(session, f"{base_url}{EVENTS_PATH}/{event}{query}", token)
     if isinstance(answer, str):
@@ -447,8 +450,8 @@ def _write_verdict(status: int, body: Mapping[str, Any], who: str) -> Check:
             name,
             "fail",
             f"refused (HTTP 401, {_hubspot_says(body)})",
-            "set EVENTQ_HUBSPOT_ACCESS_TOKEN to the app's current access token (HubSpot shows "
-            f"it {_APP_SCOPES_UI.removeprefix('in HubSpot: ').replace('Scopes', 'Auth')})",
+            "set EVENTQ_HUBSPOT_ACCESS_TOKEN to the app's current access token (HubSpot shows it "
+            "in Development > Legacy apps > your app > Auth)",
         )
     if status == 403:
         return Check(
