@@ -55,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "HubSpot routes: POST and PUT (upsert) /marketing/v3/marketing-events/events[/{id}], "
             "POST .../events/upsert (batch upsert), GET .../events/{id} (read scope), "
-            "POST /oauth/v3/token and /oauth/v1/token. Control (POST /_fake/...): reset, "
+            "DELETE .../events/{id}, GET .../associations/{account}/{id}/lists (write scope), "
+            "POST /oauth/v3/token and /oauth/v1/token, POST /oauth/v3/token/introspect. "
+            "Control (POST /_fake/...): reset, "
             "latency, fail-next, failure-rate, hang, release, close-after-create, close-rate, "
             "batch, refuse, rate-limit, account-rate-limit, other-client, tokens, oauth, "
             "oauth/revoke, oauth/rotate, oauth/fail-next; GET /_fake/requests, events, stats, "
