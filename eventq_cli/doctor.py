@@ -19,7 +19,7 @@ import redis
 from rich.text import Text
 
 from eventq.accounts import load_accounts
-from eventq.settings import Settings, SettingsError
+from eventq.settings import ENV_PREFIX, Settings, SettingsError
 from eventq_cli.doctor_checks import (
     Check,
     Probe,
@@ -41,6 +41,20 @@ from worker.token_endpoint import parse_hub_id, parse_scopes
 
 __all__ = ["doctor", "exit_code", "run_doctor"]
 
+_REDIS_FIELDS = frozenset({"redis_url", "broker_url"})
+_HUBSPOT_FIELDS = frozenset(
+    {
+        "hubspot_base_url",
+        "hubspot_access_token",
+        "oauth_client_id",
+        "oauth_client_secret",
+        "oauth_client_secret_next",
+        "oauth_accounts_file",
+        "oauth_accounts",
+        "oauth_token_url",
+        "default_portal_id",
+    }
+)
 _MARK = {"ok": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "red")}
 _NAME_WIDTH = 34
 
@@ -55,14 +69,30 @@ async def run_doctor(
         return _scrubbed(checks, secrets_of(None, environ))
     checks += check_http_keys(settings, invalid)
     checks.append(check_flower(environ))
-    redis_checks = await check_redis(settings.redis_url, "Redis", "EVENTQ_REDIS_URL", timeout_s)
-    redis_up = redis_checks[0].status == "ok"
-    checks += redis_checks
-    checks += await check_broker(settings, redis_up, timeout_s)
-    session = new_session(connect_timeout_s=timeout_s, read_timeout_s=timeout_s, max_connections=4)
-    async with session:
-        checks += await _hubspot_checks(settings, session, redis_up, timeout_s)
+    redis_up = False
+    if _checkable(invalid, _REDIS_FIELDS, "Redis and broker", checks):
+        redis_checks = await check_redis(settings.redis_url, "Redis", "EVENTQ_REDIS_URL", timeout_s)
+        redis_up = redis_checks[0].status == "ok"
+        checks += redis_checks
+        checks += await check_broker(settings, redis_up, timeout_s)
+    if _checkable(invalid, _HUBSPOT_FIELDS, "HubSpot", checks):
+        session = new_session(
+            connect_timeout_s=timeout_s, read_timeout_s=timeout_s, max_connections=4
+        )
+        async with session:
+            checks += await _hubspot_checks(settings, session, redis_up, timeout_s)
     return _scrubbed(checks, secrets_of(settings, environ))
+
+
+def _checkable(invalid: set[str], fields: frozenset[str], what: str, checks: list[Check]) -> bool:
+    """Return True when `what` can be checked; else add a line saying why not (checking it with
+    a setting's default instead, e.g. sending the token to api.hubapi.com, would mislead)."""
+    bad = sorted(invalid & fields)
+    if not bad:
+        return True
+    names = ", ".join(ENV_PREFIX + name.upper() for name in bad)
+    checks.append(Check(what, "warn", f"not checked: {names} is invalid (above)"))
+    return False
 
 
 def exit_code(checks: list[Check]) -> int:

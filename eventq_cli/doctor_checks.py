@@ -25,7 +25,8 @@ import aiohttp
 import redis.asyncio
 from pydantic import SecretStr, ValidationError
 
-from eventq.settings import ENV_PREFIX, MIN_KEY_LENGTH, RateLimit, Settings
+from eventq.accounts import load_accounts
+from eventq.settings import ENV_PREFIX, MIN_KEY_LENGTH, RateLimit, Settings, SettingsError
 from worker.credentials import READ_SCOPE, WRITE_SCOPE
 
 __all__ = [
@@ -155,6 +156,8 @@ def secrets_of(settings: Settings | None, environ: Mapping[str, str]) -> list[st
             settings.oauth_accounts,
             *settings.api_keys.values(),
             *settings.admin_api_keys.values(),
+            *_url_passwords(settings.redis_url, settings.broker_url),
+            *_refresh_tokens(settings),
         ]
     for name, value in environ.items():
         if name.startswith(("EVENTQ_", "FLOWER_")) and _secret_name(name):
@@ -162,6 +165,19 @@ def secrets_of(settings: Settings | None, environ: Mapping[str, str]) -> list[st
             found += [part.partition(":")[2] for part in value.split(",")]
     values = [s.get_secret_value() if isinstance(s, SecretStr) else s for s in found]
     return sorted({v for v in values if v and len(v) >= 4}, key=len, reverse=True)
+
+
+def _url_passwords(*urls: str | None) -> list[str | None]:
+    return [urlparse(url).password for url in urls if url]
+
+
+def _refresh_tokens(settings: Settings) -> list[SecretStr]:
+    if not settings.oauth_enabled:
+        return []
+    try:
+        return list(load_accounts(settings).refresh_tokens.values())
+    except SettingsError:
+        return []  # doctor reports the accounts' problem on its own line
 
 
 def _secret_name(name: str) -> bool:
@@ -351,7 +367,7 @@ def _check_amqp(url: str, timeout_s: float) -> Check:
     where = f"{parsed.scheme}://{parsed.hostname}:{parsed.port or ''}"
     try:
         with Connection(url, connect_timeout=timeout_s) as connection:  # type: ignore[no-untyped-call]
-            connection.ensure_connection(max_retries=1)
+            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0)
     except Exception as error:  # any transport's failure is the same verdict
         return Check(
             "broker",

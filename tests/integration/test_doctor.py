@@ -272,3 +272,18 @@ def test_the_command_exits_1_and_prints_json_without_secrets(
     assert {"HubSpot token (private app)", "setting EVENTQ_ADMIN_API_KEYS"} <= failed
     assert wrong not in done.stdout + done.stderr
     assert short not in done.stdout + done.stderr
+
+
+def test_an_unreachable_amqp_broker_is_a_fail_without_its_password(
+    fake: FakeHubSpot, aof_redis_url: str, read_write_token: str
+) -> None:
+    password = "amqp-" + secrets.token_hex(8)
+    broker = f"amqp://eventq:{password}@127.0.0.1:{free_port()}//"
+
+    checks = doctor(good_settings(fake, aof_redis_url, read_write_token, broker_url=broker))
+
+    line = by_name(checks)["broker"]
+    assert line.status == "fail"
+    assert "cannot reach the broker at amqp://127.0.0.1" in line.detail
+    assert by_name(checks)["Redis"].status == "ok"
+    assert password not in report_text(checks)

@@ -3,13 +3,14 @@ use, the clock verdict, Flower's login, the secrets the report must not show, th
 
 from __future__ import annotations
 
+import asyncio
 from email.utils import formatdate
 from typing import Any
 
 import pytest
 
 from eventq.settings import Settings
-from eventq_cli.doctor import exit_code, render
+from eventq_cli.doctor import exit_code, render, run_doctor
 from eventq_cli.doctor_checks import (
     Check,
     check_clock,
@@ -138,3 +139,23 @@ def test_the_report_marks_each_check_and_exits_1_on_any_fail() -> None:
     assert "1 ✗, 1 !, 1 ✓: not ready to go live" in text
     assert exit_code(checks) == 1
     assert exit_code(checks[:2]) == 0
+
+
+def test_services_behind_an_invalid_setting_are_not_checked_with_its_default() -> None:
+    token = "tok-" + "y" * 20
+    overrides = {
+        "redis_url": "localhost:6379",
+        "hubspot_base_url": "ftp://hubspot",
+        "hubspot_access_token": token,
+    }
+
+    checks = asyncio.run(run_doctor(overrides, {}, timeout_s=1.0))
+
+    lines = {c.name: c for c in checks}
+    assert lines["setting EVENTQ_REDIS_URL"].status == "fail"
+    assert lines["setting EVENTQ_HUBSPOT_BASE_URL"].status == "fail"
+    assert lines["Redis and broker"].detail == "not checked: EVENTQ_REDIS_URL is invalid (above)"
+    assert lines["HubSpot"].detail == "not checked: EVENTQ_HUBSPOT_BASE_URL is invalid (above)"
+    assert "Redis" not in lines
+    assert not any(name.startswith("HubSpot token") for name in lines)
+    assert exit_code(checks) == 1
