@@ -218,20 +218,12 @@ def test_a_short_flower_password_is_a_fail(
     assert "tooshort1" not in report_text(checks)
 
 
-def test_oauth_accounts_show_token_hub_id_and_scopes(
-    fake: FakeHubSpot, aof_redis_url: str, tmp_path: Path
-) -> None:
+def test_oauth_accounts_show_token_hub_id_and_scopes(fake: FakeHubSpot, aof_redis_url: str) -> None:
     refresh = "rt-" + secrets.token_hex(16)
     fake.configure_oauth(refresh_tokens={refresh: 4242})
     fake.set_rate_limit(100, 10_000)
-    overrides = good_settings(fake, aof_redis_url, "unused", hubspot_access_token=None)
-    overrides |= {
-        "oauth_client_id": "fake-client-id",
-        "oauth_client_secret": "fake-client-secret",
-        "oauth_accounts": json.dumps({"4242": refresh}),
-    }
 
-    checks = doctor(overrides)
+    checks = doctor(oauth_settings(fake, aof_redis_url, refresh, 4242))
 
     assert by_name(checks)["OAuth token (portal 4242)"].status == "ok"
     scopes = by_name(checks)["OAuth scopes (portal 4242)"]
@@ -287,3 +279,41 @@ def test_an_unreachable_amqp_broker_is_a_fail_without_its_password(
     assert "cannot reach the broker at amqp://127.0.0.1" in line.detail
     assert by_name(checks)["Redis"].status == "ok"
     assert password not in report_text(checks)
+
+
+def oauth_settings(fake: FakeHubSpot, redis_url: str, refresh: str, portal: int) -> dict[str, Any]:
+    overrides = good_settings(fake, redis_url, "unused", hubspot_access_token=None)
+    return overrides | {
+        "oauth_client_id": "fake-client-id",
+        "oauth_client_secret": "fake-client-secret",
+        "oauth_accounts": json.dumps({str(portal): refresh}),
+    }
+
+
+def test_a_revoked_oauth_refresh_token_is_a_fail_without_showing_it(
+    fake: FakeHubSpot, aof_redis_url: str
+) -> None:
+    refresh = "rt-" + secrets.token_hex(16)
+    fake.configure_oauth(refresh_tokens={refresh: 5151})
+    fake.revoke_refresh_token(refresh)
+
+    checks = doctor(oauth_settings(fake, aof_redis_url, refresh, 5151))
+
+    line = by_name(checks)["OAuth token (portal 5151)"]
+    assert line.status == "fail"
+    assert exit_code(checks) == 1
+    assert refresh not in report_text(checks)
+
+
+def test_an_oauth_grant_without_the_write_scope_is_a_fail(
+    fake: FakeHubSpot, aof_redis_url: str
+) -> None:
+    refresh = "rt-" + secrets.token_hex(16)
+    fake.configure_oauth(refresh_tokens={refresh: 6161}, scopes=["oauth", READ_SCOPE])
+
+    checks = doctor(oauth_settings(fake, aof_redis_url, refresh, 6161))
+
+    line = by_name(checks)["OAuth scopes (portal 6161)"]
+    assert line.status == "fail"
+    assert f"not {WRITE_SCOPE}" in line.detail
+    assert exit_code(checks) == 1
