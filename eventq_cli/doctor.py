@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import replace
@@ -258,6 +259,8 @@ def doctor(as_json: bool, timeout_s: float) -> None:
     """Check this deployment before going live: settings, keys, Redis, broker, HubSpot token
     and scopes, rate limit, clock. Creates nothing in HubSpot, prints no secret; exits 1 on
     any ✗ (a ! is a warning)."""
+    # the checks say what the worker's loggers would (an OAuth refusal, say) on their own line
+    logging.getLogger("eventq").addHandler(logging.NullHandler())
     checks = asyncio.run(run_doctor({}, os.environ, timeout_s))
     code = exit_code(checks)
     if as_json:
