@@ -171,6 +171,15 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
             pytest.fail(f"could not delete events {left}; they are listed in {made.pending}")
 
 
+@pytest.fixture(scope="session")
+def replay_fake_url(request: pytest.FixtureRequest) -> str:
+    """The fake that recordings are replayed against: EVENTQ_CONTRACT_REPLAY_FAKE_URL when set
+    (a running fake), else the session's."""
+    return os.environ.get("EVENTQ_CONTRACT_REPLAY_FAKE_URL") or str(
+        request.getfixturevalue("fake_process")
+    )
+
+
 def _live_target(run_id: str) -> Target:
     token = os.environ[TOKEN_VAR]
     base_url = os.environ.get("EVENTQ_LIVE_HUBSPOT_BASE_URL", "https://api.hubapi.com")

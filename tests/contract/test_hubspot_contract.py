@@ -118,14 +118,14 @@ def fresh_token(fake_url: str) -> str:
 
 
 def test_the_recording_replays_against_a_fresh_fake_without_difference(
-    target: Target, fake_process: str, tmp_path: Path
+    target: Target, replay_fake_url: str, tmp_path: Path
 ) -> None:
     path = tmp_path / "recording.json"
     target.recorder.save(path, target=target.recorder.base_url)
     recording = load_recording(path)
     assert target.recorder.token not in path.read_text()
 
-    differences = replay_against_fake(recording, fake_process, fresh_token(fake_process))
+    differences = replay_against_fake(recording, replay_fake_url, fresh_token(replay_fake_url))
 
     assert differences == [], "\n".join(differences)
 

@@ -63,6 +63,7 @@ def test_a_live_run_records_cleans_up_and_its_recording_replays_without_differen
         "EVENTQ_LIVE_HUBSPOT_BASE_URL": fake_process,
         "EVENTQ_LIVE_RECORDING": str(recording),
         "EVENTQ_LIVE_PENDING": str(pending),
+        "EVENTQ_CONTRACT_REPLAY_FAKE_URL": fake_process,  # no second fake to start
     }
     test_file = str(ROOT / "tests/contract/test_hubspot_contract.py")
 
