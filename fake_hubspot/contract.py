@@ -49,6 +49,7 @@ __all__ = [
 _KEPT_VALUES = ("content-type", "x-hubspot-ratelimit-")
 _DROPPED = frozenset({"set-cookie", "authorization", "cookie"})
 _COMPARED = frozenset({"content-type", "retry-after"})
+_FAKE_DAILY = 1_000_000  # never reached by a replay
 _FAKE_TOKEN = "contract-token"  # noqa: S105 - the token of a fake the replay starts
 _REDACTED = "[secret]"  # what a secret is replaced with
 
@@ -300,7 +301,9 @@ def replay_against_fake(
     process = None
     if fake_url is None:
         scopes = f"{WRITE_SCOPE},{READ_SCOPE}"
-        process, fake_url = start_fake_subprocess(args=["--token", token, "--token-scopes", scopes])
+        # a private app's answers carry the daily budget's headers, as HubSpot's do
+        args = ["--token", token, "--token-scopes", scopes, "--daily-limit", str(_FAKE_DAILY)]
+        process, fake_url = start_fake_subprocess(args=args)
     try:
         replayed = asyncio.run(replay(recording, fake_url, token))
     finally:

@@ -18,7 +18,7 @@ import pytest
 from fake_hubspot.config import READ_SCOPE, WRITE_SCOPE
 from fake_hubspot.contract import compare, load_recording, replay_against_fake
 from fake_hubspot.control import FakeHubSpot
-from tests.contract.conftest import ACCOUNT, EVENTS_PATH, LIVE, Target
+from tests.contract.conftest import ACCOUNT, EVENTS_PATH, FAKE_DAILY, LIVE, Target
 
 RATE_HEADERS = (
     "x-hubspot-ratelimit-max",
@@ -113,7 +113,7 @@ def fresh_token(fake_url: str) -> str:
     rate-limits as HubSpot does (the session's fake starts with its limit off)."""
     control, token = FakeHubSpot(fake_url), "replay-" + secrets.token_hex(8)
     control.add_token(token, scopes=[WRITE_SCOPE, READ_SCOPE])
-    control.set_rate_limit(100, 10_000)
+    control.set_rate_limit(100, 10_000, daily=FAKE_DAILY)
     return token
 
 
