@@ -11,6 +11,7 @@ import click
 from rich.progress import Progress
 
 from eventq_cli.dlq import dlq
+from eventq_cli.doctor import doctor
 from eventq_cli.event_files import read_items
 from eventq_cli.output import err, friendly_errors, out, settings_or_exit
 
@@ -218,3 +219,4 @@ def run(fake_port: int, flower_port: int, http: bool) -> None:
 
 
 main.add_command(dlq)
+main.add_command(doctor)

@@ -50,7 +50,8 @@ def _scopes(text: str) -> tuple[str, ...]:
 _EPILOG = """\
 HubSpot routes: POST and PUT (upsert) /marketing/v3/marketing-events/events[/{{id}}],
 POST .../events/upsert (batch upsert), GET .../events/{{id}} (read scope),
-POST /oauth/v3/token and /oauth/v1/token.
+DELETE .../events/{{id}}, GET .../associations/{{account}}/{{id}}/lists (write scope),
+POST /oauth/v3/token and /oauth/v1/token, POST /oauth/v3/token/introspect.
 
 Control routes (no auth; a POST takes a JSON body, * marks a required field):
 {routes}
