@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     Field,
     NonNegativeFloat,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     SecretStr,
@@ -241,7 +242,15 @@ class Settings(BaseSettings):
         "default: visibility timeout + attempt lock + 30 s.",
     )
     ledger_ttl_s: PositiveInt = Field(
-        30 * 86_400, description="How long delivered events are remembered for deduplication."
+        30 * 86_400,
+        description="How long a delivered event is remembered, so a retry or replay of its job "
+        "never sends it twice.",
+    )
+    dedupe_window_s: NonNegativeInt = Field(
+        600,
+        description="An identical event (same account and external ids) is refused while its job "
+        "is live and for this long after it was delivered; after that it gets a new job, sent "
+        "with create-or-update (PUT). 0: refused only while live.",
     )
     job_ttl_s: PositiveInt = Field(
         7 * 86_400, description="How long a finished job's status stays readable."
@@ -261,7 +270,11 @@ class Settings(BaseSettings):
         5 * 1024 * 1024, description="Largest HTTP request body accepted by `eventq serve`."
     )
     metrics_port: int = Field(
-        9808, ge=0, le=65535, description="Worker Prometheus port (0 disables)."
+        9808,
+        ge=0,
+        le=65535,
+        description="Worker Prometheus port, all processes of `eventq worker` added up "
+        "(0 disables).",
     )
     oauth_client_id: str | None = Field(None, description="OAuth app client id (OAuth mode).")
     oauth_client_secret: SecretStr | None = Field(

@@ -173,15 +173,7 @@ def test_the_banner_commands_work_as_printed_and_a_second_run_delivers_the_examp
         assert enqueue.returncode == 0, enqueue.stderr
         assert len(fake.wait_for_events(5, timeout_s=30)) == 5
         # Then it printed the job ids, and `status` of one says delivered
-        job_ids = JOB_ID.findall(enqueue.stdout + enqueue.stderr)
-        if not job_ids:
-            # TODO(cliout): `eventq enqueue` prints no job ids before the cliout branch lands;
-            # once it does, delete this fallback (the ids must come from the printed output).
-            job_ids = [
-                key.decode().split(":")[2]
-                for key in redis_client.scan_iter(f"{sandbox}:job:*")
-                if key.decode().count(":") == 2
-            ]
+        job_ids = JOB_ID.findall(enqueue.stdout)
         assert len(job_ids) == 5
         job_key = f"{sandbox}:job:{job_ids[0]}"
         wait_for(lambda: redis_client.hget(job_key, "state") == b"delivered", 30, "delivered")
