@@ -199,10 +199,17 @@ def test_every_data_file_the_packages_read_at_run_time_is_declared_as_package_da
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     declared: dict[str, list[str]] = setuptools["package-data"]
     missing = []
-    for package in setuptools["packages"]:
-        for path in sorted((ROOT / package).rglob("*")):
-            relative = path.relative_to(ROOT / package).as_posix()
+    packages = {name: ROOT / name.replace(".", "/") for name in setuptools["packages"]}
+    for package, directory in packages.items():
+        for path in sorted(directory.rglob("*")):
+            relative = path.relative_to(directory).as_posix()
             if path.is_dir() or path.suffix in (".py", ".pyc") or "__pycache__" in relative:
+                continue
+            # a file of a data directory declared as a package of its own is checked there
+            owner = max(
+                (d for d in packages.values() if path.is_relative_to(d)), key=lambda d: len(d.parts)
+            )
+            if owner != directory:
                 continue
             # Then each is in package-data, or a non-editable install (the image) lacks it
             if not any(fnmatch.fnmatch(relative, g) for g in declared.get(package, [])):
