@@ -47,8 +47,8 @@ test-offline: install ## unit tests that need no service at all (-m "not redis")
 test-live: install ## the contract suite against the real HubSpot (EVENTQ_LIVE_HUBSPOT_TOKEN), recorded
 	EVENTQ_CONTRACT_TARGET=live $(BIN)/python -m pytest -q tests/contract
 
-run: install ## the whole local stack: Redis, fake HubSpot (sandbox), worker, Flower, HTTP
-	$(BIN)/eventq run
+run: install ## the whole local stack: Redis, fake HubSpot (sandbox), worker, Flower, HTTP (RUN_ARGS=--keep keeps the sandbox's data)
+	$(BIN)/eventq run $(RUN_ARGS)
 
 bench: install ## the full benchmark (several minutes); writes bench/results/
 	$(BIN)/python -m bench

