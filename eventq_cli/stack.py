@@ -40,7 +40,7 @@ from eventq_cli.sandbox import (
     shown_url,
     write_env_file,
 )
-from eventq_cli.supervisor import worker_processes
+from eventq_cli.supervisor import die_with_parent, worker_processes
 
 __all__ = ["run_stack", "start_redis"]
 
@@ -139,7 +139,16 @@ class _Run:
         return "127.0.0.1" if wildcard else self.settings.http_host
 
     def start(self, name: str, argv: list[str]) -> None:
-        self.procs.append((name, subprocess.Popen(argv, env=self.env)))
+        # its own session: a terminal's Ctrl-C reaches `eventq run` only, which stops each child
+        # with one SIGTERM (a second signal mid-shutdown makes Flower print a traceback); and
+        # SIGTERM if `eventq run` dies
+        proc = subprocess.Popen(
+            argv,
+            env=self.env,
+            start_new_session=True,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - set before exec, no lock taken
+        )
+        self.procs.append((name, proc))
 
 
 def run_stack(
@@ -204,8 +213,6 @@ def _start_and_watch(run: _Run) -> int:
     # no mingle: it syncs revoked task ids with other workers (eventq revokes none) and costs
     # a second of start-up
     run.start("worker", [py, "-m", "eventq", "worker", "--without-mingle"])
-    flower_args = (f"--port={run.flower_port}", "--address=127.0.0.1")
-    run.start("flower", [py, "-m", *celery_argv("flower", *flower_args)])
     if run.http:
         run.start("http", [py, "-m", "eventq", "serve"])
     # Announce only what answers: each server must accept connections first
@@ -214,13 +221,25 @@ def _start_and_watch(run: _Run) -> int:
         "flower": ("127.0.0.1", run.flower_port),
         "http": (run.http_host, run.settings.http_port),
     }
-    for name, proc in run.procs:
-        if name in listening and not _wait_listening(name, proc, *listening[name], run.stop):
-            return 0 if run.stop.is_set() else 1
-    if not _wait_workers(run):
+    if not _wait_all_listening(run, listening) or not _wait_workers(run):
+        return 0 if run.stop.is_set() else 1
+    # Flower last: it asks the workers about themselves as it starts, and logs a warning per
+    # question no worker answered within a second
+    flower_args = (f"--port={run.flower_port}", "--address=127.0.0.1")
+    run.start("flower", [py, "-m", *celery_argv("flower", *flower_args)])
+    if not _wait_all_listening(run, listening):
         return 0 if run.stop.is_set() else 1
     _announce(run, redis_text, data_text, logins)
     return _wait(run.procs, run.stop)
+
+
+def _wait_all_listening(run: _Run, listening: dict[str, tuple[str, int]]) -> bool:
+    """Wait until every server started so far accepts connections; False if one cannot."""
+    return all(
+        _wait_listening(name, proc, *listening[name], run.stop)
+        for name, proc in run.procs
+        if name in listening
+    )
 
 
 def _ensure_redis(run: _Run) -> str | None:

@@ -43,6 +43,7 @@ __all__ = [
     "child_argv",
     "child_env",
     "cpu_quota",
+    "die_with_parent",
     "restart_delay_s",
     "run_workers",
     "worker_processes",
@@ -154,7 +155,7 @@ class _Stop:
     count: int = 0
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: get SIGTERM when the supervisor dies (Linux; else nothing)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -185,7 +186,7 @@ class _Supervisor:
             argv,
             env=child_env(dict(os.environ), self.metrics_dir),
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads run before the children start
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - no threads run before the children start
         )
 
     def start_all(self) -> None:
