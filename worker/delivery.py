@@ -24,8 +24,9 @@ from pydantic import ValidationError
 
 from eventq.errors import EventqError
 from eventq.jobs import Begun
+from eventq.keys import is_valid_id
 from eventq.records import AttemptRecord, DeadLetter, DeadLetterReason, HubSpotErrorInfo
-from eventq.schema import JobEnvelope
+from eventq.schema import JobEnvelope, new_job_id
 from worker.attempts import AttemptResult, HttpFailure, NetworkFailure
 from worker.batcher import Batcher, BatchReply
 from worker.circuit_breaker import Breaker, is_struggling
@@ -98,7 +99,18 @@ def decode_envelope(raw: object, task_id: str) -> JobEnvelope:
     except ValidationError as error:
         event = body.get("event")
         payload = event if isinstance(event, dict) else {"event": event}
-        raise _Invalid(payload, str(body.get("jobId")), _field_errors(error)) from None
+        raise _Invalid(
+            payload, _record_id(body.get("jobId"), task_id), _field_errors(error)
+        ) from None
+
+
+def _record_id(job_id: object, task_id: str) -> str:
+    """Return the id to dead-letter an invalid message under: its own if well-formed (it names a
+    key), else the task id, else a new one."""
+    for candidate in (job_id, task_id):
+        if isinstance(candidate, str) and is_valid_id(candidate):
+            return candidate
+    return new_job_id()
 
 
 def _field_errors(error: ValidationError) -> str:
