@@ -16,7 +16,7 @@ __all__ = ["err", "friendly_errors", "out", "settings_or_exit"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error stays one line, however long
 
 
 def settings_or_exit() -> Settings:
