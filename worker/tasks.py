@@ -27,6 +27,23 @@ __all__ = ["DeadLettered", "DeliveryTask", "Parked", "create_marketing_event"]
 log = logging.getLogger("eventq.task")
 
 
+class _RejectWithoutTraceback(logging.Filter):
+    """Celery logs a rejected task with its traceback (as `exc_info` and in its `data` field);
+    ours is always the one `raise Reject` below, after a one-line warning, so the trace line
+    keeps its sentence and drops the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], Reject):
+            record.exc_info, record.exc_text = None, None
+            data = getattr(record, "data", None)
+            if isinstance(data, dict):
+                record.data = {k: v for k, v in data.items() if k != "traceback"}
+        return True
+
+
+logging.getLogger("celery.app.trace").addFilter(_RejectWithoutTraceback())
+
+
 class Parked(JobEnded):
     """The job waits in the retry schedule for its next attempt; the message says why."""
 
