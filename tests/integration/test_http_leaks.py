@@ -15,7 +15,9 @@ from urllib.parse import urlsplit
 import requests
 
 from eventq.logs import JsonFormatter, TextFormatter
-from tests.conftest import valid_event
+from fake_hubspot.control import FakeHubSpot
+from tests.conftest import Stack, valid_event
+from tests.integration.helpers import wait_state
 from tests.integration.http_support import PRODUCER_KEY, Api
 from tests.integration.test_http_auth import login
 
@@ -98,3 +100,19 @@ def test_no_key_cookie_or_forged_line_reaches_a_log_line_or_an_answer(service: s
     assert "refused an unparsable request: GET /v1/jobs/abc 400" in logged_text
     assert "refused an unparsable request: GET /admin/session 400" in logged_text
     assert "GET /v1/jobs/\\x0aFORGED LOG LINE" in logged_text
+
+
+def test_an_event_with_newlines_forges_no_line_in_the_worker_log(
+    stack: Stack, api: Api, fake: FakeHubSpot
+) -> None:
+    # Given an event accepted with a forged log line in its external id and its name
+    event = valid_event("nl", externalEventId=f"nl-1\n{FORGED}", eventName=f"n\r\n{FORGED}")
+    job_id = api.post("/v1/events", json=event).json()["jobId"]
+    # When a worker (text log format) delivers it
+    stack.start_worker(concurrency=2)
+    wait_state(stack, job_id, "delivered", timeout_s=20)
+    # Then every line of the worker's log is a line the worker wrote, the id escaped in it
+    assert fake.events()[0]["body"]["externalEventId"] == f"nl-1\n{FORGED}"
+    log = stack.log_text()
+    assert "externalEventId=nl-1\\x0aFORGED LOG LINE" in log
+    assert not [line for line in log.splitlines() if line.startswith("FORGED")]
