@@ -181,12 +181,17 @@ def test_one_worker_survives_ten_redis_restarts_with_deliveries_in_flight(
     producer = Producer(stack.settings)
     accepted: list[str] = []
     for restart in range(RESTARTS):
-        # When jobs are enqueued, HubSpot has their requests, and Redis is SIGKILLed and restarted
+        # When jobs are enqueued, HubSpot is answering all of them (400 ms), and Redis is
+        # SIGKILLed and restarted
         sent = fake.stats()["requests"]
         accepted += [
             producer.enqueue(valid_event(f"rs-{restart}-{i}"))[0] for i in range(JOBS_PER_RESTART)
         ]
-        wait_for(lambda s=sent: fake.stats()["requests"] > s, 15, "a delivery in flight")
+        wait_for(
+            lambda s=sent: fake.stats()["requests"] >= s + JOBS_PER_RESTART,
+            15,
+            "every delivery of the round in flight at HubSpot",
+        )
         own_redis.kill()
         own_redis.start()
         producer = Producer(stack.settings)  # the producer's pool holds dead connections
