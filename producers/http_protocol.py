@@ -17,13 +17,21 @@ from collections import deque
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_exceptions import (
+    BadHttpMethod,
+    BadStatusLine,
+    HttpProcessingError,
+    InvalidHeader,
+    InvalidURLError,
+    LineTooLong,
+    PayloadEncodingError,
+)
 from aiohttp.web_request import BaseRequest
 
 from eventq.logs import escape_controls
 from producers.http_models import ErrorBody
 
-__all__ = ["GuardedRequestHandler", "ServiceRunner", "request_line_of"]
+__all__ = ["GuardedRequestHandler", "ServiceRunner", "refusal_message", "request_line_of"]
 
 log = logging.getLogger("eventq.http")
 
@@ -31,6 +39,25 @@ RECENT_CHUNKS = 4
 # The last request line in the bytes received: method, then the path up to `?` (the query string
 # may carry a token, so it is never logged).
 _REQUEST_LINE = re.compile(rb"(?:^|\n)([A-Z]{1,20}) (/[^ ?#\r\n]{0,512})[^ \r\n]* HTTP/1\.\d\r?\n")
+
+
+# What was wrong, in words that quote nothing the client sent (the most specific class first)
+_REFUSALS: list[tuple[type[HttpProcessingError], str]] = [
+    (LineTooLong, "the request line or a header is longer than {limit} bytes"),
+    (BadHttpMethod, "the request method is not a valid HTTP method"),
+    (BadStatusLine, "the request line is not `METHOD /path HTTP/1.1`"),
+    (InvalidURLError, "the request path is not a valid URL (percent-encode other bytes)"),
+    (InvalidHeader, "a header name or value holds bytes HTTP does not allow"),
+    (PayloadEncodingError, "the body does not match its Content-Length or Transfer-Encoding"),
+]
+
+
+def refusal_message(error: HttpProcessingError, limit: int) -> str:
+    """Return the sentence answering a request refused with `error` (never its content)."""
+    for kind, sentence in _REFUSALS:
+        if isinstance(error, kind):
+            return "malformed HTTP request: " + sentence.format(limit=limit)
+    return "malformed HTTP request: a header (Content-Length, Transfer-Encoding…) is invalid"
 
 
 def request_line_of(received: bytes) -> tuple[str, str]:
@@ -79,7 +106,7 @@ class GuardedRequestHandler(web.RequestHandler):
             )
             body = ErrorBody(
                 error="malformed_request",
-                message="malformed HTTP request (request line or a header is invalid or too long)",
+                message=refusal_message(exc, max(self.max_line_size, self.max_field_size)),
             )
         else:
             log.error(

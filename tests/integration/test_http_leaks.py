@@ -85,6 +85,7 @@ def test_no_key_cookie_or_forged_line_reaches_a_log_line_or_an_answer(service: s
     answers = [oversized_key, oversized_cookie, encoded, accepted]
     assert [a.status_code for a in answers] == [400, 400, 404, 202]
     assert oversized_key.json()["error"] == oversized_cookie.json()["error"] == "malformed_request"
+    assert "longer than 8190 bytes" in oversized_key.json()["message"]
     assert raw.split(b"\r\n")[0].endswith(b" 400 Bad Request")
     assert b'"malformed_request"' in raw
     bodies = "".join(a.text for a in answers) + raw.decode()
