@@ -214,3 +214,5 @@ def test_one_worker_survives_ten_redis_restarts_with_deliveries_in_flight(
     assert "cannot be acknowledged after a connection loss" not in log
     assert "Failed to cancel" not in log
     assert 1 <= log.count("eventq.pool: broker connection lost") <= RESTARTS
+    assert "WARNING eventq.task" not in log  # a job cut off from Redis is an INFO line
+    assert "WARNING celery.app.trace" not in log
