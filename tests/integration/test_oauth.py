@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+import pytest
 import redis
 
 from eventq.keys import Keys
@@ -243,6 +244,7 @@ def test_a_revoked_refresh_token_dead_letters_only_that_accounts_jobs_as_auth(
     )
 
 
+@pytest.mark.serial
 def test_two_accounts_limited_to_10_per_second_each_deliver_at_that_rate_with_zero_429s(
     stack: Stack, fake: FakeHubSpot, redis_client: redis.Redis
 ) -> None:
