@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import kombu.transport as kombu_transports
 from celery import Celery
 from kombu.entity import Queue
 
@@ -27,16 +28,19 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _transport(settings: Settings) -> str | None:
-    """Return kombu's transport for the broker URL: for `redis://`, kombu's Redis transport with
-    the closed-connection guard of `eventq.redis_transport`; else the URL's own."""
+def _guard_redis_transport(settings: Settings) -> None:
+    """For a `redis://` broker, make kombu's `redis` transport the one with the closed-connection
+    guard of `eventq.redis_transport`. It is registered under kombu's own `redis` alias (not set
+    as `broker_transport`) so that the URL stays `redis://`: Flower's queue lengths, Celery's
+    banner and anything else that reads the broker URL keep working."""
     if settings.effective_broker_url.startswith("redis://"):
-        return "eventq.redis_transport:Transport"
-    return None
+        kombu_transports.TRANSPORT_ALIASES["redis"] = "eventq.redis_transport:Transport"
+        kombu_transports._transport_cache.pop("redis", None)
 
 
 def make_celery(settings: Settings, name: str = "eventq") -> Celery:
     """Return a Celery app configured for eventq (broker, queues, acks, events, prefetch)."""
+    _guard_redis_transport(settings)
     app = Celery(name, broker=settings.effective_broker_url)
     app.conf.update(
         task_acks_late=True,
@@ -52,7 +56,6 @@ def make_celery(settings: Settings, name: str = "eventq") -> Celery:
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         broker_connection_retry_on_startup=True,
-        broker_transport=_transport(settings),
         broker_transport_options=_transport_options(settings),
         task_queues=[Queue(settings.queue), Queue(settings.bulk_queue)],
         task_default_queue=settings.queue,

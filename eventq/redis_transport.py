@@ -17,7 +17,8 @@ What this transport does instead: on a detached channel an ack, a reject or the 
 does nothing (the messages stay in Redis's unacked hash, and the visibility-timeout restore puts
 them back in the queue, as after a SIGKILL; eventq's job record makes a redelivered, finished
 job a no-op), and any other command raises `redis.ConnectionError`, which kombu and Celery treat
-as the connection loss it is. `eventq.messaging.make_celery` selects it for `redis://` brokers.
+as the connection loss it is. `eventq.messaging.make_celery` registers it as kombu's `redis`
+transport for `redis://` brokers.
 """
 
 from __future__ import annotations
