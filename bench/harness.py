@@ -112,13 +112,15 @@ class Names:
         """Return the key the pre-queued messages wait under while the workers start."""
         return f"bench-stage-{self.tag}"
 
-    def hide(self, client: redis.Redis) -> None:
-        """Move the pre-queued messages out of the workers' sight (they keep their routing)."""
-        client.rename(self.queue, self.staging)
+    def hide(self, client: redis.Redis, queue: str | None = None) -> None:
+        """Move the messages pre-queued on `queue` (default: the live queue) out of the workers'
+        sight (they keep their routing)."""
+        client.rename(queue or self.queue, self.staging)
 
-    def release(self, client: redis.Redis) -> float:
-        """Hand every pre-queued message to the workers at once; return the time (epoch s)."""
-        client.rename(self.staging, self.queue)
+    def release(self, client: redis.Redis, queue: str | None = None) -> float:
+        """Hand every pre-queued message back to `queue` (default: the live queue) at once;
+        return the time (epoch s)."""
+        client.rename(self.staging, queue or self.queue)
         return time.time()
 
     def cleanup(self, client: redis.Redis) -> None:
