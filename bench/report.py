@@ -195,6 +195,8 @@ def write_backfill_plot(runs: dict[str, Any], path: Path) -> None:
             total += count
             cumulative.append(total)
         label = f"{run['name']}: {run['steady_events_per_s']:,.0f} events/s"
+        if run["window_s"] is not None:
+            label += f" (its first {run['window_s']:g} s of the same backlog)"
         axes.plot(range(len(cumulative)), cumulative, color=colour, label=label)
     axes.set_xlabel("seconds since the contender's first request")
     axes.set_ylabel("events created at the fake")
