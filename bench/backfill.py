@@ -31,7 +31,14 @@ from typing import Any
 import redis
 
 from bench.contenders import steady_rate
-from bench.harness import FakeServer, Names, Workers, make_event, python, wait_until
+from bench.harness import (
+    FakeServer,
+    Names,
+    Workers,
+    eventq_worker_command,
+    make_event,
+    wait_until,
+)
 from bench.naive_task import NAIVE_TASK
 from bench.scenarios import LATENCY_MS, _bench_env, _celery_command, _prequeue_tasks, eventq_env
 from eventq.jobs import job_statuses
@@ -42,7 +49,6 @@ from producers.enqueue import Producer
 __all__ = ["BackfillRun", "backfill", "eventq_backfill", "naive_backfill"]
 
 RATE_LIMIT = "100/10s"
-_CELERY_FLAGS = ["--without-mingle", "--without-gossip"]
 
 
 @dataclass
@@ -234,7 +240,7 @@ def eventq_backfill(
     names = Names()
     client = redis.Redis.from_url(redis_url)
     extra = {"EVENTQ_RATE_LIMIT": RATE_LIMIT, "EVENTQ_BULK_MODE": bulk_mode}
-    command = [python(), "-m", "eventq", "worker", *_CELERY_FLAGS]
+    command = eventq_worker_command()
     processes = len(os.sched_getaffinity(0))
     try:
         with FakeServer(latency_ms=LATENCY_MS, rate_limit=RATE_LIMIT) as fake:

@@ -27,12 +27,14 @@ import redis
 from fake_hubspot.control import FakeHubSpot, start_fake_subprocess, stop_fake_subprocess
 
 __all__ = [
+    "CELERY_FLAGS",
     "ROOT",
     "FakeServer",
     "Names",
     "RssSampler",
     "Workers",
     "cpu_s",
+    "eventq_worker_command",
     "make_event",
     "redis_server_process",
     "wait_until",
@@ -40,6 +42,8 @@ __all__ = [
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-token-" + uuid.uuid4().hex
+# every benchmark worker: no start-up sync with other nodes, no heartbeats between them
+CELERY_FLAGS = ("--without-mingle", "--without-gossip")
 
 
 def make_event(tag: str, n: int) -> dict[str, Any]:
@@ -278,3 +282,8 @@ class RssSampler:
 def python() -> str:
     """Return the interpreter running the benchmark (the project's venv)."""
     return sys.executable
+
+
+def eventq_worker_command() -> list[str]:
+    """Return `eventq worker` as a user runs it (default processes, one per CPU)."""
+    return [python(), "-m", "eventq", "worker", *CELERY_FLAGS]

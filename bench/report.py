@@ -148,6 +148,18 @@ _BACKFILL_COLUMNS = (
 )
 
 
+_BACKFILL_FIGURES = (
+    "steady_events_per_s",
+    "requests",
+    "events_per_request",
+    "rate_limited",
+    "duplicates",
+    "lost",
+    "records_wrong",
+    "worker_cpu_ms_per_event",
+)
+
+
 def _backfill_rows(results: dict[str, Any]) -> list[list[str]]:
     """Rows of the `backfill` run: one per contender, eventq bulk first."""
     runs = results.get("backfill") or {}
@@ -160,21 +172,8 @@ def _backfill_rows(results: dict[str, Any]) -> list[list[str]]:
                 if run["window_s"] is None
                 else f"first {run['window_s']:g} s"
             )
-            rows.append(
-                [
-                    run["name"],
-                    over,
-                    f"{run['delivered']:,} of {run['backlog']:,}",
-                    _fmt(run["steady_events_per_s"]),
-                    _fmt(run["requests"]),
-                    _fmt(run["events_per_request"]),
-                    _fmt(run["rate_limited"]),
-                    _fmt(run["duplicates"]),
-                    _fmt(run["lost"]),
-                    _fmt(run["records_wrong"]),
-                    _fmt(run["worker_cpu_ms_per_event"]),
-                ]
-            )
+            created = f"{run['delivered']:,} of {run['backlog']:,}"
+            rows.append([run["name"], over, created, *(_fmt(run[k]) for k in _BACKFILL_FIGURES)])
     return rows
 
 
