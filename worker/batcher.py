@@ -53,6 +53,7 @@ __all__ = [
     "Gatherer",
     "Member",
     "Once",
+    "is_batched",
     "jobs_in_flight",
 ]
 
@@ -75,6 +76,15 @@ def jobs_in_flight(settings: Settings) -> int:
     if settings.bulk_mode != "upsert":
         return settings.concurrency
     return settings.concurrency + 2 * settings.batch_size
+
+
+def is_batched(settings: Settings, job: object) -> bool:
+    """Return True when a message's job (its envelope as sent) will join a batch upsert: bulk
+    jobs when EVENTQ_BULK_MODE=upsert, live ones too with EVENTQ_LIVE_BATCHING. Anything else
+    (a bare event, a shape this does not know) counts as sent alone."""
+    if settings.bulk_mode != "upsert":
+        return False
+    return settings.live_batching or (isinstance(job, Mapping) and job.get("priority") == "bulk")
 
 
 class Once:
