@@ -210,8 +210,8 @@ class Settings(BaseSettings):
     concurrency: PositiveInt = Field(
         64,
         description="Deliveries in flight per worker process (on its event loop). With "
-        "EVENTQ_BULK_MODE=upsert a process takes 2 x EVENTQ_BATCH_SIZE jobs more, room for "
-        "two full batch upserts (one filling while the other is sent).",
+        "EVENTQ_BULK_MODE=upsert a process also takes up to 2 x EVENTQ_BATCH_SIZE jobs that "
+        "join batch upserts (one batch filling while the other is sent).",
     )
     worker_processes: PositiveInt | None = Field(
         None,
