@@ -19,7 +19,7 @@ import kombu
 import redis
 from rich.console import Console
 
-from bench import contenders, report, scenarios
+from bench import backfill, contenders, report, scenarios
 from bench.harness import ROOT
 
 __all__ = ["Plan", "main"]
@@ -31,6 +31,7 @@ RUNS = (
     "naive_prefork",
     "eventq_with_events",
     "rate_limit",
+    "backfill",
     "shared_budget",
     "rss",
     "contenders",
@@ -55,10 +56,12 @@ class Plan:
     rss_settle_s: float
     repeats: int  # throughput runs, interleaved; the median run is reported
     queue_memory_jobs: int = 20_000  # backlog queued by enqueue_many for Redis memory per job
+    backfill_events: int = 20_000  # backlog of the backfill run (eventq bulk drains it all)
+    backfill_window_s: float = 60.0  # the single-event contenders' measured window
 
 
 FULL = Plan(10_000, 1_000, 5_000, 5_000, 2, 60.0, 1_500, 100_000, 5.0, 3)
-QUICK = Plan(2_000, 150, 1_000, 1_000, 2, 15.0, 400, 10_000, 2.0, 1, 5_000)
+QUICK = Plan(2_000, 150, 1_000, 1_000, 2, 15.0, 400, 10_000, 2.0, 1, 5_000, 4_000, 20.0)
 # Throughput runs share the CPUs with whatever else runs; repeating them in turn and keeping
 # each one's median run makes the ratios less sensitive to a neighbour's burst.
 _REPEATED = ("noop", "eventq", "naive_threads", "eventq_with_events")
@@ -118,6 +121,8 @@ def _measure(name: str, plan: Plan, url: str) -> dict[str, Any]:
             plan.rate_limit_s, plan.rate_limit_prequeued, url, sharing=False
         )
         return {"sharing": on.as_json(), "baseline": off.as_json()}
+    if name == "backfill":
+        return backfill.backfill(plan.backfill_events, plan.backfill_window_s, url)
     if name == "contenders":
         return contenders.contenders(
             plan.eventq_events, plan.noop_events, plan.queue_memory_jobs, url
@@ -208,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     report.write_json(results, out / "results.json")
     if "rate_limit" in results:
         report.write_plot(results, out / "ratelimit.png")
+    if "backfill" in results:
+        report.write_backfill_plot(results["backfill"], out / "backfill.png")
     report.write_summary(results, out / "summary.md", results["meta"]["command"])
     report.print_table(results, console)
     console.print(f"results in {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")

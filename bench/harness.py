@@ -27,12 +27,14 @@ import redis
 from fake_hubspot.control import FakeHubSpot, start_fake_subprocess, stop_fake_subprocess
 
 __all__ = [
+    "CELERY_FLAGS",
     "ROOT",
     "FakeServer",
     "Names",
     "RssSampler",
     "Workers",
     "cpu_s",
+    "eventq_worker_command",
     "make_event",
     "redis_server_process",
     "wait_until",
@@ -40,6 +42,8 @@ __all__ = [
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-token-" + uuid.uuid4().hex
+# every benchmark worker: no start-up sync with other nodes, no heartbeats between them
+CELERY_FLAGS = ("--without-mingle", "--without-gossip")
 
 
 def make_event(tag: str, n: int) -> dict[str, Any]:
@@ -112,13 +116,15 @@ class Names:
         """Return the key the pre-queued messages wait under while the workers start."""
         return f"bench-stage-{self.tag}"
 
-    def hide(self, client: redis.Redis) -> None:
-        """Move the pre-queued messages out of the workers' sight (they keep their routing)."""
-        client.rename(self.queue, self.staging)
+    def hide(self, client: redis.Redis, queue: str | None = None) -> None:
+        """Move the messages pre-queued on `queue` (default: the live queue) out of the workers'
+        sight (they keep their routing)."""
+        client.rename(queue or self.queue, self.staging)
 
-    def release(self, client: redis.Redis) -> float:
-        """Hand every pre-queued message to the workers at once; return the time (epoch s)."""
-        client.rename(self.staging, self.queue)
+    def release(self, client: redis.Redis, queue: str | None = None) -> float:
+        """Hand every pre-queued message back to `queue` (default: the live queue) at once;
+        return the time (epoch s)."""
+        client.rename(self.staging, queue or self.queue)
         return time.time()
 
     def cleanup(self, client: redis.Redis) -> None:
@@ -276,3 +282,8 @@ class RssSampler:
 def python() -> str:
     """Return the interpreter running the benchmark (the project's venv)."""
     return sys.executable
+
+
+def eventq_worker_command() -> list[str]:
+    """Return `eventq worker` as a user runs it (default processes, one per CPU)."""
+    return [python(), "-m", "eventq", "worker", *CELERY_FLAGS]

@@ -26,7 +26,14 @@ TARGETS = {
     "one_worker_vs_dramatiq_packed": 1.0,
     "one_worker_peak_rss_mb_per_process": 200.0,
     "queue_memory_kb_per_job": 1.5,
+    "backfill_events_per_s": 600.0,
+    "backfill_vs_single_event": 60.0,
+    "backfill_429s": 0,
+    "backfill_duplicates": 0,
+    "backfill_lost": 0,
+    "backfill_records_wrong": 0,
 }
+_BACKFILL = ("eventq_bulk", "eventq_single", "naive")
 _CONTENDERS = ("noop", "eventq_unpacked", "eventq_packed", "dramatiq")
 
 
@@ -61,7 +68,12 @@ def ratios(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if results.get("retry_schedule_rss"):
         measured["retry_schedule_rss_growth"] = results["retry_schedule_rss"]["growth_fraction"]
     measured.update(_contender_ratios(results.get("contenders") or {}))
+    measured.update(_backfill_figures(results.get("backfill") or {}))
     upper = {
+        "backfill_429s",
+        "backfill_duplicates",
+        "backfill_lost",
+        "backfill_records_wrong",
         "one_worker_peak_rss_mb_per_process",
         "queue_memory_kb_per_job",
         "rate_limit_429_fraction",
@@ -103,6 +115,97 @@ def _contender_ratios(runs: dict[str, Any]) -> dict[str, float | None]:
         "one_worker_peak_rss_mb_per_process": max(rss),
         "queue_memory_kb_per_job": round(memory["key_bytes_per_job"] / 1000, 2) if memory else None,
     }
+
+
+def _backfill_figures(runs: dict[str, Any]) -> dict[str, float | None]:
+    """Return the backfill run's figures that have a target (none when it did not run)."""
+    bulk, single = runs.get("eventq_bulk"), runs.get("eventq_single")
+    if not bulk:
+        return {}
+    rate = float(bulk["steady_events_per_s"])
+    return {
+        "backfill_events_per_s": rate,
+        "backfill_vs_single_event": _ratio(rate, single and single["steady_events_per_s"]),
+        "backfill_429s": bulk["rate_limited"],
+        "backfill_duplicates": bulk["duplicates"],
+        "backfill_lost": bulk["lost"],
+        "backfill_records_wrong": bulk["records_wrong"],
+    }
+
+
+_BACKFILL_COLUMNS = (
+    "contender (100 requests / 10 s, 50 ms)",
+    "measured over",
+    "events created",
+    "steady events/s",
+    "requests",
+    "events/request",
+    "429s",
+    "duplicates",
+    "lost",
+    "records wrong",
+    "worker CPU ms/ev",
+)
+
+
+_BACKFILL_FIGURES = (
+    "steady_events_per_s",
+    "requests",
+    "events_per_request",
+    "rate_limited",
+    "duplicates",
+    "lost",
+    "records_wrong",
+    "worker_cpu_ms_per_event",
+)
+
+
+def _backfill_rows(results: dict[str, Any]) -> list[list[str]]:
+    """Rows of the `backfill` run: one per contender, eventq bulk first."""
+    runs = results.get("backfill") or {}
+    rows = []
+    for key in _BACKFILL:
+        run = runs.get(key)
+        if run:
+            over = (
+                f"whole backlog ({run['seconds']:g} s)"
+                if run["window_s"] is None
+                else f"first {run['window_s']:g} s"
+            )
+            created = f"{run['delivered']:,} of {run['backlog']:,}"
+            rows.append([run["name"], over, created, *(_fmt(run[k]) for k in _BACKFILL_FIGURES)])
+    return rows
+
+
+def write_backfill_plot(runs: dict[str, Any], path: Path) -> None:
+    """Plot events created over time by each backfill contender, to `path`."""
+    import matplotlib  # noqa: PLC0415 - heavy, only for the plot; the backend is set before pyplot
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    figure, axes = plt.subplots(figsize=(9, 4.5))
+    for key, colour in zip(_BACKFILL, ("tab:blue", "tab:orange", "tab:red"), strict=True):
+        run = runs.get(key)
+        if not run:
+            continue
+        total, cumulative = 0, [0]
+        for count in run["created_per_s"]:
+            total += count
+            cumulative.append(total)
+        label = f"{run['name']}: {run['steady_events_per_s']:,.0f} events/s"
+        if run["window_s"] is not None:
+            label += f" (its first {run['window_s']:g} s of the same backlog)"
+        axes.plot(range(len(cumulative)), cumulative, color=colour, label=label)
+    axes.set_xlabel("seconds since the contender's first request")
+    axes.set_ylabel("events created at the fake")
+    axes.set_title("Backfill against a fake HubSpot enforcing 100 requests per 10 s, 50 ms latency")
+    axes.legend(loc="upper left", fontsize=8)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 def _contender_rows(results: dict[str, Any]) -> list[list[str]]:
@@ -312,6 +415,12 @@ def print_table(results: dict[str, Any], console: Console | None = None) -> None
                 _fmt(run.get("gave_up", 0)),
             )
     console.print(limited)
+    backfill = Table(title="Backfill: one backlog on the bulk queue, fake enforcing 100 per 10 s")
+    for column in _BACKFILL_COLUMNS:
+        backfill.add_column(column, justify="left" if column == _BACKFILL_COLUMNS[0] else "right")
+    for row in _backfill_rows(results):
+        backfill.add_row(*row)
+    console.print(backfill)
     shared = Table(title="Shared budget: another client spends 30 of 100 per 10 s")
     for column, *_ in _SHARED_COLUMNS:
         shared.add_column(column, justify="left" if column == "run" else "right")
@@ -377,6 +486,10 @@ def write_summary(results: dict[str, Any], path: Path, command: str) -> None:
                 f"| {run['name']} | {windows} | {run['sustained_fraction']:.1%} | "
                 f"{run['rate_limited']} of {run['requests']} ({run['rate_limited_fraction']:.1%}) |"
             )
+    if _backfill_rows(results):
+        lines += ["", "| " + " | ".join(_BACKFILL_COLUMNS) + " |"]
+        lines.append("| --- | --- |" + " ---: |" * (len(_BACKFILL_COLUMNS) - 2))
+        lines += ["| " + " | ".join(row) + " |" for row in _backfill_rows(results)]
     if _shared_rows(results):
         lines += ["", "| " + " | ".join(c for c, *_ in _SHARED_COLUMNS) + " |"]
         lines.append("| --- |" + " ---: |" * (len(_SHARED_COLUMNS) - 1))

@@ -17,6 +17,7 @@ import redis
 from celery import Celery
 
 from bench.harness import (
+    CELERY_FLAGS,
     FakeServer,
     Names,
     RssSampler,
@@ -52,7 +53,6 @@ __all__ = [
 ]
 
 LATENCY_MS = 50.0
-_CELERY_FLAGS = ["--without-mingle", "--without-gossip"]
 
 
 @dataclass
@@ -213,12 +213,12 @@ def eventq_env(names: Names, fake: FakeServer, redis_url: str, **extra: str) -> 
 def _eventq_command(names: Names, task_events: bool = False) -> list[str]:
     """Return `eventq worker` as Celery runs it: queues, INFO logs; `-E` only when asked."""
     queues = f"{names.queue},{names.bulk_queue}"
-    command = celery_argv("worker", "-Q", queues, "--loglevel", "INFO", *_CELERY_FLAGS)
+    command = celery_argv("worker", "-Q", queues, "--loglevel", "INFO", *CELERY_FLAGS)
     return [python(), "-m", *command, *(["-E"] if task_events else [])]
 
 
 def _celery_command(app: str, queue: str, pool_args: Sequence[str]) -> list[str]:
-    return [python(), "-m", "celery", "-A", app, "worker", "-Q", queue, *_CELERY_FLAGS, *pool_args]
+    return [python(), "-m", "celery", "-A", app, "worker", "-Q", queue, *CELERY_FLAGS, *pool_args]
 
 
 def _bench_env(names: Names, redis_url: str, fake: FakeServer | None) -> dict[str, str]:

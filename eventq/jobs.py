@@ -49,6 +49,7 @@ __all__ = [
     "job_ids_starting",
     "job_state",
     "job_status",
+    "job_statuses",
     "mark_published",
     "park_for_retry",
     "record_republished",
@@ -426,6 +427,22 @@ def job_status(client: redis.Redis, keys: Keys, job_id: str) -> JobStatus | None
     with client.pipeline(transaction=False) as pipe:
         _queue_status(pipe, keys, job_id)
         return _parse_status(job_id, pipe.execute())
+
+
+def job_statuses(
+    client: redis.Redis, keys: Keys, job_ids: Sequence[str], chunk: int = 1000
+) -> list[JobStatus | None]:
+    """Return each job's status with its history (None for an unknown id), in `job_ids`' order,
+    `chunk` jobs per pipeline round trip."""
+    found: list[JobStatus | None] = []
+    for start in range(0, len(job_ids), chunk):
+        part = job_ids[start : start + chunk]
+        with client.pipeline(transaction=False) as pipe:
+            for job_id in part:
+                _queue_status(pipe, keys, job_id)
+            replies = pipe.execute()
+        found += [_parse_status(j, replies[2 * i : 2 * i + 2]) for i, j in enumerate(part)]
+    return found
 
 
 # --- workers and the HTTP service (asyncio) ---------------------------------------------------

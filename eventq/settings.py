@@ -210,7 +210,10 @@ class Settings(BaseSettings):
     connect_timeout_s: PositiveFloat = Field(5.0, description="HubSpot TCP connect timeout.")
     read_timeout_s: PositiveFloat = Field(20.0, description="HubSpot response read timeout.")
     concurrency: PositiveInt = Field(
-        64, description="Deliveries in flight per worker process (on its event loop)."
+        64,
+        description="Deliveries in flight per worker process (on its event loop). With "
+        "EVENTQ_BULK_MODE=upsert a process also takes up to 2 x EVENTQ_BATCH_SIZE jobs that "
+        "join batch upserts (one batch filling while the other is sent).",
     )
     worker_processes: PositiveInt | None = Field(
         None,

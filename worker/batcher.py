@@ -3,9 +3,12 @@
 A bulk attempt (`worker.delivery`), once it has claimed its job and has a token, hands its create
 body to the process's `Batcher` instead of sending it alone. The batcher gathers the bodies of
 one bucket (a private app's token, or an OAuth account) until `size` of them wait or `wait_s`
-has passed since the first (`Gatherer`, no I/O of its own), then `BatchSender` sends them as ONE
-`POST .../events/upsert`: one breaker check, one limiter slot. Each member gets a `BatchReply`
-with its own result, which its attempt decides and applies like a single attempt's answer:
+has passed since the first (`Gatherer`, no I/O of its own). The batch then asks the breaker and
+the limiter for its slot (`BatchSender.reserve`) and stays open while it waits: bodies keep
+joining it up to `size`, so a batch the limiter holds back anyway does not spend a request of
+the budget half empty. In its slot `BatchSender` sends it as ONE `POST .../events/upsert`: one
+breaker check, one limiter slot. Each member gets a `BatchReply` with its own result, which its
+attempt decides and applies like a single attempt's answer:
 
 - an input tied to a result (`batch_results.match_results`) → `Created` with that object id;
 - an input an error names → a 400 `HttpFailure` carrying HubSpot's message for that input;
@@ -23,9 +26,11 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
 
 from eventq.schema import JobEnvelope
+from eventq.settings import Settings
 from worker.attempts import (
     AttemptResult,
     BatchAnswer,
@@ -37,10 +42,20 @@ from worker.attempts import (
 from worker.batch_results import Failed, InputOutcome, Matched, is_batch_too_large, match_results
 from worker.circuit_breaker import Breaker, is_struggling
 from worker.credentials import AccessToken
-from worker.rate_limit import Limiter
+from worker.rate_limit import Grant, Limiter
 from worker.retry_policy import Refusal
 
-__all__ = ["BatchApi", "BatchReply", "BatchSender", "Batcher", "Gatherer", "Member", "Once"]
+__all__ = [
+    "BatchApi",
+    "BatchReply",
+    "BatchSender",
+    "Batcher",
+    "Gatherer",
+    "Member",
+    "Once",
+    "is_batched",
+    "jobs_in_flight",
+]
 
 log = logging.getLogger("eventq.batch")
 
@@ -48,6 +63,28 @@ K = TypeVar("K")
 I = TypeVar("I")  # noqa: E741 - the item type, beside K and R
 R = TypeVar("R")
 T = TypeVar("T")
+
+
+def jobs_in_flight(settings: Settings) -> int:
+    """Return how many jobs one worker process runs at once (Celery's concurrency).
+
+    `EVENTQ_CONCURRENCY`, plus, where bulk jobs are batched, room for two full batches: one
+    filling while the other is in flight. Without it a batch could never carry more jobs than
+    the concurrency (64 by default, below the batch size of 100), and a backfill against 100
+    requests per 10 s ran at a third of what the budget allows (bench/RESULTS.md, backfill).
+    """
+    if settings.bulk_mode != "upsert":
+        return settings.concurrency
+    return settings.concurrency + 2 * settings.batch_size
+
+
+def is_batched(settings: Settings, job: object) -> bool:
+    """Return True when a message's job (its envelope as sent) will join a batch upsert: bulk
+    jobs when EVENTQ_BULK_MODE=upsert, live ones too with EVENTQ_LIVE_BATCHING. Anything else
+    (a bare event, a shape this does not know) counts as sent alone."""
+    if settings.bulk_mode != "upsert":
+        return False
+    return settings.live_batching or (isinstance(job, Mapping) and job.get("priority") == "bulk")
 
 
 class Once:
@@ -68,14 +105,21 @@ class Once:
 class _Pending(Generic[I, R]):
     items: list[tuple[I, asyncio.Future[R]]] = field(default_factory=list)
     timer: asyncio.TimerHandle | None = None
+    due: bool = False  # full or its wait is over: getting ready to go
+
+
+Flush = Callable[[list[I]], Awaitable[Sequence[R]]]
 
 
 class Gatherer(Generic[K, I, R]):
     """Gathers items per key and hands each key's items to `flush` together.
 
-    A key's items go when `size_for(key)` of them wait, or `wait_s` after the first of them
-    arrived, whichever comes first. `flush` returns one result per item, in order; `submit`
-    returns its item's result (or raises what `flush` raised).
+    A key's batch is due when `size_for(key)` items wait, or `wait_s` after the first of them
+    arrived, whichever comes first. A due batch awaits `prepare(key)` (a rate-limit slot, say)
+    and stays open meanwhile: items keep joining it until it is full, so a batch that must wait
+    for its slot anyway does not go short. `prepare` returns the function that sends it (default:
+    `flush` for its key); that returns one result per item, in order; `submit` returns its
+    item's result (or raises what `prepare` or the send raised).
     """
 
     def __init__(
@@ -84,51 +128,64 @@ class Gatherer(Generic[K, I, R]):
         *,
         size_for: Callable[[K], int],
         wait_s: float,
+        prepare: Callable[[K], Awaitable[Flush[I, R]]] | None = None,
     ) -> None:
         self._flush_items, self._size_for, self._wait_s = flush, size_for, wait_s
-        self._pending: dict[K, _Pending[I, R]] = {}
+        self._prepare = prepare
+        self._pending: dict[K, _Pending[I, R]] = {}  # each key's open batch
         self._sending: set[asyncio.Task[None]] = set()
 
     async def submit(self, key: K, item: I) -> R:
-        """Add `item` to its key's next batch and return its result once the batch is sent."""
+        """Add `item` to its key's open batch and return its result once the batch is sent."""
         loop = asyncio.get_running_loop()
         pending = self._pending.get(key)
         if pending is None:
             pending = self._pending[key] = _Pending()
-            pending.timer = loop.call_later(self._wait_s, self._flush, key, pending)
+            pending.timer = loop.call_later(self._wait_s, self._due, key, pending)
         future: asyncio.Future[R] = loop.create_future()
         pending.items.append((item, future))
         if len(pending.items) >= self._size_for(key):
-            self._flush(key, pending)
+            self._close(key, pending)
+            self._due(key, pending)
         return await future
 
     def waiting(self, key: K) -> int:
-        """Return how many items of `key` wait for their batch to go."""
+        """Return how many items of `key` wait in its open batch."""
         pending = self._pending.get(key)
         return 0 if pending is None else len(pending.items)
 
-    def _flush(self, key: K, pending: _Pending[I, R]) -> None:
-        if self._pending.get(key) is not pending:  # already gone (full before its timer fired)
+    def _close(self, key: K, pending: _Pending[I, R]) -> None:
+        """Let no more items join `pending` (the next ones open a new batch)."""
+        if self._pending.get(key) is pending:
+            del self._pending[key]
+
+    def _due(self, key: K, pending: _Pending[I, R]) -> None:
+        if pending.due:  # already on its way (full before its timer fired)
             return
-        del self._pending[key]
+        pending.due = True
         if pending.timer is not None:
             pending.timer.cancel()
-        task = asyncio.ensure_future(self._send(key, pending.items))
+        task = asyncio.ensure_future(self._send(key, pending))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def _send(self, key: K, members: list[tuple[I, asyncio.Future[R]]]) -> None:
-        futures = [future for _, future in members]
+    async def _send(self, key: K, pending: _Pending[I, R]) -> None:
         try:
-            results = await self._flush_items(key, [item for item, _ in members])
+            if self._prepare is None:
+                send: Flush[I, R] = partial(self._flush_items, key)
+            else:
+                send = await self._prepare(key)
+            self._close(key, pending)
+            results = await send([item for item, _ in pending.items])
         except BaseException as error:  # every member's attempt sees the error, as if alone
-            for future in futures:
+            self._close(key, pending)
+            for _, future in pending.items:
                 if not future.done():
                     future.set_exception(error)
             if isinstance(error, asyncio.CancelledError):
                 raise
             return
-        for future, result in zip(futures, results, strict=True):
+        for (_, future), result in zip(pending.items, results, strict=True):
             if not future.done():  # a member's attempt may have been cancelled (shutdown)
                 future.set_result(result)
 
@@ -173,6 +230,15 @@ class BatchApi(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class _Slot:
+    """The breaker's and the limiter's say on one batch: the grant it is sent in, or why not."""
+
+    grant: Grant | None = None
+    refusal: Refusal | None = None
+    breaker_clean: bool = True
+
+
 class BatchSender:
     """Sends one bucket's members as batch upserts and tells each member its own outcome."""
 
@@ -193,22 +259,35 @@ class BatchSender:
         """Return the most members one batch of `bucket` may carry."""
         return self._sizes.get(bucket, self.size)
 
+    async def reserve(self, bucket: str) -> Flush[Member, BatchReply]:
+        """Wait for the breaker's and the limiter's go for one batch of `bucket` (sleeping until
+        its slot comes); return the function that sends that batch's members in the slot."""
+        return partial(self._send, bucket, await self._slot(bucket))
+
     async def send(self, bucket: str, members: list[Member]) -> list[BatchReply]:
         """Send `members` as one batch upsert (or several, when HubSpot finds it too large)."""
-        batch_id, n = uuid.uuid4().hex[:12], len(members)
+        return await self._send(bucket, await self._slot(bucket), members)
+
+    async def _slot(self, bucket: str) -> _Slot:
         verdict = await self.breaker.allow(self.client.base_url)
         if not verdict.allowed:
-            refusal = Refusal(verdict.retry_at, f"circuit breaker {verdict.state}")
-            return [BatchReply(batch_id, n, refusal=refusal)] * n
+            return _Slot(refusal=Refusal(verdict.retry_at, f"circuit breaker {verdict.state}"))
         grant = await self.limiter.acquire(bucket, self.max_limiter_wait_s)
         if not grant.granted:
-            refusal = Refusal(grant.retry_at, f"rate limit: {grant.reason}")
-            return [BatchReply(batch_id, n, refusal=refusal)] * n
+            return _Slot(refusal=Refusal(grant.retry_at, f"rate limit: {grant.reason}"))
         if grant.wait_s > 0:
             await asyncio.sleep(grant.wait_s)
+        return _Slot(grant=grant, breaker_clean=verdict.clean)
+
+    async def _send(self, bucket: str, slot: _Slot, members: list[Member]) -> list[BatchReply]:
+        batch_id, n = uuid.uuid4().hex[:12], len(members)
+        if slot.grant is None:
+            return [BatchReply(batch_id, n, refusal=slot.refusal)] * n
         inputs = [member.body for member in members]
         answer = await self.client.upsert_batch(inputs, members[0].token.value.get_secret_value())
-        await self._observe(bucket, answer, breaker_clean=verdict.clean, sent_at=grant.send_at)
+        await self._observe(
+            bucket, answer, breaker_clean=slot.breaker_clean, sent_at=slot.grant.send_at
+        )
         if isinstance(answer, HttpFailure):
             too_large = is_batch_too_large(answer)
             if too_large is not None and n > 1:
@@ -275,7 +354,7 @@ class Batcher:
     def __init__(self, sender: BatchSender, *, wait_s: float, live: bool) -> None:
         self.sender, self.live = sender, live
         self._gatherer: Gatherer[str, Member, BatchReply] = Gatherer(
-            sender.send, size_for=sender.size_for, wait_s=wait_s
+            sender.send, size_for=sender.size_for, wait_s=wait_s, prepare=sender.reserve
         )
 
     def takes(self, envelope: JobEnvelope) -> bool:

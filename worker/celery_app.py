@@ -9,6 +9,7 @@ from celery import signals
 from eventq.logs import configure_logging
 from eventq.messaging import make_celery
 from eventq.settings import get_settings
+from worker.batcher import jobs_in_flight
 
 __all__ = ["app"]
 
@@ -19,7 +20,8 @@ app.conf.update(
     # deliveries run on the hand-off's event loop, not one thread each (worker.handoff,
     # bench/RESULTS.md)
     worker_pool="worker.pool:AsyncioPool",
-    worker_concurrency=settings.concurrency,
+    # requests in flight, plus room for two full batches where bulk jobs are batched
+    worker_concurrency=jobs_in_flight(settings),
     task_queues=app.conf.task_queues,
 )
 

@@ -2,11 +2,13 @@
 
 The pool's side of the protocol told whole in `worker.handoff.Handoff`: `on_apply` (Celery's
 hub thread) decodes the message and wakes the loop; on the loop up to `limit` attempts run at
-once; each finished attempt goes back to the hub thread, which holds its outcome on the hand-off
-and runs Celery's tracer (the task, its state, its events) and the ack, exactly as the solo pool
-would, with the outcome ready. So acks still follow the recorded outcome (`acks_late`), prefetch
-still bounds the jobs in flight (concurrency times the prefetch multiplier), and a SIGKILL
-leaves the unacked messages to the broker's visibility timeout, as with any pool.
+once, of which at most `EVENTQ_CONCURRENCY` are jobs sent alone (`Lanes`: the rest of `limit`
+is the room for batch members, `worker.batcher.jobs_in_flight`); each finished attempt goes back
+to the hub thread, which holds its outcome on the hand-off and runs Celery's tracer (the task,
+its state, its events) and the ack, exactly as the solo pool would, with the outcome ready. So
+acks still follow the recorded outcome (`acks_late`), prefetch still bounds the jobs in flight
+(concurrency times the prefetch multiplier), and a SIGKILL leaves the unacked messages to the
+broker's visibility timeout, as with any pool.
 
 Hand-offs are batched both ways: one loop wake-up for every message the hub received in one
 iteration, one hub wake-up for every attempt that finished in one loop iteration. The acks
@@ -35,7 +37,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from billiard.einfo import ExceptionInfo  # type: ignore[import-untyped]
 from billiard.exceptions import WorkerLostError  # type: ignore[import-untyped]
@@ -45,15 +47,67 @@ from celery.exceptions import WorkerShutdown, WorkerTerminate
 from kombu.serialization import loads
 
 from eventq.messaging import TASK_NAME
+from worker.batcher import is_batched
 from worker.handoff import Handoff
 
-__all__ = ["AsyncioPool"]
+__all__ = ["AsyncioPool", "Lanes"]
 
 log = logging.getLogger("eventq.pool")
 
 _ACCEPT = {"application/json"}
 CANCEL_REPORT_DELAY_S = 0.2  # Celery cancels a connection's requests one by one: count them all
 _CELERY_CONSUMER_LOG = "celery.worker.consumer.consumer"
+
+T = TypeVar("T")
+
+
+class Lanes(Generic[T]):
+    """Jobs received and not started yet, in two lanes, and how many of each run.
+
+    At most `limit` run in all (Celery's concurrency), and at most `alone_limit` of them are jobs
+    sent alone (`EVENTQ_CONCURRENCY`): each of those holds a connection and may wait for a
+    limiter slot, while batch members share one request. So the room a worker takes for full
+    batches (`batcher.jobs_in_flight`) never lets more single deliveries run than configured;
+    a single job beyond it waits here, unstarted, as it would wait for a free thread.
+    """
+
+    def __init__(self, limit: int, alone_limit: int) -> None:
+        self.limit, self.alone_limit = limit, min(limit, alone_limit)
+        self._waiting: dict[bool, deque[T]] = {False: deque(), True: deque()}
+        self._running = {False: 0, True: 0}
+
+    @property
+    def running(self) -> int:
+        """Return how many started jobs have not finished."""
+        return self._running[False] + self._running[True]
+
+    def add(self, item: T, *, batched: bool) -> None:
+        """Queue a received job in its lane."""
+        self._waiting[batched].append(item)
+
+    def take(self) -> list[tuple[T, bool]]:
+        """Return the jobs to start now, each with its lane, and count them as running."""
+        started: list[tuple[T, bool]] = []
+        for batched in (True, False):
+            queue = self._waiting[batched]
+            while queue and self.running < self.limit:
+                if not batched and self._running[False] >= self.alone_limit:
+                    break
+                self._running[batched] += 1
+                started.append((queue.popleft(), batched))
+        return started
+
+    def remove(self, item: T) -> bool:
+        """Take a job that has not started out of its lane; False if it is not waiting."""
+        for queue in self._waiting.values():
+            if item in queue:
+                queue.remove(item)
+                return True
+        return False
+
+    def finished(self, *, batched: bool) -> None:
+        """Count a started job of that lane as finished."""
+        self._running[batched] -= 1
 
 
 class _OneLinePerLoss(logging.Filter):
@@ -77,6 +131,7 @@ class _Job:
     result: Any = None  # the attempt's Outcome, or the exception it raised (Handoff.attempt)
     task: asyncio.Task[None] | None = None  # loop thread only: once started
     cancelled: bool = False  # loop thread only
+    batched: bool = False  # joins a batch upsert (worker.batcher.is_batched)
 
     def terminate(self, signal: Any = None) -> None:
         """Cancel this delivery (Celery's `Request.cancel` and `terminate` call it)."""
@@ -102,8 +157,7 @@ class AsyncioPool(BasePool):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._inbox: deque[_Job] = deque()  # hub thread → loop thread
-        self._waiting: deque[_Job] = deque()  # loop thread only: received, not started yet
-        self._running = 0  # loop thread only
+        self._lanes: Lanes[_Job] = Lanes(self.limit, self.limit)  # loop thread only: set on start
         self._closing = False  # set on warm shutdown: start nothing new
         self._outbox: deque[_Job] = deque()
         self._loop_wake_pending = False
@@ -121,6 +175,8 @@ class AsyncioPool(BasePool):  # type: ignore[misc]
     def on_start(self) -> None:
         """Take this process's hand-off from the delivery task that owns it."""
         self.handoff: Handoff = self.app.tasks[TASK_NAME].handoff
+        self._settings = self.handoff.runtime.settings
+        self._lanes = Lanes(self.limit, self._settings.concurrency)
 
     def register_with_event_loop(self, loop: Any) -> None:
         """Remember the hub: finished attempts are reported from its thread."""
@@ -165,17 +221,19 @@ class AsyncioPool(BasePool):  # type: ignore[misc]
     def _start_pending(self) -> None:
         self._loop_wake_pending = False  # before popping: a later append wakes us again
         while self._inbox:
-            self._waiting.append(self._inbox.popleft())
-        # at most `limit` attempts run at once; prefetched messages beyond it wait here, as
-        # they would wait for a free thread in the threads pool
-        while self._waiting and self._running < self.limit and not self._closing:
-            item = self._waiting.popleft()
-            if item.cancelled:  # before it started
-                self._finish(item)
-                continue
-            self._running += 1
-            item.task = self.handoff.loop.create_task(self._run(item))
-            self.handoff.keep(item.task)
+            item = self._inbox.popleft()
+            item.batched = is_batched(self._settings, item.job)
+            self._lanes.add(item, batched=item.batched)
+        # at most `limit` attempts run at once, at most EVENTQ_CONCURRENCY of them sent alone;
+        # prefetched messages beyond that wait here, as they would wait for a free thread
+        while not self._closing and (started := self._lanes.take()):
+            for item, _ in started:
+                if item.cancelled:  # before it started
+                    self._lanes.finished(batched=item.batched)
+                    self._finish(item)
+                    continue
+                item.task = self.handoff.loop.create_task(self._run(item))
+                self.handoff.keep(item.task)
 
     def _cancel(self, item: _Job) -> None:
         if item.cancelled or item.result is not None:
@@ -186,8 +244,7 @@ class AsyncioPool(BasePool):  # type: ignore[misc]
             self.handoff.loop.call_later(CANCEL_REPORT_DELAY_S, self._log_cancelled)
         if item.task is not None:
             item.task.cancel()  # _run reports it, as cancelled
-        elif item in self._waiting:
-            self._waiting.remove(item)
+        elif self._lanes.remove(item):
             self._finish(item)
         # else still in the inbox: _start_pending finishes it when it takes it
 
@@ -201,7 +258,7 @@ class AsyncioPool(BasePool):  # type: ignore[misc]
 
     async def _run(self, item: _Job) -> None:
         item.result = await self.handoff.attempt(item.job, item.task_id)  # never raises
-        self._running -= 1
+        self._lanes.finished(batched=item.batched)
         self._start_pending()
         self._finish(item)
 
@@ -259,7 +316,7 @@ class AsyncioPool(BasePool):  # type: ignore[misc]
         """
         self._closing = True
         deadline = time.monotonic() + 300
-        while (self._running > 0 or self._outbox) and time.monotonic() < deadline:
+        while (self._lanes.running > 0 or self._outbox) and time.monotonic() < deadline:
             self._finished.wait(0.1)
             self._finished.clear()
             self._report_finished()

@@ -20,7 +20,7 @@ from eventq.keys import Keys
 from eventq.messaging import queue_for, send_job
 from eventq.schema import JobEnvelope
 from eventq.settings import Settings
-from worker.batcher import Batcher, BatchSender
+from worker.batcher import Batcher, BatchSender, jobs_in_flight
 from worker.circuit_breaker import CircuitBreaker
 from worker.credentials import Credentials, StaticCredentials
 from worker.delivery import Delivery
@@ -111,12 +111,15 @@ class Runtime:
 
     async def _build(self) -> Delivery:
         s = self.settings
+        # as many as the pool runs at once, so no attempt waits for a connection (aiohttp counts
+        # that wait in the connect timeout)
+        in_flight = jobs_in_flight(s)
         # one pipelined round trip per loop iteration for every delivery in flight
-        client = BatchingRedis.from_url(s.redis_url, max_connections=max(16, s.concurrency))
+        client = BatchingRedis.from_url(s.redis_url, max_connections=max(16, in_flight))
         self.session = new_session(
             connect_timeout_s=s.connect_timeout_s,
             read_timeout_s=s.read_timeout_s,
-            max_connections=s.concurrency,
+            max_connections=in_flight,
         )
         # one limiter: the accounts' budgets OAuth sets are the ones the deliveries read
         limiter = RateLimiter.from_settings(client, s)

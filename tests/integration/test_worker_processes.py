@@ -15,13 +15,14 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+import psutil
 from celery import Celery
 from prometheus_client.parser import text_string_to_metric_families
 
 from fake_hubspot.control import FakeHubSpot, free_port
 from producers.enqueue import Producer
 from tests.conftest import ROOT, Stack, valid_event, wait_for
-from tests.integration.helpers import states_of
+from tests.integration.helpers import states_of, status_of
 
 BANNER = re.compile(r"(\d+) delivery processes \(pids ([\d, ]+)\)")
 
@@ -118,50 +119,91 @@ def test_worker_with_two_processes_delivers_jobs_from_both_children(
     assert ("eventq_dlq_depth", ()) in samples  # the Redis-read figures, once
 
 
-def test_a_child_killed_mid_run_is_restarted_and_nothing_is_lost_or_duplicated(
+# batches of 8; a short attempt lock (17 s), which the killed child's jobs wait out
+BULK_ENV = {
+    "EVENTQ_BATCH_SIZE": "8",
+    "EVENTQ_BATCH_WAIT_MS": "100",
+    "EVENTQ_CONNECT_TIMEOUT_S": "1",
+    "EVENTQ_MAX_LIMITER_WAIT_S": "0.5",
+}
+UPSERT_PATH = "/marketing/v3/marketing-events/events/upsert"
+
+
+def enqueue_bulk(stack: Stack, count: int, tag: str) -> list[str]:
+    events = (valid_event(f"{tag}-{n}") for n in range(count))
+    results = Producer(stack.settings).enqueue_many(events, priority="bulk")
+    return [r.job_id for r in results if r.job_id]
+
+
+def batches_in_flight(fake: FakeHubSpot, since: int = 0) -> int:
+    """Return how many batch upserts the fake has received (from request `since` on) and not
+    answered yet."""
+    return sum(
+        1
+        for r in fake.requests(since)
+        if r["path"] == UPSERT_PATH and r["status"] is None and not r["closed"]
+    )
+
+
+def writes_per_event(fake: FakeHubSpot) -> Counter[str]:
+    """Count, per external event id, the writes that carried it: batch upserts and single
+    POSTs or PUTs."""
+    count: Counter[str] = Counter()
+    for r in fake.requests():
+        if r["path"] == UPSERT_PATH and r["body"]:
+            count.update(item["externalEventId"] for item in r["body"]["inputs"])
+        elif r["method"] == "PUT":
+            count[r["path"].rsplit("/", 1)[-1]] += 1
+        elif r["method"] == "POST" and r["body"]:
+            count[r["body"]["externalEventId"]] += 1
+    return count
+
+
+def test_a_child_killed_mid_batch_loses_nothing_duplicates_nothing_and_sigterm_drains_both(
     stack: Stack, fake: FakeHubSpot
 ) -> None:
-    # Given two processes delivering 300 jobs slowly (300 ms per answer)
-    fake.set_latency(ms=300)
-    _, log = start_processes(stack)
+    # Given `eventq worker --processes 2`, each child taking 16 bulk jobs at once, sent in
+    # batches of 8, and HubSpot answering in 1 s
+    stack.env.update(BULK_ENV)
+    fake.set_latency(ms=1000)
+    proc, log = start_processes(stack)
     first, second = child_pids(log)
-    job_ids = enqueue(stack, 300, "kill")
-    wait_for(lambda: len(fake.events()) >= 40, 60, "40 events created")
-    # When one child is killed outright while its deliveries are in flight
+    job_ids = enqueue_bulk(stack, 64, "kill")
+    # When four batch upserts are in flight (two per child: each holds 16 jobs), one child is
+    # killed outright
+    wait_for(lambda: batches_in_flight(fake) >= 4, 30, "both children's batches in flight")
     os.kill(first, signal.SIGKILL)
+    fake.set_latency(ms=50)
     # Then the supervisor starts it again, the other is untouched
     wait_for(lambda: b"worker process 1 started again" in log.read_bytes(), 30, "a restart")
     assert alive(second)
-    # And every job is delivered, each event created exactly once at the fake
-    wait_for(lambda: states_of(stack, job_ids)["delivered"] == 300, 120, "300 delivered")
-    ids = Counter(e["body"]["externalEventId"] for e in fake.events())
-    assert len(ids) == 300
-    assert max(ids.values()) == 1
-    # (the killed child's deliveries in flight were re-sent: more writes than events)
-    writes = [r for r in fake.requests() if r["method"] in ("POST", "PUT")]
-    assert len(writes) > 300
+    # And every job is delivered with its own event's object id, each event created once
+    wait_for(lambda: states_of(stack, job_ids)["delivered"] == 64, 90, "64 delivered")
+    object_ids = {e["body"]["externalEventId"]: e["objectId"] for e in fake.events()}
+    assert len(fake.events()) == len(object_ids) == 64
+    for n, job_id in enumerate(job_ids):
+        status = status_of(stack, job_id)
+        assert status is not None
+        assert status.objectId == object_ids[f"evt-kill-{n}"]
+    # (the killed child's batches were sent again: some events were written twice)
+    assert max(writes_per_event(fake).values()) >= 2
 
-
-def test_sigterm_to_the_command_drains_both_children_and_exits_0(
-    stack: Stack, fake: FakeHubSpot
-) -> None:
-    # Given both children with deliveries in flight (HubSpot answers in 1.5 s)
-    fake.set_latency(ms=1500)
-    proc, log = start_processes(stack)
-    pids = child_pids(log)
-    job_ids = enqueue(stack, 200, "drain")
-    wait_for(lambda: len(fake.requests()) >= 20, 30, "deliveries in flight")
-    per_node = tasks_per_node(stack)
+    # Given both children with batches in flight again
+    fake.set_latency(ms=1000)
+    since = len(fake.requests())
+    more = enqueue_bulk(stack, 64, "drain")
+    wait_for(lambda: batches_in_flight(fake, since) >= 4, 30, "both children's batches in flight")
+    pids = [child.pid for child in psutil.Process(proc.pid).children()]
     # When the command gets SIGTERM
     proc.send_signal(signal.SIGTERM)
     # Then it exits 0 once both children drained (well before the fixture would kill it)
     assert proc.wait(timeout=60) == 0
     assert not any(alive(pid) for pid in pids)
     assert "all 2 delivery processes stopped" in log.read_text(errors="replace")
-    # And every attempt that had reached HubSpot finished and was recorded: no job is left
-    # half-way, the others are still queued for the next worker
-    states = states_of(stack, job_ids)
-    sent = [r for r in fake.requests() if r["method"] == "POST"]
-    assert states["delivered"] >= len(sent) > 0
+    # And every batch that had reached HubSpot was answered and recorded: its jobs are
+    # delivered, the others are still queued for the next worker, nothing is half-way
+    states = states_of(stack, more)
+    assert batches_in_flight(fake, since) == 0
     assert set(states) <= {"delivered", "queued"}, states
-    assert len(per_node) == 2
+    stored = [e for e in fake.events() if e["externalEventId"].startswith("evt-drain-")]
+    assert states["delivered"] == len(stored) >= 32

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
 
 from eventq.schema import JobEnvelope, MarketingEvent
+from eventq.settings import Settings
 from tests.conftest import valid_event
 from tests.unit.test_delivery import Breaker, Limiter, World
 from worker.attempts import BatchAnswer, BatchAttemptResult, BatchError, Created, HttpFailure
-from worker.batcher import Batcher, BatchSender, Gatherer, Member
+from worker.batcher import Batcher, BatchSender, Gatherer, Member, jobs_in_flight
 from worker.credentials import AccessToken
 from worker.delivery import Delivery
 from worker.retry_policy import Backoff
@@ -87,6 +89,70 @@ async def test_an_error_while_sending_reaches_every_member_of_the_batch() -> Non
     )
     # Then both members see the error, as a single attempt would
     assert [type(r) for r in results] == [ConnectionError, ConnectionError]
+
+
+class Slot:
+    """A `prepare` that holds every due batch until `open()`, counting the batches it held."""
+
+    def __init__(self, flushes: Flushes) -> None:
+        self.flushes, self.held, self._open = flushes, 0, asyncio.Event()
+
+    def open(self) -> None:
+        self._open.set()
+
+    async def __call__(self, key: str) -> Callable[[list[int]], Awaitable[list[int]]]:
+        self.held += 1
+        await self._open.wait()
+        return partial(self.flushes, key)
+
+
+async def test_a_due_batch_takes_the_items_that_arrive_while_it_waits_for_its_slot() -> None:
+    # Given a gatherer of 10 whose batches wait for a slot, and 2 items whose wait is over
+    flushes = Flushes()
+    slot = Slot(flushes)
+    gatherer: Gatherer[str, int, int] = Gatherer(
+        flushes, size_for=lambda _: 10, wait_s=0.01, prepare=slot
+    )
+    first = [asyncio.ensure_future(gatherer.submit("a", i)) for i in (1, 2)]
+    await asyncio.sleep(0.05)
+    assert slot.held == 1
+    # When 3 more items arrive before the slot comes
+    later = [asyncio.ensure_future(gatherer.submit("a", i)) for i in (3, 4, 5)]
+    await asyncio.sleep(0)
+    slot.open()
+    results = await asyncio.wait_for(asyncio.gather(*first, *later), 1)
+    # Then all 5 went in the one batch, in one slot
+    assert flushes.batches == [("a", [1, 2, 3, 4, 5])]
+    assert results == [2, 4, 6, 8, 10]
+    assert slot.held == 1
+
+
+async def test_a_batch_full_while_it_waits_for_its_slot_leaves_later_items_a_new_one() -> None:
+    # Given a gatherer of 3 whose batches wait for a slot, and 1 item whose wait is over
+    flushes = Flushes()
+    slot = Slot(flushes)
+    gatherer: Gatherer[str, int, int] = Gatherer(
+        flushes, size_for=lambda _: 3, wait_s=0.01, prepare=slot
+    )
+    items = [asyncio.ensure_future(gatherer.submit("a", 1))]
+    await asyncio.sleep(0.05)
+    # When 3 more arrive before the slot comes
+    items += [asyncio.ensure_future(gatherer.submit("a", i)) for i in (2, 3, 4)]
+    await asyncio.sleep(0)
+    # Then the waiting batch is full at 3 and the 4th item waits in a new open batch
+    assert gatherer.waiting("a") == 1
+    slot.open()
+    await asyncio.wait_for(asyncio.gather(*items), 1)
+    assert flushes.batches == [("a", [1, 2, 3]), ("a", [4])]
+
+
+def test_a_batching_worker_takes_room_for_two_full_batches_beside_its_concurrency() -> None:
+    # Given the default concurrency (64) and batch size (100)
+    upsert = Settings(bulk_mode="upsert", concurrency=64, batch_size=100)
+    create = Settings(bulk_mode="create", concurrency=64, batch_size=100)
+    # Then a worker that batches bulk jobs runs 264 at once, one that does not 64
+    assert jobs_in_flight(upsert) == 264
+    assert jobs_in_flight(create) == 64
 
 
 @dataclass
