@@ -16,7 +16,7 @@ import math
 import ssl
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import redis
 import redis.asyncio as aioredis
@@ -158,7 +158,8 @@ def _redact_one(url: str) -> str:
         f"{name}={_HIDDEN}" if name.lower() == "password" else f"{name}{eq}{value}"
         for name, eq, value in (item.partition("=") for item in parts.query.split("&") if item)
     )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    shown = f"{parts.scheme}://{netloc}{parts.path}"
+    return shown + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 def _looks_like_user(scheme: str) -> bool:
