@@ -82,7 +82,7 @@ class _MovedAware:
             return super().read_response(*args, **kwargs)  # type: ignore[misc]
         except ReadOnlyError as error:
             self.disconnect()  # type: ignore[attr-defined]
-            raise RedisMoved(str(error)) from None
+            raise RedisMoved(f"READONLY (Redis moved: a failover?): {error}") from None
 
 
 class _AsyncMovedAware:
@@ -93,7 +93,7 @@ class _AsyncMovedAware:
             return await super().read_response(*args, **kwargs)  # type: ignore[misc]
         except ReadOnlyError as error:
             await self.disconnect()  # type: ignore[attr-defined]
-            raise RedisMoved(str(error)) from None
+            raise RedisMoved(f"READONLY (Redis moved: a failover?): {error}") from None
 
 
 class _Connection(_MovedAware, redis.connection.Connection):
