@@ -136,7 +136,7 @@ def _redis_or_exit(settings: Settings) -> None:
     try:
         check_redis(settings)
     except RedisUnavailable as error:
-        err.print(f"error: {error}", markup=False, highlight=False)
+        err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         raise SystemExit(1) from None
 
 
