@@ -54,6 +54,7 @@ _BACKOFF_CAP_S = 0.5
 _SOCKET_TIMEOUT_S = 10.0
 _CONNECT_TIMEOUT_S = 5.0
 _HIDDEN = "***"
+_TRANSPORT = "eventq.broker_transport:"  # kombu's transports, closed safely (see there)
 
 AsyncClient = TypeVar("AsyncClient", bound=aioredis.Redis)
 
@@ -342,6 +343,7 @@ class BrokerConnection:
     url: str
     transport_options: dict[str, Any] = field(default_factory=dict)
     use_ssl: dict[str, Any] | None = None
+    transport: str | None = None  # kombu transport class; None: the URL's scheme decides
 
 
 def broker(settings: Settings) -> BrokerConnection:
@@ -349,11 +351,11 @@ def broker(settings: Settings) -> BrokerConnection:
     a Redis of its own), else EVENTQ_REDIS_URL with its TLS files, or kombu's `sentinel://`
     transport over EVENTQ_REDIS_SENTINELS."""
     url = settings.effective_broker_url
-    if not is_redis_url(url):
-        return BrokerConnection(url)
+    if not url.startswith(("redis://", "rediss://")):
+        return BrokerConnection(url)  # RabbitMQ, or a URL form kombu reads itself
     tls = _kombu_ssl(settings, url)
     if not _uses_sentinel(settings, settings.broker_url):
-        return BrokerConnection(url, use_ssl=tls)
+        return BrokerConnection(url, use_ssl=tls, transport=_TRANSPORT + "Transport")
     creds = _Credentials.of(url)
     userinfo = ""
     if creds.username or creds.password:
@@ -365,7 +367,7 @@ def broker(settings: Settings) -> BrokerConnection:
         "master_name": settings.redis_sentinel_master,
         "sentinel_kwargs": _sentinel_kwargs(settings, url),
     }
-    return BrokerConnection(";".join(hosts), options, tls)
+    return BrokerConnection(";".join(hosts), options, tls, _TRANSPORT + "SentinelTransport")
 
 
 def _kombu_ssl(settings: Settings, url: str) -> dict[str, Any] | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,7 @@ class RedisServer:
     port: int
     args: list[str]
     name: str = "redis"
+    ready: bytes = READY  # the log line that says it serves
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -41,7 +42,7 @@ class RedisServer:
         )
         deadline = time.monotonic() + ready_timeout_s
         while time.monotonic() < deadline:
-            if self.log.exists() and READY in self.log.read_bytes():
+            if self.log.exists() and self.ready in self.log.read_bytes():
                 return self
             if self.proc.poll() is not None:
                 break
@@ -65,13 +66,13 @@ class RedisServer:
                 self.proc.wait(5)
 
 
-def replica_online(primary: redis.Redis) -> bool:
-    """Return True when the primary has a replica that is linked and in sync."""
+def replicas_online(primary: redis.Redis) -> int:
+    """Return how many replicas of the primary are linked and in sync."""
     info = primary.info("replication")
-    return any(
-        isinstance(v, dict) and v.get("state") == "online"
+    return sum(
+        1
         for k, v in info.items()
-        if k.startswith("slave")
+        if k.startswith("slave") and isinstance(v, dict) and v.get("state") == "online"
     )
 
 
@@ -134,13 +135,16 @@ def tls_supported() -> bool:
 
 @dataclass
 class SentinelSet:
-    """A primary, its replica and one sentinel watching them as `mymaster`."""
+    """A primary, two replicas and one sentinel watching them as `mymaster`.
+
+    Two replicas, so that after the primary dies and one replica is promoted, the other
+    replicates from it and durable writes (`WAIT 1`) can be confirmed again.
+    """
 
     primary: RedisServer
-    replica: RedisServer
+    replicas: list[RedisServer]
     sentinel: RedisServer
     master: str = "mymaster"
-    extra: list[RedisServer] = field(default_factory=list)
 
     @property
     def sentinels(self) -> str:
@@ -155,19 +159,35 @@ class SentinelSet:
         return int(host_port[1])
 
     def stop(self) -> None:
-        for server in (self.sentinel, self.replica, self.primary, *self.extra):
+        for server in (self.sentinel, *self.replicas, self.primary):
             server.stop()
 
 
-def start_sentinel_set(workdir: Path, *, down_after_ms: int = 1000) -> SentinelSet:
+def start_sentinel_set(workdir: Path, *, down_after_ms: int = 1500) -> SentinelSet:
     """Start a primary, a replica (linked before returning) and a sentinel that knows both."""
-    primary = plain_server(workdir, name="primary").start()
-    replica = plain_server(
-        workdir, "--replicaof", "127.0.0.1", str(primary.port), name="replica"
-    ).start()
+    started: list[RedisServer] = []
+    try:
+        return _start_sentinel_set(workdir, down_after_ms, started)
+    except BaseException:
+        for server in started:
+            server.stop()
+        raise
+
+
+def _start_sentinel_set(
+    workdir: Path, down_after_ms: int, started: list[RedisServer]
+) -> SentinelSet:
+    primary = plain_server(workdir, name="primary")
+    started.append(primary)
+    primary.start()
+    replicas = []
+    for name in ("replica1", "replica2"):
+        replica = plain_server(workdir, "--replicaof", "127.0.0.1", str(primary.port), name=name)
+        started.append(replica)
+        replicas.append(replica.start())
     client = redis.Redis(port=primary.port)
     deadline = time.monotonic() + 10
-    while not replica_online(client):
+    while replicas_online(client) < len(replicas):
         if time.monotonic() > deadline:
             pytest.fail("the replica did not link to the primary within 10 s")
         time.sleep(0.05)
@@ -181,15 +201,16 @@ def start_sentinel_set(workdir: Path, *, down_after_ms: int = 1000) -> SentinelS
         f"sentinel down-after-milliseconds mymaster {down_after_ms}\n"
         "sentinel failover-timeout mymaster 5000\n"
     )
-    sentinel = RedisServer(workdir / "sentinel", port, [str(conf), "--sentinel"], "sentinel")
+    sentinel = RedisServer(
+        workdir / "sentinel", port, [str(conf), "--sentinel"], "sentinel", b"+monitor master"
+    )
+    started.append(sentinel)
     sentinel.start()
-    found = SentinelSet(primary, replica, sentinel)
     watcher = redis.Redis(port=port, socket_timeout=2)
     deadline = time.monotonic() + 15
-    while not watcher.execute_command("SENTINEL", "REPLICAS", "mymaster"):
+    while len(watcher.execute_command("SENTINEL", "REPLICAS", "mymaster")) < len(replicas):
         if time.monotonic() > deadline:
-            found.stop()
-            pytest.fail("the sentinel did not discover the replica within 15 s")
+            pytest.fail("the sentinel did not discover the replicas within 15 s")
         time.sleep(0.1)
     watcher.close()
-    return found
+    return SentinelSet(primary, replicas, sentinel)

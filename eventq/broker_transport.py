@@ -1,0 +1,50 @@
+"""kombu's Redis and Sentinel transports, with a channel that survives losing its broker.
+
+When the broker connection drops (Redis killed, a Sentinel failover), Celery closes the
+connection, and kombu's channel, while closing, asks for a new client to hand unacked messages
+back. By then the connection has let go of its parameters (`connection.client` is None), and
+kombu 5.7 raised AttributeError there: "Unrecoverable error", the worker process exited. Here
+that request fails as a `redis.ConnectionError` instead, which Celery's close ignores; the
+consumer reconnects (through the sentinels: to the new primary) and the unacked messages come
+back after the visibility timeout, as for a worker that died.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from kombu.transport import redis as kombu_redis
+
+__all__ = ["SentinelTransport", "Transport"]
+
+
+class _ClosedSafely:
+    """A channel whose connection parameters, once gone, are a connection error."""
+
+    connection: Any
+
+    def _connparams(self, asynchronous: bool = False) -> Any:
+        if self.connection.client is None:
+            raise redis.ConnectionError("broker connection closed; unacked messages come back")
+        return super()._connparams(asynchronous)  # type: ignore[misc]
+
+
+class Channel(_ClosedSafely, kombu_redis.Channel):
+    """kombu's Redis channel, closed safely after a lost connection."""
+
+
+class SentinelChannel(_ClosedSafely, kombu_redis.SentinelChannel):
+    """kombu's Sentinel channel, closed safely after a lost connection."""
+
+
+class Transport(kombu_redis.Transport):
+    """`redis://` / `rediss://` broker transport with the safe channel."""
+
+    Channel = Channel
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    """`sentinel://` broker transport with the safe channel."""
+
+    Channel = SentinelChannel
