@@ -1,5 +1,9 @@
 """kombu's Redis and Sentinel transports, with a channel that survives losing its broker.
 
+A Redis that answers READONLY (a failover behind one address: the old primary is now a
+replica) is a lost connection too: kombu would otherwise raise ReadOnlyError from an ack or a
+BRPOP, which Celery treats as unrecoverable.
+
 When the broker connection drops (Redis killed, a Sentinel failover), Celery closes the
 connection, and kombu's channel, while closing, asks for a new client to hand unacked messages
 back. By then the connection has let go of its parameters (`connection.client` is None), and
@@ -16,6 +20,8 @@ from typing import Any
 import redis
 from kombu.transport import redis as kombu_redis
 
+from eventq.redis_conn import MovedAwareConnection, MovedAwareSSLConnection
+
 __all__ = ["SentinelTransport", "Transport"]
 
 
@@ -31,7 +37,11 @@ class _ClosedSafely:
 
 
 class Channel(_ClosedSafely, kombu_redis.Channel):
-    """kombu's Redis channel, closed safely after a lost connection."""
+    """kombu's Redis channel, closed safely after a lost connection, whose connections take
+    READONLY (the address now reaches a replica) as a lost connection: reconnect, not crash."""
+
+    connection_class = MovedAwareConnection
+    connection_class_ssl = MovedAwareSSLConnection
 
 
 class SentinelChannel(_ClosedSafely, kombu_redis.SentinelChannel):

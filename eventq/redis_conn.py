@@ -35,6 +35,8 @@ from eventq.settings import Settings
 __all__ = [
     "REDIS_SCHEMES",
     "BrokerConnection",
+    "MovedAwareConnection",
+    "MovedAwareSSLConnection",
     "RedisMoved",
     "RedisUnavailable",
     "async_client",
@@ -97,12 +99,13 @@ class _AsyncMovedAware:
             raise RedisMoved(f"READONLY (Redis moved: a failover?): {error}") from None
 
 
-class _Connection(_MovedAware, redis.connection.Connection):
-    pass
+class MovedAwareConnection(_MovedAware, redis.connection.Connection):
+    """A TCP connection that answers READONLY with `RedisMoved` (also kombu's, see
+    eventq.broker_transport)."""
 
 
-class _SSLConnection(_MovedAware, redis.connection.SSLConnection):
-    pass
+class MovedAwareSSLConnection(_MovedAware, redis.connection.SSLConnection):
+    """A TLS connection that answers READONLY with `RedisMoved`."""
 
 
 class _UnixConnection(_MovedAware, redis.connection.UnixDomainSocketConnection):
@@ -126,7 +129,8 @@ def _connection_class(url: str, *, asynchronous: bool) -> type[Any]:
     if asynchronous:
         found = {"rediss": _AsyncSSLConnection, "unix": _AsyncUnixConnection}
         return found.get(scheme, _AsyncConnection)
-    return {"rediss": _SSLConnection, "unix": _UnixConnection}.get(scheme, _Connection)
+    found_sync = {"rediss": MovedAwareSSLConnection, "unix": _UnixConnection}
+    return found_sync.get(scheme, MovedAwareConnection)
 
 
 def is_redis_url(url: str) -> bool:

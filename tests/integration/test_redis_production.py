@@ -169,8 +169,11 @@ def test_a_wrong_redis_password_stops_the_worker_and_the_service_with_one_clear_
 
 class SwitchablePair:
     """Two servers, A and B, B replicating A: `demote()` makes A a read-only replica of B (as a
-    failover behind a fixed address does), `promote()` makes A the primary again; no data is
-    lost either way."""
+    failover behind a fixed address does), `promote()` makes A the primary again.
+
+    Both use Redis's coordinated `FAILOVER` (writes paused until the replica has caught up), so
+    no acknowledged write is lost: what is under test is the READONLY answers, not data loss.
+    """
 
     def __init__(self, workdir: Path) -> None:
         self.a, self.b = plain_server(workdir, name="a"), plain_server(workdir, name="b")
@@ -187,13 +190,18 @@ class SwitchablePair:
         return f"redis://127.0.0.1:{self.a.port}/0"
 
     def demote(self) -> None:
-        self._b.replicaof("NO", "ONE")
-        self._a.replicaof("127.0.0.1", self.b.port)
-        self._wait_linked(self._b)
+        self._switch(self._a, self._b)
 
     def promote(self) -> None:
-        self._a.replicaof("NO", "ONE")
-        self._b.replicaof("127.0.0.1", self.a.port)
+        self._switch(self._b, self._a)
+
+    def _switch(self, primary: redis.Redis, replica: redis.Redis) -> None:
+        primary.execute_command("FAILOVER")
+        deadline = time.monotonic() + 10
+        while replica.info("replication")["role"] != "master":
+            assert time.monotonic() < deadline, "FAILOVER did not finish within 10 s"
+            time.sleep(0.01)
+        self._wait_linked(replica)
 
     def _wait_linked(self, primary: redis.Redis) -> None:
         deadline = time.monotonic() + 10
