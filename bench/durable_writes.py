@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -111,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="1 round of 100 each way")
     args = parser.parse_args(argv)
     rounds, count = (1, 100) if args.quick else (3, 500)
+    load_before = os.getloadavg()[0]
     workdir = Path(tempfile.mkdtemp(prefix="eventq-bench-dw-"))
     primary, port = _start(workdir / "primary")
     replica, _ = _start(workdir / "replica", "--replicaof", "127.0.0.1", str(port))
@@ -130,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         "what": "Producer.enqueue latency, one at a time, primary + 1 replica on loopback",
         "machine": f"{platform.machine()} {platform.system()}, python {platform.python_version()}",
         "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_average_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "durable_writes_off": _summary(off),
         "durable_writes_on": _summary(on),
     }
