@@ -11,18 +11,23 @@ kombu 5.7 raised AttributeError there: "Unrecoverable error", the worker process
 that request fails as a `redis.ConnectionError` instead, which Celery's close ignores; the
 consumer reconnects (through the sentinels: to the new primary) and the unacked messages come
 back after the visibility timeout, as for a worker that died.
+
+`install()` makes them what kombu's `redis://`, `rediss://` and `sentinel://` URLs name in this
+process (the worker and Flower call it: `worker.celery_app`), so URLs, Celery's banner and
+Flower's broker views keep kombu's own scheme names.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import kombu.transport
 import redis
 from kombu.transport import redis as kombu_redis
 
 from eventq.redis_conn import MovedAwareConnection, MovedAwareSSLConnection
 
-__all__ = ["SentinelTransport", "Transport"]
+__all__ = ["SentinelTransport", "Transport", "install"]
 
 
 class _ClosedSafely:
@@ -58,3 +63,17 @@ class SentinelTransport(kombu_redis.SentinelTransport):
     """`sentinel://` broker transport with the safe channel."""
 
     Channel = SentinelChannel
+
+
+_ALIASES = {
+    "redis": f"{__name__}:Transport",
+    "rediss": f"{__name__}:Transport",
+    "sentinel": f"{__name__}:SentinelTransport",
+}
+
+
+def install() -> None:
+    """Make kombu's Redis URL schemes use these transports in this process (idempotent)."""
+    for scheme, path in _ALIASES.items():
+        kombu.transport.TRANSPORT_ALIASES[scheme] = path
+        kombu.transport._transport_cache.pop(scheme, None)

@@ -35,7 +35,6 @@ def make_celery(settings: Settings, name: str = "eventq") -> Celery:
     app = Celery(name, broker=connection.url)
     app.conf.update(
         broker_use_ssl=connection.use_ssl,
-        broker_transport=connection.transport,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_ignore_result=True,

@@ -56,7 +56,6 @@ _BACKOFF_CAP_S = 0.5
 _SOCKET_TIMEOUT_S = 10.0
 _CONNECT_TIMEOUT_S = 5.0
 _HIDDEN = "***"
-_TRANSPORT = "eventq.broker_transport:"  # kombu's transports, closed safely (see there)
 
 AsyncClient = TypeVar("AsyncClient", bound=aioredis.Redis)
 
@@ -347,7 +346,6 @@ class BrokerConnection:
     url: str
     transport_options: dict[str, Any] = field(default_factory=dict)
     use_ssl: dict[str, Any] | None = None
-    transport: str | None = None  # kombu transport class; None: the URL's scheme decides
 
 
 def broker(settings: Settings) -> BrokerConnection:
@@ -359,7 +357,7 @@ def broker(settings: Settings) -> BrokerConnection:
         return BrokerConnection(url)  # RabbitMQ, or a URL form kombu reads itself
     tls = _kombu_ssl(settings, url)
     if not _uses_sentinel(settings, settings.broker_url):
-        return BrokerConnection(url, use_ssl=tls, transport=_TRANSPORT + "Transport")
+        return BrokerConnection(url, use_ssl=tls)
     creds = _Credentials.of(url)
     userinfo = ""
     if creds.username or creds.password:
@@ -371,7 +369,7 @@ def broker(settings: Settings) -> BrokerConnection:
         "master_name": settings.redis_sentinel_master,
         "sentinel_kwargs": _sentinel_kwargs(settings, url),
     }
-    return BrokerConnection(";".join(hosts), options, tls, _TRANSPORT + "SentinelTransport")
+    return BrokerConnection(";".join(hosts), options, tls)
 
 
 def _kombu_ssl(settings: Settings, url: str) -> dict[str, Any] | None:
