@@ -25,6 +25,7 @@ from fake_hubspot.control import FakeHubSpot
 from producers.enqueue import Producer
 from tests.conftest import TOKEN, Stack, valid_event, wait_for
 from tests.integration.helpers import states_of, wait_state
+from tests.integration.http_support import KEY_ENV, Api, running_service
 from tests.integration.redis_servers import (
     CertFiles,
     RedisServer,
@@ -352,35 +353,50 @@ def test_a_sentinel_failover_mid_run_loses_nothing_and_needs_no_restart(
         fake,
         EVENTQ_REDIS_SENTINELS=sentinel_set.sentinels,
         EVENTQ_REDIS_DURABLE_WRITES="true",
+        **KEY_ENV,
     )
     stack = Stack(env=env, tmp=tmp_path)
     try:
-        # Given a worker on Sentinel's primary, and a producer enqueueing at a steady rate that
-        # retries what it was not told was accepted (the enqueue is idempotent by external id)
+        # Given a worker and the HTTP service on Sentinel's primary, and producers (every other
+        # job through the HTTP service, the rest through the Python API) enqueueing at a steady
+        # rate and retrying what they were not told was accepted (idempotent by external id)
         worker = stack.start_worker(concurrency=8)
         producer = Producer(stack.settings)
         accepted: dict[str, str] = {}
         errors: Counter[str] = Counter()
         deadline = time.monotonic() + 60
-        for i in range(JOBS):
-            if i == KILL_AFTER_ACCEPTED:
-                # When the primary is killed (SIGKILL) mid-run
-                old_primary = sentinel_set.primary_port()
-                sentinel_set.primary.kill()
-                killed_at = time.monotonic()
-            while f"fo-{i}" not in accepted:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"job {i} not accepted within 60 s; errors {dict(errors)}")
-                try:
-                    accepted[f"fo-{i}"] = producer.enqueue(valid_event(f"fo-{i}"))[0]
-                except Exception as error:
-                    errors[type(error).__name__] += 1
-            time.sleep(0.01)
+        with running_service(stack.settings) as base_url:
+            api = Api(base_url)
+
+            def enqueue(i: int) -> str:
+                if i % 2:
+                    return producer.enqueue(valid_event(f"fo-{i}"))[0]
+                answer = api.post("/v1/events", json=valid_event(f"fo-{i}"))
+                if answer.status_code != 202:
+                    raise RuntimeError(f"HTTP {answer.status_code}")
+                return str(answer.json()["jobId"])
+
+            for i in range(JOBS):
+                if i == KILL_AFTER_ACCEPTED:
+                    # When the primary is killed (SIGKILL) mid-run
+                    old_primary = sentinel_set.primary_port()
+                    sentinel_set.primary.kill()
+                    killed_at = time.monotonic()
+                while f"fo-{i}" not in accepted:
+                    if time.monotonic() > deadline:
+                        pytest.fail(f"job {i} not accepted within 60 s; errors {dict(errors)}")
+                    try:
+                        accepted[f"fo-{i}"] = enqueue(i)
+                    except Exception as error:
+                        errors[str(error) if "HTTP" in str(error) else type(error).__name__] += 1
+                time.sleep(0.01)
+            # and the HTTP service still answers after the failover, without a restart
+            assert api.get("/readyz").status_code == 200
         # Then the sentinel promoted a replica
         replica_ports = {r.port for r in sentinel_set.replicas}
         assert sentinel_set.primary_port() in replica_ports
         assert old_primary not in replica_ports
-        # and every job the producer was told was accepted is delivered exactly once
+        # and every job a producer was told was accepted is delivered exactly once
         ids = list(accepted.values())
         wait_for(lambda: states_of(stack, ids)["delivered"] == JOBS, 30, "every job delivered")
         delivered_after_s = time.monotonic() - killed_at
