@@ -5,15 +5,18 @@ the same settings onto kombu's broker URL, transport options and `broker_use_ssl
 Flower). `redacted_url` is the form of a URL that output may show.
 
 A failover is survived by retrying, not by restarting: every client retries a command for
-EVENTQ_REDIS_RETRY_S while Redis is unreachable or answers `READONLY` (the address now points
-at a replica), reconnecting each time; through Sentinel it asks the sentinels for the primary
-again on each reconnect.
+EVENTQ_REDIS_RETRY_S (`TimedRetry`) while Redis is unreachable or answers `READONLY` (the
+address now points at a replica), reconnecting each time; through Sentinel it asks the
+sentinels for the primary again on each reconnect.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import ssl
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 from urllib.parse import quote, unquote, urlsplit
@@ -39,6 +42,7 @@ __all__ = [
     "MovedAwareSSLConnection",
     "RedisMoved",
     "RedisUnavailable",
+    "TimedRetry",
     "async_client",
     "broker",
     "check_redis",
@@ -178,6 +182,61 @@ def _retry_count(settings: Settings) -> int:
     return 4 + max(0, capped)
 
 
+T = TypeVar("T")
+
+
+class TimedRetry(Retry):
+    """redis-py's `Retry`, bounded by time as well as by count: it gives up once `budget_s`
+    has passed since the call began, so a Redis that hangs (each try waits for its socket
+    timeout) cannot stretch the retries to count x timeout."""
+
+    def __init__(self, budget_s: float, retries: int) -> None:
+        super().__init__(ExponentialBackoff(_BACKOFF_CAP_S, _BACKOFF_BASE_S), retries)
+        self.budget_s = budget_s
+
+    def call_with_retry(self, do: Callable[[], T], fail: Callable[[Exception], Any]) -> T:
+        """Return `do()`, retried after each supported error until the budget is spent."""
+        self._backoff.reset()  # type: ignore[no-untyped-call]
+        deadline = time.monotonic() + self.budget_s
+        failures = 0
+        while True:
+            try:
+                return do()
+            except self._supported_errors as error:
+                failures += 1
+                fail(error)
+                pause_s = self._backoff.compute(failures)
+                if failures > self._retries or time.monotonic() + pause_s > deadline:
+                    raise error
+                time.sleep(pause_s)
+
+
+class AsyncTimedRetry(AsyncRetry):
+    """`TimedRetry` for the asyncio clients."""
+
+    def __init__(self, budget_s: float, retries: int) -> None:
+        super().__init__(ExponentialBackoff(_BACKOFF_CAP_S, _BACKOFF_BASE_S), retries)
+        self.budget_s = budget_s
+
+    async def call_with_retry(
+        self, do: Callable[[], Awaitable[T]], fail: Callable[[Any], Any]
+    ) -> T:
+        """Return `await do()`, retried after each supported error until the budget is spent."""
+        self._backoff.reset()  # type: ignore[no-untyped-call]
+        deadline = time.monotonic() + self.budget_s
+        failures = 0
+        while True:
+            try:
+                return await do()
+            except self._supported_errors as error:
+                failures += 1
+                await fail(error)
+                pause_s = self._backoff.compute(failures)
+                if failures > self._retries or time.monotonic() + pause_s > deadline:
+                    raise error
+                await asyncio.sleep(pause_s)
+
+
 def _common_kwargs(settings: Settings) -> dict[str, Any]:
     return {
         "socket_timeout": _SOCKET_TIMEOUT_S,
@@ -248,7 +307,7 @@ def sync_client(settings: Settings, url: str | None = None, **extra: Any) -> red
     target = url or settings.redis_url
     options = {
         **_common_kwargs(settings),
-        "retry": Retry(ExponentialBackoff(_BACKOFF_CAP_S, _BACKOFF_BASE_S), _retry_count(settings)),
+        "retry": TimedRetry(settings.redis_retry_s, _retry_count(settings)),
         **extra,
     }
     if _uses_sentinel(settings, url):
@@ -278,10 +337,9 @@ def async_client(
     """Return an asyncio client (of `client_class`) of EVENTQ_REDIS_URL (or `url`), through
     Sentinel when set. `extra` keyword arguments go to the connection pool."""
     target = url or settings.redis_url
-    retries = _retry_count(settings)
     options = {
         **_common_kwargs(settings),
-        "retry": AsyncRetry(ExponentialBackoff(_BACKOFF_CAP_S, _BACKOFF_BASE_S), retries),
+        "retry": AsyncTimedRetry(settings.redis_retry_s, _retry_count(settings)),
         **extra,
     }
     if _uses_sentinel(settings, url):

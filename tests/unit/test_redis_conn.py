@@ -7,6 +7,7 @@ test_redis_production.py runs the same settings against real servers).
 from __future__ import annotations
 
 import ssl
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from eventq.durable_writes import Durability, WriteNotConfirmed
 from eventq.messaging import make_celery
 from eventq.redis_conn import (
     RedisMoved,
+    TimedRetry,
     _retry_count,
     async_client,
     broker,
@@ -191,3 +193,35 @@ def test_durable_writes_are_off_unless_asked_for() -> None:
         load_settings(redis_durable_writes=True, redis_durable_timeout_ms=250, key_prefix="p")
     )
     assert on == Durability(replicas=1, timeout_ms=250, mark_key="p:durable-mark")
+
+
+def test_the_retry_gives_up_after_its_time_budget_however_slow_each_try_is() -> None:
+    # Given a Redis that hangs: each try waits 0.3 s for a timeout, and 100 retries are allowed
+    retry = TimedRetry(budget_s=0.5, retries=100)
+    tries: list[float] = []
+
+    def hanging() -> None:
+        tries.append(time.monotonic())
+        time.sleep(0.3)
+        raise redis.TimeoutError("Timeout reading from socket")
+
+    # When a command is retried
+    started = time.monotonic()
+    with pytest.raises(redis.TimeoutError):
+        retry.call_with_retry(hanging, lambda _: None)
+    # Then it gave up after about its budget, not after 100 x 0.3 s
+    assert len(tries) <= 3
+    assert time.monotonic() - started < 1.5
+
+
+def test_a_readonly_answer_is_retried_and_a_success_ends_the_retries() -> None:
+    retry = TimedRetry(budget_s=5, retries=100)
+    answers = iter([RedisMoved("READONLY"), RedisMoved("READONLY"), "OK"])
+
+    def command() -> str:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert retry.call_with_retry(command, lambda _: None) == "OK"
