@@ -30,7 +30,11 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
 
 
 def make_celery(settings: Settings, name: str = "eventq") -> Celery:
-    """Return a Celery app configured for eventq (broker, queues, acks, events, prefetch)."""
+    """Return a Celery app configured for eventq (broker, queues, acks, events, prefetch).
+
+    A process that consumes (the worker, Flower) calls `eventq.redis_transport.install()` first,
+    so that its broker connection survives a lost or moved Redis.
+    """
     connection = broker(settings)
     app = Celery(name, broker=connection.url)
     app.conf.update(

@@ -104,7 +104,7 @@ class _AsyncMovedAware:
 
 class MovedAwareConnection(_MovedAware, redis.connection.Connection):
     """A TCP connection that answers READONLY with `RedisMoved` (also kombu's, see
-    eventq.broker_transport)."""
+    eventq.redis_transport)."""
 
 
 class MovedAwareSSLConnection(_MovedAware, redis.connection.SSLConnection):

@@ -7,12 +7,13 @@ import re
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     Field,
     NonNegativeFloat,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     SecretStr,
@@ -50,7 +51,7 @@ class SettingsError(InvalidInput, RuntimeError):
     def __init__(self, message: str, *, field: str | None = None, fix: str | None = None) -> None:
         named = _SETTING_NAMED.match(message)
         field = field or (named.group(1) if named else None)
-        fix = fix or (f"set {field} as README's settings table describes" if field else None)
+        fix = fix or (f"set {field} as docs/settings.md describes" if field else None)
         super().__init__(message, field=field, fix=fix)
 
 
@@ -81,7 +82,7 @@ class RateLimit:
 
 
 class Settings(BaseSettings):
-    """Every setting of eventq. Each field's description is the README's settings table."""
+    """Every setting of eventq. Each field's description is docs/settings.md's table."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -163,7 +164,8 @@ class Settings(BaseSettings):
     api_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(
         default_factory=dict,
         description=(
-            "Producer keys for the HTTP ingest, `name:key,name2:key2` (or a JSON object); "
+            "Producer keys for the HTTP ingest, `name:key,name2:key2` (or a JSON object), one name "
+            "per key; "
             f"each key at least {MIN_KEY_LENGTH} characters."
         ),
     )
@@ -288,7 +290,15 @@ class Settings(BaseSettings):
         "default: visibility timeout + attempt lock + 30 s.",
     )
     ledger_ttl_s: PositiveInt = Field(
-        30 * 86_400, description="How long delivered events are remembered for deduplication."
+        30 * 86_400,
+        description="How long a delivered event is remembered, so a retry or replay of its job "
+        "never sends it twice.",
+    )
+    dedupe_window_s: NonNegativeInt = Field(
+        600,
+        description="An identical event (same account and external ids) is refused while its job "
+        "is live and for this long after it was delivered; after that it gets a new job, sent "
+        "with create-or-update (PUT). 0: refused only while live.",
     )
     job_ttl_s: PositiveInt = Field(
         7 * 86_400, description="How long a finished job's status stays readable."
@@ -301,6 +311,14 @@ class Settings(BaseSettings):
     )
     http_host: str = Field("127.0.0.1", description="Bind address of `eventq serve`.")
     http_port: int = Field(8080, ge=1, le=65535, description="Port of `eventq serve`.")
+    trust_forwarded_proto: bool = Field(
+        False,
+        description=(
+            "Behind a TLS-terminating proxy that sets `X-Forwarded-Proto` (and drops the "
+            "client's own): the admin session cookie is `Secure` when that header says `https`. "
+            "Leave off when clients reach `eventq serve` directly: they could forge the header."
+        ),
+    )
     max_batch_size: PositiveInt = Field(
         1000, description="Most events accepted in one POST /v1/events/batch."
     )
@@ -308,7 +326,11 @@ class Settings(BaseSettings):
         5 * 1024 * 1024, description="Largest HTTP request body accepted by `eventq serve`."
     )
     metrics_port: int = Field(
-        9808, ge=0, le=65535, description="Worker Prometheus port (0 disables)."
+        9808,
+        ge=0,
+        le=65535,
+        description="Worker Prometheus port, all processes of `eventq worker` added up "
+        "(0 disables).",
     )
     oauth_client_id: str | None = Field(None, description="OAuth app client id (OAuth mode).")
     oauth_client_secret: SecretStr | None = Field(
@@ -456,6 +478,16 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _check_key_names(self) -> Settings:
+        both = sorted(set(self.api_keys) & set(self.admin_api_keys))
+        if both:
+            raise ValueError(
+                f"key name {both[0]!r} is in both EVENTQ_API_KEYS and EVENTQ_ADMIN_API_KEYS; "
+                "give each key its own name"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _check_oauth(self) -> Settings:
         accounts = self.oauth_accounts_file or self.oauth_accounts
         oauth = (self.oauth_client_id, self.oauth_client_secret, accounts)
@@ -503,25 +535,38 @@ def _parse_named_keys(text: str) -> dict[str, str]:
     if not text:
         return {}
     if text.startswith("{"):
-        loaded = json.loads(text)
+        loaded = json.loads(text, object_pairs_hook=_named_keys)
         if not isinstance(loaded, dict):
             raise ValueError("expected a JSON object of name → key")
         return {str(k): str(v) for k, v in loaded.items()}
-    keys: dict[str, str] = {}
+    pairs: list[tuple[str, str]] = []
     for index, item in enumerate(text.split(","), start=1):
         name, sep, key = item.strip().partition(":")
         if not sep or not name or not key:
             raise ValueError(f"item {index} is not `name:key` (expected `name:key,name2:key2`)")
-        keys[name.strip()] = key.strip()
+        pairs.append((name.strip(), key.strip()))
+    return _named_keys(pairs)
+
+
+def _named_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Return `pairs` as a dict; raise ValueError when a name comes twice (one key would be
+    silently dropped: its holder would get 401s, or keep access after a rotation)."""
+    keys: dict[str, Any] = {}
+    for name, key in pairs:
+        if name in keys:
+            raise ValueError(f"key name {name!r} is given twice; give each key its own name")
+        keys[name] = key
     return keys
 
 
 def _describe(error: ValidationError) -> str:
     first = error.errors()[0]
-    field = str(first["loc"][0]) if first["loc"] else "settings"
     message = first["msg"].removeprefix("Value error, ")
-    variable = field if field.startswith(ENV_PREFIX) else ENV_PREFIX + field.upper()
     extra = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    if not first["loc"]:  # a check across settings: its message names them
+        return f"invalid settings: {message}{extra}"
+    field = str(first["loc"][0])
+    variable = field if field.startswith(ENV_PREFIX) else ENV_PREFIX + field.upper()
     return f"invalid setting {variable}: {message}{extra}"
 
 

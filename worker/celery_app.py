@@ -6,15 +6,15 @@ from typing import Any
 
 from celery import signals
 
-from eventq import broker_transport
+from eventq import redis_transport
 from eventq.logs import configure_logging
 from eventq.messaging import make_celery
 from eventq.settings import get_settings
 
 __all__ = ["app"]
 
-# the broker connection survives a failover (READONLY, a lost connection) without a restart
-broker_transport.install()
+# the broker connection survives a Redis restart or failover (a lost connection, READONLY)
+redis_transport.install()
 settings = get_settings()
 app = make_celery(settings, "eventq")
 app.conf.update(

@@ -8,11 +8,13 @@ import pytest
 import redis
 import requests
 
+from eventq.settings import Settings
 from tests.conftest import Stack, valid_event
 from tests.integration.http_support import (
     ADMIN_KEY,
     PRODUCER_KEY,
     Api,
+    running_service,
     seed_dead_letter,
 )
 
@@ -40,6 +42,21 @@ def test_a_request_without_a_key_is_401_and_says_how_to_authenticate(service: st
     assert response.status_code == 401
     assert response.json()["error"] == "unauthorized"
     assert response.headers["WWW-Authenticate"] == 'Bearer realm="eventq"'
+
+
+def test_a_service_with_no_keys_configured_says_so_in_its_401(
+    service_settings: Settings,
+) -> None:
+    # Given the service started with neither EVENTQ_API_KEYS nor EVENTQ_ADMIN_API_KEYS
+    keyless = service_settings.model_copy(update={"api_keys": {}, "admin_api_keys": {}})
+    with running_service(keyless) as base_url:
+        # When a producer calls it, with a key or without
+        answers = [Api(base_url, key).get("/v1/jobs/abc") for key in (PRODUCER_KEY, None)]
+    # Then the 401 says that no keys are configured and which settings to set
+    for answer in answers:
+        assert answer.status_code == 401
+        assert "no API keys configured" in answer.json()["message"]
+        assert "EVENTQ_API_KEYS" in answer.json()["message"]
 
 
 def test_a_wrong_key_or_a_malformed_header_is_401(service: str) -> None:
@@ -179,3 +196,27 @@ def test_the_admin_page_needs_a_session_and_carries_a_strict_csp(service: str) -
     assert "default-src 'none'" in csp
     assert "unsafe-inline" not in csp
     assert page.headers["X-Frame-Options"] == "DENY"
+
+
+@pytest.mark.parametrize(("trusted", "secure"), [(False, False), (True, True)])
+def test_the_cookie_is_secure_behind_a_tls_proxy_only_when_its_header_is_trusted(
+    service_settings: Settings, trusted: bool, secure: bool
+) -> None:
+    # Given the service behind a proxy that terminates TLS, trusted or not
+    settings = service_settings.model_copy(update={"trust_forwarded_proto": trusted})
+    with running_service(settings) as base_url:
+        # When an admin logs in through it (the proxy says https, and talks http to us)
+        answer = requests.post(
+            base_url + "/admin/login",
+            data={"key": ADMIN_KEY},
+            headers={"X-Forwarded-Proto": "https"},
+            allow_redirects=False,
+            timeout=10,
+        )
+        plain = requests.post(
+            base_url + "/admin/login", data={"key": ADMIN_KEY}, allow_redirects=False, timeout=10
+        )
+    # Then the cookie is Secure only when the header is trusted, and never without it
+    assert answer.status_code == plain.status_code == 303
+    assert ("; Secure" in answer.headers["Set-Cookie"]) is secure
+    assert "; Secure" not in plain.headers["Set-Cookie"]
