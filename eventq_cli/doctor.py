@@ -73,7 +73,7 @@ async def run_doctor(
     checks.append(check_flower(environ))
     redis_up = False
     if _checkable(invalid, _REDIS_FIELDS, "Redis and broker", checks):
-        redis_checks = await check_redis(settings.redis_url, "Redis", "EVENTQ_REDIS_URL", timeout_s)
+        redis_checks = await check_redis(settings, None, "Redis", "EVENTQ_REDIS_URL", timeout_s)
         redis_up = redis_checks[0].status == "ok"
         checks += redis_checks
         checks += await check_broker(settings, redis_up, timeout_s)

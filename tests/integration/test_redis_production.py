@@ -409,3 +409,15 @@ def test_a_sentinel_failover_mid_run_loses_nothing_and_needs_no_restart(
         print(f"failover: producer errors {dict(errors)}, all delivered {delivered_after_s:.1f}s")
     finally:
         stack.stop_workers()
+
+
+def test_doctor_checks_a_tls_redis_with_the_same_tls_files_and_password(
+    tls_stack: Stack, tls_redis: RedisServer
+) -> None:
+    # When eventq doctor runs with the TLS settings every client uses
+    ran = tls_stack.run_cli("doctor", "--json")
+    # Then it reaches Redis over TLS (a plain or CA-less client could not), password unprinted
+    redis_line = next(c for c in json.loads(ran.stdout)["checks"] if c["name"] == "Redis")
+    assert redis_line["status"] == "ok", redis_line
+    assert f"127.0.0.1:{tls_redis.port}/0" in redis_line["detail"]
+    assert PASSWORD not in ran.stdout + ran.stderr
