@@ -15,11 +15,17 @@ The tree (leaves live beside the code that raises them; the core defines the roo
     │   ├── Parked                   worker.tasks: waits in the retry schedule
     │   └── DeadLettered             worker.tasks: went to the dead-letter queue
     ├── _Invalid                     worker.delivery: a job's payload cannot be sent (private)
+    ├── RedisUnavailable             eventq.redis_conn: Redis refused us or is unreachable
+    ├── RedisMoved                   eventq.redis_conn: READONLY: Redis moved (failover)
+    ├── WriteNotConfirmed            eventq.durable_writes: no replica confirmed a write
     ├── ApiError                     producers.http_errors: an HTTP answer other than success
     └── FakeControlError             fake_hubspot.control: the fake refused a control call
 
 `except EventqError` catches everything of ours and nothing of Redis', aiohttp's or Celery's.
-Where an error used to be a `ValueError` or `RuntimeError`, it still is one as well.
+Where an error used to be a `ValueError` or `RuntimeError`, it still is one as well. `RedisMoved`
+and `WriteNotConfirmed` are `redis.ConnectionError`s too, so that whatever handles "Redis is
+unavailable" (a worker requeues, the HTTP service answers 503, the CLI prints one line) handles
+them.
 """
 
 from __future__ import annotations

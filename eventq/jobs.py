@@ -28,6 +28,7 @@ import redis
 import redis.asyncio as aioredis
 
 from eventq.dead_letters import queue_add_entry
+from eventq.durable_writes import Durability
 from eventq.keys import Keys, event_identity, is_valid_id
 from eventq.records import AttemptRecord, DeadLetter, JobStatus
 from eventq.redis_io import as_text, glob_escape, load_lua, wait
@@ -462,8 +463,17 @@ class Begun:
 class JobStore:
     """Async access to job status for workers and the HTTP service."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys, *, ledger_ttl_s: int, job_ttl_s: int):
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: Keys,
+        *,
+        ledger_ttl_s: int,
+        job_ttl_s: int,
+        durability: Durability | None = None,
+    ):
         self._redis = client
+        self._durability = durability
         self._keys = keys
         self._ledger_ttl_s = ledger_ttl_s
         self._job_ttl_s = job_ttl_s
@@ -534,6 +544,7 @@ class JobStore:
             pipe.zrem(keys.unfinished, envelope.jobId)
             pipe.delete(keys.job_lock(envelope.jobId))
             await pipe.execute()
+        await self._confirm()
 
     async def reschedule(
         self,
@@ -560,6 +571,7 @@ class JobStore:
             pipe.zrem(keys.unfinished, envelope.jobId)
             pipe.delete(keys.job_lock(envelope.jobId))
             await pipe.execute()
+        await self._confirm()
 
     async def mark_dead_lettered(
         self, job_id: str, entry: DeadLetter, record: AttemptRecord
@@ -590,6 +602,12 @@ class JobStore:
             pipe.zrem(keys.unfinished, job_id)
             pipe.delete(keys.job_lock(job_id))
             await pipe.execute()
+        await self._confirm()
+
+    async def _confirm(self) -> None:
+        """With durable writes on, wait until replicas hold the outcome just recorded."""
+        if self._durability is not None:
+            await self._durability.confirm_async(self._redis)
 
     async def schedule_only(self, job_id: str, due_at: float) -> None:
         """Look at the job again at `due_at`, state untouched (another worker holds it)."""

@@ -41,6 +41,11 @@ class Keys:
 
     prefix: str
 
+    @property
+    def durable_mark(self) -> str:
+        """Return the key a durable write touches just before its `WAIT` (eventq.durable_writes)."""
+        return f"{self.prefix}:durable-mark"
+
     def job(self, job_id: str) -> str:
         """Return the hash holding one job's status and envelope."""
         return f"{self.prefix}:job:{job_id}"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import kombu.transport as kombu_transports
 from celery import Celery
 from kombu.entity import Queue
 
+from eventq.redis_conn import broker
 from eventq.schema import JobEnvelope
 from eventq.settings import Settings
 
@@ -19,6 +19,7 @@ TASK_NAME = "eventq.create_marketing_event"
 def _transport_options(settings: Settings) -> dict[str, Any]:
     restore_every_s = max(1, min(10, settings.visibility_timeout_s // 4))
     return {
+        **broker(settings).transport_options,
         # an unacked job (its worker died) is handed out again after this long
         "visibility_timeout": settings.visibility_timeout_s,
         "unacked_restore_interval": restore_every_s,
@@ -28,21 +29,16 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _guard_redis_transport(settings: Settings) -> None:
-    """For a `redis://` broker, make kombu's `redis` transport the one with the closed-connection
-    guard of `eventq.redis_transport`. It is registered under kombu's own `redis` alias (not set
-    as `broker_transport`) so that the URL stays `redis://`: Flower's queue lengths, Celery's
-    banner and anything else that reads the broker URL keep working."""
-    if settings.effective_broker_url.startswith("redis://"):
-        kombu_transports.TRANSPORT_ALIASES["redis"] = "eventq.redis_transport:Transport"
-        kombu_transports._transport_cache.pop("redis", None)
-
-
 def make_celery(settings: Settings, name: str = "eventq") -> Celery:
-    """Return a Celery app configured for eventq (broker, queues, acks, events, prefetch)."""
-    _guard_redis_transport(settings)
-    app = Celery(name, broker=settings.effective_broker_url)
+    """Return a Celery app configured for eventq (broker, queues, acks, events, prefetch).
+
+    A process that consumes (the worker, Flower) calls `eventq.redis_transport.install()` first,
+    so that its broker connection survives a lost or moved Redis.
+    """
+    connection = broker(settings)
+    app = Celery(name, broker=connection.url)
     app.conf.update(
+        broker_use_ssl=connection.use_ssl,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_ignore_result=True,

@@ -17,8 +17,16 @@ What this transport does instead: on a detached channel an ack, a reject or the 
 does nothing (the messages stay in Redis's unacked hash, and the visibility-timeout restore puts
 them back in the queue, as after a SIGKILL; eventq's job record makes a redelivered, finished
 job a no-op), and any other command raises `redis.ConnectionError`, which kombu and Celery treat
-as the connection loss it is. `eventq.messaging.make_celery` registers it as kombu's `redis`
-transport for `redis://` brokers.
+as the connection loss it is.
+
+A failover too: its connections answer READONLY (the address now reaches a replica) with
+`RedisMoved`, a connection error, instead of the ReadOnlyError that Celery treats as
+unrecoverable (eventq.redis_conn), and `SentinelTransport` does the same for `sentinel://`.
+
+`install()` makes these what kombu's `redis://`, `rediss://` and `sentinel://` URLs name in this
+process: the worker and Flower call it (`worker.celery_app`). Aliases rather than Celery's
+`broker_transport` setting, so URLs keep kombu's scheme names: Celery's banner, and Flower's
+broker views, which only know `redis`, `rediss` and `sentinel`.
 """
 
 from __future__ import annotations
@@ -26,10 +34,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import kombu.transport
 import redis
 from kombu.transport import redis as kombu_redis
 
-__all__ = ["Channel", "QoS", "Transport"]
+from eventq.redis_conn import MovedAwareConnection, MovedAwareSSLConnection
+
+__all__ = ["Channel", "QoS", "SentinelChannel", "SentinelTransport", "Transport", "install"]
 
 log = logging.getLogger("eventq.broker")
 
@@ -64,18 +75,51 @@ class QoS(kombu_redis.QoS):
         super().restore_unacked(client)  # type: ignore[no-untyped-call]
 
 
-class Channel(kombu_redis.Channel):
-    """A Redis channel whose commands fail as a connection error once it is detached."""
-
-    QoS = QoS
+class _Detachable:
+    """A channel whose commands fail as a connection error once it is detached."""
 
     def _connparams(self, asynchronous: bool = False) -> Any:
         if _detached(self):
             raise redis.ConnectionError("the broker connection is closed")
-        return super()._connparams(asynchronous=asynchronous)  # type: ignore[no-untyped-call]
+        return super()._connparams(asynchronous=asynchronous)  # type: ignore[misc]
+
+
+class Channel(_Detachable, kombu_redis.Channel):
+    """A Redis channel, detached safely, whose connections take READONLY as a lost connection."""
+
+    QoS = QoS
+    connection_class = MovedAwareConnection
+    connection_class_ssl = MovedAwareSSLConnection
+
+
+class SentinelChannel(_Detachable, kombu_redis.SentinelChannel):
+    """kombu's Sentinel channel, detached safely (its connections already take READONLY as a
+    lost connection: redis-py's Sentinel-managed connection)."""
+
+    QoS = QoS
 
 
 class Transport(kombu_redis.Transport):
     """kombu's Redis transport with `Channel`."""
 
     Channel = Channel
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    """kombu's Sentinel transport with `SentinelChannel`."""
+
+    Channel = SentinelChannel
+
+
+_ALIASES = {
+    "redis": f"{__name__}:Transport",
+    "rediss": f"{__name__}:Transport",
+    "sentinel": f"{__name__}:SentinelTransport",
+}
+
+
+def install() -> None:
+    """Make kombu's Redis URL schemes use these transports in this process (idempotent)."""
+    for scheme, path in _ALIASES.items():
+        kombu.transport.TRANSPORT_ALIASES[scheme] = path
+        kombu.transport._transport_cache.pop(scheme, None)

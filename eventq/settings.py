@@ -100,6 +100,53 @@ class Settings(BaseSettings):
         None,
         description="Celery broker URL; defaults to EVENTQ_REDIS_URL. May be amqp://… (RabbitMQ).",
     )
+    redis_sentinels: Annotated[list[tuple[str, int]], NoDecode] = Field(
+        default_factory=list,
+        description="Redis Sentinel addresses, `host:port,host:port`. When set, every client "
+        "(and the Celery broker, unless EVENTQ_BROKER_URL is set) asks them for the primary of "
+        "EVENTQ_REDIS_SENTINEL_MASTER; EVENTQ_REDIS_URL then gives only the scheme (`rediss` for "
+        "TLS), user, password and database number.",
+    )
+    redis_sentinel_master: str = Field(
+        "mymaster", description="Name of the Sentinel-monitored primary (`sentinel monitor NAME`)."
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        None, description="Password of the sentinels themselves (their `requirepass`), if any."
+    )
+    redis_tls_ca_file: Path | None = Field(
+        None,
+        description="CA bundle that signed the Redis server's certificate (`rediss://`); "
+        "default: the system's CAs.",
+    )
+    redis_tls_cert_file: Path | None = Field(
+        None, description="Client certificate for Redis TLS (servers with `tls-auth-clients`)."
+    )
+    redis_tls_key_file: Path | None = Field(
+        None, description="Private key of EVENTQ_REDIS_TLS_CERT_FILE."
+    )
+    redis_tls_cert_reqs: Literal["required", "optional", "none"] = Field(
+        "required",
+        description="Check of the Redis server's certificate: `required` (and its host name), "
+        "`optional`, or `none` (encryption without authentication: trials only).",
+    )
+    redis_retry_s: PositiveFloat = Field(
+        20.0,
+        description="How long a Redis command keeps retrying while Redis is unreachable or "
+        "answers READONLY (a failover in progress) before it fails; cover Sentinel's "
+        "down-after-milliseconds plus the failover.",
+    )
+    redis_durable_writes: bool = Field(
+        False,
+        description="Confirm that a replica holds each accepted job, recorded outcome and DLQ "
+        "entry (`WAIT`) before going on; a producer whose write is not confirmed gets a "
+        "retryable error (docs/operating.md).",
+    )
+    redis_durable_replicas: PositiveInt = Field(
+        1, description="Replicas that must hold a durable write (`WAIT numreplicas`)."
+    )
+    redis_durable_timeout_ms: PositiveInt = Field(
+        1000, description="Longest a durable write waits for its replicas (`WAIT ... timeout`)."
+    )
     hubspot_base_url: str = Field(
         "https://api.hubapi.com", description="Base URL of the HubSpot API (or of the fake)."
     )
@@ -352,6 +399,13 @@ class Settings(BaseSettings):
             return RateLimit.parse(value)
         return value
 
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _parse_sentinels(cls, value: object) -> object:
+        if isinstance(value, str):
+            return _parse_addresses(value)
+        return value
+
     @field_validator("redis_url", "broker_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
@@ -409,6 +463,24 @@ class Settings(BaseSettings):
         return "EVENTQ_HUBSPOT_TIMEZONE"
 
     @model_validator(mode="after")
+    def _check_redis_tls(self) -> Settings:
+        files = {
+            "EVENTQ_REDIS_TLS_CA_FILE": self.redis_tls_ca_file,
+            "EVENTQ_REDIS_TLS_CERT_FILE": self.redis_tls_cert_file,
+            "EVENTQ_REDIS_TLS_KEY_FILE": self.redis_tls_key_file,
+        }
+        for name, path in files.items():
+            if path is None:
+                continue
+            if not self.redis_url.startswith("rediss://"):
+                raise ValueError(f"{name} is set but EVENTQ_REDIS_URL is not a rediss:// URL")
+            if not path.is_file():
+                raise ValueError(f"{name}: no such file {str(path)!r}")
+        if (self.redis_tls_cert_file is None) != (self.redis_tls_key_file is None):
+            raise ValueError("EVENTQ_REDIS_TLS_CERT_FILE and EVENTQ_REDIS_TLS_KEY_FILE go together")
+        return self
+
+    @model_validator(mode="after")
     def _check_key_names(self) -> Settings:
         both = sorted(set(self.api_keys) & set(self.admin_api_keys))
         if both:
@@ -448,6 +520,17 @@ class Settings(BaseSettings):
     def sandbox(self) -> bool:
         """Return True when no HubSpot credentials are configured at all."""
         return self.hubspot_access_token is None and not self.oauth_enabled
+
+
+def _parse_addresses(text: str) -> list[tuple[str, int]]:
+    """Return `host:port,host:port` as pairs; raise ValueError naming the bad item."""
+    found = []
+    for index, item in enumerate(filter(None, (part.strip() for part in text.split(","))), 1):
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"item {index} ({item!r}) is not `host:port`")
+        found.append((host.strip("[]"), int(port)))
+    return found
 
 
 def _parse_named_keys(text: str) -> dict[str, str]:

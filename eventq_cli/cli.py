@@ -12,6 +12,7 @@ import click
 from dotenv import dotenv_values
 from rich.progress import Progress
 
+from eventq.settings import Settings
 from eventq_cli.dlq import dlq
 from eventq_cli.doctor import doctor
 from eventq_cli.event_files import read_items
@@ -168,6 +169,17 @@ def status(job_id: str, as_json: bool) -> None:
     out.print(job_table(found))
 
 
+def _redis_or_exit(settings: Settings) -> None:
+    """Exit 1 with one line (where, why, which settings) when Redis refuses or is unreachable."""
+    from eventq.redis_conn import RedisUnavailable, check_redis
+
+    try:
+        check_redis(settings)
+    except RedisUnavailable as error:
+        err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+        raise SystemExit(1) from None
+
+
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.option(
     "--processes",
@@ -181,6 +193,7 @@ def status(job_id: str, as_json: bool) -> None:
 def worker(processes: int | None, celery_args: tuple[str, ...]) -> None:
     """Run the delivery workers (extra arguments go to each `celery worker`)."""
     settings = settings_or_exit()
+    _redis_or_exit(settings)
     from eventq.logs import configure_logging
     from eventq_cli.supervisor import child_argv, child_env, run_workers, worker_processes
 
@@ -198,6 +211,7 @@ def worker(processes: int | None, celery_args: tuple[str, ...]) -> None:
 def serve(host: str | None, port: int | None) -> None:
     """Run the HTTP service: ingest, job status, DLQ admin API, metrics and /admin/."""
     settings = settings_or_exit()
+    _redis_or_exit(settings)
     from producers.http_service import run_server
 
     run_server(settings, host=host, port=port)

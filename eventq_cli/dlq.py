@@ -18,13 +18,12 @@ _REASONS = click.Choice(["invalid", "rejected", "auth", "exhausted"])
 
 def _store() -> Any:
     """The DLQ alone: reading and deleting entries need neither Celery nor the accounts."""
-    import redis
-
     from eventq.dead_letters import DeadLetterStore
     from eventq.keys import Keys
+    from eventq.redis_conn import sync_client
 
     settings = settings_or_exit()
-    return DeadLetterStore(redis.Redis.from_url(settings.redis_url), Keys(settings.key_prefix))
+    return DeadLetterStore(sync_client(settings), Keys(settings.key_prefix))
 
 
 def _resolve(store: Any, given: str, *, unknown_ok: bool = False) -> str:
@@ -190,14 +189,13 @@ def replay(
 
 def _audit(action: Any, ids: list[str], outcome: str, patched: bool = False) -> None:
     """Write a CLI admin action to the audit log, named by the operating-system user."""
-    import redis
-
     from eventq.audit import audit_entry, cli_user, record_sync
     from eventq.keys import Keys
+    from eventq.redis_conn import sync_client
 
     settings = settings_or_exit()
     entry = audit_entry(cli_user(), "cli", action, ids, outcome, patched=patched)
-    record_sync(redis.Redis.from_url(settings.redis_url), Keys(settings.key_prefix), entry)
+    record_sync(sync_client(settings), Keys(settings.key_prefix), entry)
 
 
 def _parse_patch(patch: str | None) -> dict[str, Any] | None:

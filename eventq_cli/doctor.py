@@ -20,6 +20,7 @@ import redis
 from rich.text import Text
 
 from eventq.accounts import load_accounts
+from eventq.redis_conn import async_client
 from eventq.settings import ENV_PREFIX, Settings, SettingsError
 from eventq_cli.doctor_checks import (
     Check,
@@ -72,7 +73,7 @@ async def run_doctor(
     checks.append(check_flower(environ))
     redis_up = False
     if _checkable(invalid, _REDIS_FIELDS, "Redis and broker", checks):
-        redis_checks = await check_redis(settings.redis_url, "Redis", "EVENTQ_REDIS_URL", timeout_s)
+        redis_checks = await check_redis(settings, None, "Redis", "EVENTQ_REDIS_URL", timeout_s)
         redis_up = redis_checks[0].status == "ok"
         checks += redis_checks
         checks += await check_broker(settings, redis_up, timeout_s)
@@ -151,8 +152,9 @@ async def _oauth_checks(
     if not redis_up:
         why = "not checked: getting a token needs Redis (the worker shares tokens there)"
         return [Check("OAuth tokens", "fail", why, "fix Redis first")], None
-    conn = redis.asyncio.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
+    quick = settings.model_copy(update={"redis_retry_s": timeout_s})
+    conn: redis.asyncio.Redis = async_client(
+        quick, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
     )
     checks: list[Check] = []
     probe: Probe | None = None

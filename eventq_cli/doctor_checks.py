@@ -261,11 +261,24 @@ def _where(url: str) -> str:
     return f"{parsed.hostname or 'localhost'}:{parsed.port or 6379}{parsed.path or '/0'}"
 
 
-async def check_redis(url: str, label: str, variable: str, timeout_s: float) -> list[Check]:
-    """Return the lines for one Redis: reachable, persistence, eviction policy."""
-    client = redis.asyncio.Redis.from_url(
-        url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
+async def check_redis(
+    settings: Settings, url: str | None, label: str, variable: str, timeout_s: float
+) -> list[Check]:
+    """Return the lines for one Redis: reachable, persistence, eviction policy.
+
+    `url` None is EVENTQ_REDIS_URL as every eventq client reaches it (TLS files, Sentinel);
+    a URL is another Redis (the broker's), with the same TLS files.
+    """
+    from eventq.redis_conn import async_client, describe_target
+
+    quick = settings.model_copy(update={"redis_retry_s": timeout_s})
+    client: redis.asyncio.Redis = async_client(
+        quick, url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
     )
+    if url is None and settings.redis_sentinels:
+        where = describe_target(settings)
+    else:
+        where = _where(url or settings.redis_url)
     try:
         server = await client.info("server")
         persistence = await client.info("persistence")
@@ -276,7 +289,7 @@ async def check_redis(url: str, label: str, variable: str, timeout_s: float) -> 
             Check(
                 label,
                 "fail",
-                f"cannot reach Redis at {_where(url)} ({type(error).__name__})",
+                f"cannot reach Redis at {where} ({type(error).__name__})",
                 f"start Redis or point {variable} at it; nothing is enqueued or delivered "
                 "without it",
             )
@@ -285,7 +298,7 @@ async def check_redis(url: str, label: str, variable: str, timeout_s: float) -> 
         await client.aclose()
     version = server.get("redis_version", "?")
     return [
-        Check(label, "ok", f"reachable at {_where(url)} (Redis {version})"),
+        Check(label, "ok", f"reachable at {where} (Redis {version})"),
         _persistence(label, persistence, config),
         _eviction(label, str(memory.get("maxmemory_policy", "unknown"))),
     ]
@@ -356,7 +369,7 @@ async def check_broker(settings: Settings, redis_up: bool, timeout_s: float) -> 
         status: Status = "ok" if redis_up else "fail"
         return [Check("broker", status, "the same Redis as EVENTQ_REDIS_URL (above)")]
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return await check_redis(url, "broker", "EVENTQ_BROKER_URL", timeout_s)
+        return await check_redis(settings, url, "broker", "EVENTQ_BROKER_URL", timeout_s)
     return [await asyncio.to_thread(_check_amqp, url, timeout_s)]
 
 

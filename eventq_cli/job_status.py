@@ -3,11 +3,10 @@ module."""
 
 from __future__ import annotations
 
-import redis
-
 from eventq import jobs
 from eventq.keys import Keys
 from eventq.records import JobStatus
+from eventq.redis_conn import sync_client
 from eventq.settings import Settings
 from eventq_cli.ids import resolve_id
 
@@ -16,7 +15,7 @@ __all__ = ["job_status", "resolve_job_id"]
 
 def job_status(settings: Settings, job_id: str) -> JobStatus | None:
     """Return the status of one job, or None when it is unknown or expired."""
-    with redis.Redis.from_url(settings.redis_url) as client:
+    with sync_client(settings) as client:
         return jobs.job_status(client, Keys(settings.key_prefix), job_id)
 
 
@@ -26,7 +25,7 @@ def resolve_job_id(settings: Settings, given: str) -> str:
     Raises UnknownId or AmbiguousId (eventq_cli.ids).
     """
     keys = Keys(settings.key_prefix)
-    with redis.Redis.from_url(settings.redis_url) as client:
+    with sync_client(settings) as client:
         return resolve_id(
             given,
             noun="job",

@@ -298,9 +298,9 @@ def _process_metrics(settings: Settings) -> Iterator[str | None]:
     if not settings.metrics_port:
         yield None
         return
-    import redis
 
     from eventq.keys import Keys
+    from eventq.redis_conn import sync_client
     from worker.circuit_breaker import breaker_state_key
     from worker.metrics import serve_process_metrics
 
@@ -309,7 +309,7 @@ def _process_metrics(settings: Settings) -> Iterator[str | None]:
         serve_process_metrics(
             settings.metrics_port,
             metrics_dir,
-            redis.Redis.from_url(settings.redis_url, socket_timeout=5),
+            sync_client(settings, socket_timeout=5),
             Keys(settings.key_prefix),
             breaker_state_key(Keys(settings.key_prefix), settings.hubspot_base_url),
         )

@@ -9,16 +9,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import redis
 from celery import Celery
 from pydantic import ValidationError
 
 from eventq.accounts import AccountsWatcher, UnknownAccount
+from eventq.durable_writes import confirm_writes
 from eventq.errors import InvalidInput
 from eventq.event_warnings import FieldWarning, event_warnings
 from eventq.jobs import Created, create_jobs, mark_published, stored_envelopes
 from eventq.keys import Keys
 from eventq.messaging import make_celery, queue_for, send_job
+from eventq.redis_conn import sync_client
 from eventq.schema import JobEnvelope, JobSource, MarketingEvent
 from eventq.settings import Settings, get_settings
 
@@ -132,7 +133,7 @@ class Producer:
     def __init__(self, settings: Settings | None = None, app: Celery | None = None) -> None:
         self.settings = settings or get_settings()
         self.app = app or make_celery(self.settings, "eventq-producer")
-        self.redis = redis.Redis.from_url(self.settings.redis_url)
+        self.redis = sync_client(self.settings)
         self.keys = Keys(self.settings.key_prefix)
         self._declared: set[str] = set()  # queues this producer has declared
         # OAuth: jobs must name a configured account (or get the default); SettingsError if bad
@@ -212,6 +213,7 @@ class Producer:
         # a repeat of an item earlier in this same call is published with it, not again
         stale = {c.job_id for c in created if c.needs_publish and c.duplicate} - fresh_ids
         self._publish([*fresh, *stored_envelopes(self.redis, self.keys, sorted(stale))])
+        confirm_writes(self.redis, self.settings)  # EVENTQ_REDIS_DURABLE_WRITES: on replicas
         return created
 
     def _publish(self, envelopes: list[JobEnvelope]) -> None:

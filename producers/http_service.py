@@ -13,6 +13,7 @@ from aiohttp import web
 
 from eventq.jobs import JobStore
 from eventq.logs import configure_logging
+from eventq.redis_conn import async_client, is_redis_url
 from eventq.settings import Settings
 from producers.enqueue import Producer
 from producers.http_access import observe_requests
@@ -37,7 +38,6 @@ log = logging.getLogger("eventq.http")
 
 EXECUTOR_THREADS = 16
 SHUTDOWN_TIMEOUT_S = 10.0
-_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 def all_routes(settings: Settings) -> list[Route]:
@@ -55,12 +55,12 @@ def all_routes(settings: Settings) -> list[Route]:
 
 def _broker_client(settings: Settings) -> aioredis.Redis | None:
     url = settings.effective_broker_url
-    return aioredis.Redis.from_url(url) if url.startswith(_REDIS_SCHEMES) else None
+    return async_client(settings, settings.broker_url) if is_redis_url(url) else None
 
 
 def _state(settings: Settings) -> ServiceState:
     producer = Producer(settings)
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client: aioredis.Redis = async_client(settings)
     keys = producer.keys
     return ServiceState(
         settings=settings,

@@ -6,6 +6,7 @@ from typing import Any
 
 from celery import signals
 
+from eventq import redis_transport
 from eventq.logs import configure_logging
 from eventq.messaging import make_celery
 from eventq.settings import get_settings
@@ -13,6 +14,8 @@ from worker.batcher import jobs_in_flight
 
 __all__ = ["app"]
 
+# the broker connection survives a Redis restart or failover (a lost connection, READONLY)
+redis_transport.install()
 settings = get_settings()
 app = make_celery(settings, "eventq")
 app.conf.update(

@@ -10,14 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import redis
 import redis.asyncio as aioredis
 from celery import Celery
 
 from eventq.depths import queue_depths
+from eventq.durable_writes import Durability
 from eventq.jobs import JobStore
 from eventq.keys import Keys
 from eventq.messaging import queue_for, send_job
+from eventq.redis_conn import async_client, is_redis_url, sync_client
 from eventq.schema import JobEnvelope
 from eventq.settings import Settings
 from worker.batcher import Batcher, BatchSender, jobs_in_flight
@@ -82,10 +83,12 @@ class Runtime:
         self.app = app
         self.keys = Keys(settings.key_prefix)
         broker = settings.effective_broker_url
-        self._broker_redis = redis.Redis.from_url(broker) if broker.startswith("redis") else None
+        self._broker_redis = (
+            sync_client(settings, settings.broker_url) if is_redis_url(broker) else None
+        )
         self.delivery: Delivery = on_loop(self._build())
         # one blocking client (its pool is thread-safe) for the mover, the sweep and metrics
-        state = redis.Redis.from_url(settings.redis_url)
+        state = sync_client(settings)
         self.mover = ScheduleMover(
             state,
             self.keys,
@@ -115,7 +118,7 @@ class Runtime:
         # that wait in the connect timeout)
         in_flight = jobs_in_flight(s)
         # one pipelined round trip per loop iteration for every delivery in flight
-        client = BatchingRedis.from_url(s.redis_url, max_connections=max(16, in_flight))
+        client = async_client(s, client_class=BatchingRedis, max_connections=max(16, in_flight))
         self.session = new_session(
             connect_timeout_s=s.connect_timeout_s,
             read_timeout_s=s.read_timeout_s,
@@ -131,7 +134,13 @@ class Runtime:
             cooldown_s=s.breaker_cooldown_s,
         )
         return Delivery(
-            jobs=JobStore(client, self.keys, ledger_ttl_s=s.ledger_ttl_s, job_ttl_s=s.job_ttl_s),
+            jobs=JobStore(
+                client,
+                self.keys,
+                ledger_ttl_s=s.ledger_ttl_s,
+                job_ttl_s=s.job_ttl_s,
+                durability=Durability.from_settings(s),
+            ),
             client=hubspot,
             limiter=limiter,
             breaker=breaker,

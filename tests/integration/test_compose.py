@@ -59,10 +59,14 @@ def test_compose_yaml_validates_against_the_compose_specification_schema(
     assert errors == []
 
 
-def test_the_stack_has_redis_worker_api_flower_and_the_sandbox_and_monitoring_profiles(
+HA = ("redis-replica", "sentinel-1", "sentinel-2", "sentinel-3")
+PROFILE_ARGS = ("--profile", "sandbox", "--profile", "monitoring", "--profile", "ha")
+
+
+def test_the_stack_has_redis_worker_api_flower_and_the_sandbox_monitoring_and_ha_profiles(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    assert set(services) == {"redis", "worker", "api", "flower", "fake-hubspot", "prometheus"}
+    assert set(services) == {"redis", "worker", "api", "flower", "fake-hubspot", "prometheus", *HA}
     profiles = {name: s.get("profiles", []) for name, s in services.items()}
     assert profiles == {
         "redis": [],
@@ -71,7 +75,10 @@ def test_the_stack_has_redis_worker_api_flower_and_the_sandbox_and_monitoring_pr
         "flower": [],
         "fake-hubspot": ["sandbox"],
         "prometheus": ["monitoring"],
+        **{name: ["ha"] for name in HA},
     }
+    assert "sentinel monitor eventq redis 6379 2" in _command(services["sentinel-1"])
+    assert "--replicaof redis 6379" in _command(services["redis-replica"])
     assert "eventq fake-hubspot --host 0.0.0.0 --port 8090 --token sandbox-token" in _command(
         services["fake-hubspot"]
     )
@@ -236,7 +243,7 @@ def test_docker_compose_config_accepts_the_file_when_docker_compose_is_installed
     (tmp_path / ".env").write_text(env)
     # When compose resolves it with every profile
     result = subprocess.run(
-        [binary, "--profile", "sandbox", "--profile", "monitoring", "config", "--services"],
+        [binary, *PROFILE_ARGS, "config", "--services"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -252,4 +259,5 @@ def test_docker_compose_config_accepts_the_file_when_docker_compose_is_installed
         "flower",
         "fake-hubspot",
         "prometheus",
+        *HA,
     }
