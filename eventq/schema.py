@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from importlib import resources
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AwareDatetime,
@@ -28,12 +29,14 @@ from pydantic import (
 
 __all__ = [
     "DATE_TIME_HINT",
+    "CallbackUrl",
     "CustomProperty",
     "JobEnvelope",
     "JobSource",
     "MarketingEvent",
     "MaskedSubstring",
     "MaskedSubstrings",
+    "callback_host",
     "format_utc",
     "new_job_id",
     "spec_schemas",
@@ -177,6 +180,25 @@ class MarketingEvent(_Body):
         return f"{self.externalAccountId}/{self.externalEventId} {name!r}"
 
 
+def callback_host(url: str) -> str:
+    """Return the host (lower case, no port) a callback URL names."""
+    return (urlsplit(url).hostname or "").lower()
+
+
+def _check_callback_url(url: str | None) -> str | None:
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("not an http(s) URL with a host, e.g. https://app.example.com/hooks")
+    if parts.username or parts.password:
+        raise ValueError("may not carry a user or password (callbacks are signed instead)")
+    return url
+
+
+CallbackUrl = Annotated[str, StringConstraints(max_length=2048)]
+
+
 def new_job_id() -> str:
     """Return a new random job id."""
     return uuid.uuid4().hex
@@ -205,6 +227,16 @@ class JobEnvelope(BaseModel):
         "live", description="`bulk` (replays, backfills) goes to the lower-priority queue."
     )
     event: MarketingEvent
+    callbackUrl: CallbackUrl | None = Field(
+        None,
+        description="Where eventq POSTs the job's signed outcome once it is delivered or "
+        "dead-lettered (its host must be in EVENTQ_CALLBACK_ALLOWED_HOSTS).",
+    )
+
+    @field_validator("callbackUrl")
+    @classmethod
+    def _callback_url(cls, value: str | None) -> str | None:
+        return _check_callback_url(value)
 
     @field_serializer("firstEnqueuedAt")
     def _utc(self, value: datetime) -> str:

@@ -246,6 +246,11 @@ class Settings(BaseSettings):
     job_ttl_s: PositiveInt = Field(
         7 * 86_400, description="How long a finished job's status stays readable."
     )
+    outcome_stream_max_len: PositiveInt = Field(
+        100_000,
+        description="About how many entries the outcome stream (`<prefix>:outcomes`, one per "
+        "delivered or dead-lettered job) keeps; older ones are trimmed (XADD MAXLEN ~).",
+    )
     log_format: Literal["json", "text"] = Field(
         "text", description="`json` for production log shipping, `text` for development."
     )

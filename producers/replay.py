@@ -98,6 +98,7 @@ class Replayer:
             portalId=entry.portalId,
             priority="bulk",
             attempt=self._next_attempt(entry.jobId),
+            callbackUrl=entry.callbackUrl,
         )
         live = self._reopen(envelope)
         if live is not None:

@@ -515,6 +515,7 @@ class _Attempt:
             error=error,
             attempts=history,
             source=self.envelope.source,
+            callbackUrl=self.envelope.callbackUrl,
             firstEnqueuedAt=self.envelope.firstEnqueuedAt.timestamp(),
             deadLetteredAt=time.time(),
         )

@@ -128,7 +128,13 @@ class Runtime:
             cooldown_s=s.breaker_cooldown_s,
         )
         return Delivery(
-            jobs=JobStore(client, self.keys, ledger_ttl_s=s.ledger_ttl_s, job_ttl_s=s.job_ttl_s),
+            jobs=JobStore(
+                client,
+                self.keys,
+                ledger_ttl_s=s.ledger_ttl_s,
+                job_ttl_s=s.job_ttl_s,
+                outcome_max_len=s.outcome_stream_max_len,
+            ),
             client=hubspot,
             limiter=limiter,
             breaker=breaker,
