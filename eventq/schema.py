@@ -29,7 +29,6 @@ from pydantic import (
 
 __all__ = [
     "DATE_TIME_HINT",
-    "CallbackUrl",
     "CustomProperty",
     "JobEnvelope",
     "JobSource",
@@ -37,6 +36,7 @@ __all__ = [
     "MaskedSubstring",
     "MaskedSubstrings",
     "callback_host",
+    "check_callback_url",
     "format_utc",
     "new_job_id",
     "spec_schemas",
@@ -180,23 +180,26 @@ class MarketingEvent(_Body):
         return f"{self.externalAccountId}/{self.externalEventId} {name!r}"
 
 
+_CALLBACK_URL_MAX = 2048
+
+
 def callback_host(url: str) -> str:
     """Return the host (lower case, no port) a callback URL names."""
     return (urlsplit(url).hostname or "").lower()
 
 
-def _check_callback_url(url: str | None) -> str | None:
+def check_callback_url(url: str | None) -> str | None:
+    """Return `url` when it is a callback URL eventq can call; raise ValueError saying why not."""
     if url is None:
         return None
+    if len(url) > _CALLBACK_URL_MAX:
+        raise ValueError(f"longer than {_CALLBACK_URL_MAX} characters")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("not an http(s) URL with a host, e.g. https://app.example.com/hooks")
     if parts.username or parts.password:
         raise ValueError("may not carry a user or password (callbacks are signed instead)")
     return url
-
-
-CallbackUrl = Annotated[str, StringConstraints(max_length=2048)]
 
 
 def new_job_id() -> str:
@@ -227,7 +230,7 @@ class JobEnvelope(BaseModel):
         "live", description="`bulk` (replays, backfills) goes to the lower-priority queue."
     )
     event: MarketingEvent
-    callbackUrl: CallbackUrl | None = Field(
+    callbackUrl: str | None = Field(
         None,
         description="Where eventq POSTs the job's signed outcome once it is delivered or "
         "dead-lettered (its host must be in EVENTQ_CALLBACK_ALLOWED_HOSTS).",
@@ -236,7 +239,7 @@ class JobEnvelope(BaseModel):
     @field_validator("callbackUrl")
     @classmethod
     def _callback_url(cls, value: str | None) -> str | None:
-        return _check_callback_url(value)
+        return check_callback_url(value)
 
     @field_serializer("firstEnqueuedAt")
     def _utc(self, value: datetime) -> str:

@@ -11,7 +11,6 @@ from pydantic import BaseModel
 
 from eventq.jobs import job_state
 from eventq.records import JobState, JobStatus
-from eventq.schema import MarketingEvent
 from eventq.settings import Settings
 from producers.enqueue import EnqueueResult, Producer, RejectedEvent
 from producers.http_auth import PRINCIPAL
@@ -23,6 +22,7 @@ from producers.http_models import (
     EnqueueResponse,
     ErrorBody,
     FieldProblem,
+    IngestEvent,
     IngestQuery,
     batch_models,
 )
@@ -54,8 +54,21 @@ def _idempotency_key(request: web.Request) -> str | None:
     return f"{request[PRINCIPAL].name}\x00{value}"
 
 
+def _callback_url(event: dict[str, Any]) -> str | None:
+    """Take the job's `callbackUrl` out of the event body (HubSpot's body has no such field)."""
+    url = event.pop("callbackUrl", None)
+    if url is not None and not isinstance(url, str):
+        problem = FieldProblem(field="callbackUrl", message="expected a URL string")
+        raise ApiError(422, "validation_failed", problem.message, errors=[problem])
+    return url
+
+
 def _enqueue_one(
-    producer: Producer, event: Any, query: IngestQuery, idempotency_key: str | None
+    producer: Producer,
+    event: Any,
+    query: IngestQuery,
+    idempotency_key: str | None,
+    callback_url: str | None,
 ) -> EnqueueResponse:
     result = producer.enqueue_one(
         event,
@@ -63,6 +76,7 @@ def _enqueue_one(
         portal_id=query.portalId,
         priority=query.priority,
         idempotency_key=idempotency_key,
+        callback_url=callback_url,
     )
     job_id = cast(str, result.job_id)  # enqueue_one raises instead of rejecting
     state = "queued"
@@ -85,8 +99,11 @@ async def post_event(request: web.Request) -> web.Response:
     if not isinstance(event, dict):
         problem = FieldProblem(field="event", message="expected a JSON object")
         raise ApiError(422, "validation_failed", problem.message, errors=[problem])
+    callback_url = _callback_url(event)
     try:
-        answer = await state.run(_enqueue_one, state.producer, event, query, idempotency_key)
+        answer = await state.run(
+            _enqueue_one, state.producer, event, query, idempotency_key, callback_url
+        )
     except RejectedEvent as rejected:
         problems = problems_of(rejected.errors)
         raise ApiError(422, "validation_failed", str(rejected), errors=problems) from None
@@ -174,7 +191,7 @@ def ingest_routes(settings: Settings) -> list[Route]:
             "Validate one marketing event and enqueue it",
             "ingest",
             {202: EnqueueResponse, **body_errors},
-            body=MarketingEvent,
+            body=IngestEvent,
             query=IngestQuery,
             headers=idempotency,
         ),
