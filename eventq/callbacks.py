@@ -5,8 +5,9 @@ A job with a `callbackUrl` gets one POST when it ends, with the body of its outc
 scheme Svix publishes; Stripe's is the same idea) specify: headers `webhook-id` (the outcome
 stream entry's id: the same on every retry, so receivers can drop repeats), `webhook-timestamp`
 (Unix seconds of this try) and `webhook-signature` (`v1,` + base64 HMAC-SHA256 of
-`{id}.{timestamp}.{body}` under EVENTQ_CALLBACK_SECRET). `verify` is the receiver's check, the
-one the README shows. Only hosts in EVENTQ_CALLBACK_ALLOWED_HOSTS may be called.
+`{id}.{timestamp}.{body}` under EVENTQ_CALLBACK_SECRET). `check_signature` is the receiver's
+check (examples/verify_callback.py is the same in ten lines, for the README). Only hosts in
+EVENTQ_CALLBACK_ALLOWED_HOSTS may be called.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -26,10 +27,10 @@ __all__ = [
     "CALLBACK_TASK_NAME",
     "SIGNATURE_TOLERANCE_S",
     "Callback",
+    "check_signature",
     "host_allowed",
     "signature_key",
     "signed_headers",
-    "verify",
 ]
 
 CALLBACK_TASK_NAME = "eventq.send_callback"
@@ -48,9 +49,9 @@ class Callback(BaseModel):
         return self.outcome.model_dump_json().encode()
 
 
-def host_allowed(url: str, allowed: frozenset[str]) -> bool:
-    """Return True when the URL's host is one of `allowed` (lower-case host names)."""
-    return callback_host(url) in allowed
+def host_allowed(url: str, allowed: Collection[str]) -> bool:
+    """Return True when the URL's host is one of `allowed` (host names, any case)."""
+    return callback_host(url) in {host.lower() for host in allowed}
 
 
 def signature_key(secret: str) -> bytes:
@@ -75,7 +76,7 @@ def signed_headers(key: bytes, msg_id: str, timestamp: int, body: bytes) -> dict
     }
 
 
-def verify(key: bytes, headers: Mapping[str, Any], body: bytes, *, now: float) -> bool:
+def check_signature(key: bytes, headers: Mapping[str, Any], body: bytes, *, now: float) -> bool:
     """Return True when `headers` sign `body` with `key` and their timestamp is recent."""
     msg_id, stamp = headers.get("webhook-id"), headers.get("webhook-timestamp")
     if not msg_id or not stamp or not str(stamp).isdigit():

@@ -251,8 +251,8 @@ class Settings(BaseSettings):
         description="About how many entries the outcome stream (`<prefix>:outcomes`, one per "
         "delivered or dead-lettered job) keeps; older ones are trimmed (XADD MAXLEN ~).",
     )
-    callback_allowed_hosts: Annotated[frozenset[str], NoDecode] = Field(
-        default_factory=frozenset,
+    callback_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
         description="Hosts a job's `callbackUrl` may name, comma-separated (`hooks.example.com,"
         "127.0.0.1`); a callback to any other host is refused at enqueue. Empty: no callbacks.",
     )
@@ -339,7 +339,7 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_hosts(cls, value: object) -> object:
         if isinstance(value, str):
-            return frozenset(h.strip().lower() for h in value.split(",") if h.strip())
+            return [h.strip().lower() for h in value.split(",") if h.strip()]
         return value
 
     @field_validator("api_keys", "admin_api_keys", mode="before")

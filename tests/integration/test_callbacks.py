@@ -21,7 +21,7 @@ import pytest
 import redis
 from aiohttp import web
 
-from eventq.callbacks import signature_key, verify
+from eventq.callbacks import check_signature, signature_key
 from eventq.dead_letters import DeadLetterStore
 from eventq.jobs import stored_envelopes
 from eventq.keys import Keys
@@ -187,7 +187,7 @@ def test_a_delivered_and_a_dead_lettered_job_each_get_one_signed_callback(
     bodies = {}
     for got in receiver.got:
         assert example.verify(SECRET, got.headers, got.body)
-        assert verify(signature_key(SECRET), got.headers, got.body, now=time.time())
+        assert check_signature(signature_key(SECRET), got.headers, got.body, now=time.time())
         assert not example.verify("another-secret", got.headers, got.body)
         assert not example.verify(SECRET, got.headers, got.body + b" ")
         outcome = json.loads(got.body)
@@ -275,3 +275,12 @@ def test_a_callback_to_a_host_not_allowed_is_refused_at_enqueue_with_a_field_err
     [envelope] = stored_envelopes(redis_client, Keys(stack.settings.key_prefix), [job_id])
     assert envelope.callbackUrl == "http://127.0.0.1/h"
     assert envelope.event.model_dump().get("callbackUrl") is None
+
+
+def test_the_callback_worker_does_not_start_without_its_secret(stack: Stack) -> None:
+    # Given no EVENTQ_CALLBACK_SECRET (the stack sets none)
+    # When the callback worker is started
+    run = stack.run_cli("callbacks")
+    # Then it exits 2 naming the setting, instead of sending unsigned callbacks
+    assert run.returncode == 2
+    assert "EVENTQ_CALLBACK_SECRET is not set" in run.stderr
