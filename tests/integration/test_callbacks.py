@@ -28,6 +28,7 @@ from eventq.keys import Keys
 from eventq.messaging import callback_worker_argv
 from fake_hubspot.control import FakeHubSpot
 from producers.enqueue import Producer, RejectedEvent
+from producers.replay import Replayer
 from tests.conftest import ROOT, Stack, valid_event, wait_for
 from tests.integration.helpers import wait_state
 from tests.integration.http_support import Api
@@ -247,6 +248,16 @@ def test_a_dead_callback_never_blocks_delivery_and_is_dead_lettered_as_callback(
     assert all(e.callbackUrl == receiver.url for e in entries)
     assert all(SECRET not in e.model_dump_json() for e in entries)
     assert SECRET not in callback_stack.log_text()
+    # and once the receiver answers again, replaying one entry sends its callback and drops it
+    receiver.hang = False
+    tried = len(receiver.got)
+    [result] = Replayer(producer).replay_ids([entries[0].id])
+    assert result.status == "replayed"
+    wait_for(lambda: len(receiver.got) == tried + 1, 10, "the replayed callback")
+    log = callback_stack.tmp / "callback-worker.log"
+    wait_for(lambda: "delivered (attempt 1)" in log.read_text(), 10, "its delivery")
+    assert json.loads(receiver.got[-1].body)["jobId"] == entries[0].jobId
+    assert store.count() == 4
 
 
 def test_a_callback_to_a_host_not_allowed_is_refused_at_enqueue_with_a_field_error(
