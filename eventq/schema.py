@@ -236,6 +236,13 @@ class JobEnvelope(BaseModel):
         "dead-lettered (its host must be in EVENTQ_CALLBACK_ALLOWED_HOSTS).",
     )
 
+    traceContext: dict[str, Annotated[str, StringConstraints(max_length=512)]] | None = Field(
+        None,
+        max_length=8,
+        description="The producer's trace context (W3C `traceparent`, `tracestate`), so the "
+        "worker's spans continue its trace (OpenTelemetry, the `otel` extra).",
+    )
+
     @field_validator("callbackUrl")
     @classmethod
     def _callback_url(cls, value: str | None) -> str | None:

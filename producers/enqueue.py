@@ -28,6 +28,7 @@ from eventq.schema import (
     check_callback_url,
 )
 from eventq.settings import Settings, get_settings
+from eventq.tracing import current_carrier
 
 __all__ = [
     "EnqueueResult",
@@ -131,6 +132,7 @@ def make_envelope(
             portalId=portal_id,
             priority=priority,
             callbackUrl=callback_url,
+            traceContext=current_carrier(),
         )
     except ValidationError as error:
         raise RejectedEvent(field_errors(error)) from None

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from eventq.jobs import job_state
 from eventq.records import JobState, JobStatus
 from eventq.settings import Settings
+from eventq.tracing import attached, carrier_from_headers
 from producers.enqueue import EnqueueResult, Producer, RejectedEvent
 from producers.http_auth import PRINCIPAL
 from producers.http_bodies import json_response, read_json, validate_model, validate_query
@@ -69,15 +70,17 @@ def _enqueue_one(
     query: IngestQuery,
     idempotency_key: str | None,
     callback_url: str | None,
+    trace_context: dict[str, str] | None,
 ) -> EnqueueResponse:
-    result = producer.enqueue_one(
-        event,
-        source="http",
-        portal_id=query.portalId,
-        priority=query.priority,
-        idempotency_key=idempotency_key,
-        callback_url=callback_url,
-    )
+    with attached(trace_context):  # the job continues the caller's trace
+        result = producer.enqueue_one(
+            event,
+            source="http",
+            portal_id=query.portalId,
+            priority=query.priority,
+            idempotency_key=idempotency_key,
+            callback_url=callback_url,
+        )
     job_id = cast(str, result.job_id)  # enqueue_one raises instead of rejecting
     state = "queued"
     if result.duplicate:
@@ -102,7 +105,13 @@ async def post_event(request: web.Request) -> web.Response:
     callback_url = _callback_url(event)
     try:
         answer = await state.run(
-            _enqueue_one, state.producer, event, query, idempotency_key, callback_url
+            _enqueue_one,
+            state.producer,
+            event,
+            query,
+            idempotency_key,
+            callback_url,
+            carrier_from_headers(request.headers),
         )
     except RejectedEvent as rejected:
         problems = problems_of(rejected.errors)
@@ -125,6 +134,23 @@ def _batch_item(result: EnqueueResult) -> BatchItemResult:
     )
 
 
+def _enqueue_many(
+    producer: Producer,
+    items: list[Any],
+    query: IngestQuery,
+    idempotency_key: str | None,
+    trace_context: dict[str, str] | None,
+) -> list[EnqueueResult]:
+    with attached(trace_context):  # each job continues the caller's trace
+        return producer.enqueue_many(
+            items,
+            source="http",
+            portal_id=query.portalId,
+            priority=query.priority,
+            idempotency_key=idempotency_key,
+        )
+
+
 def _batch_handler(container: type[BaseModel]) -> Handler:
     async def post_batch(request: web.Request) -> web.Response:
         """Validate and enqueue each item; 202 with one result per item, in order."""
@@ -134,12 +160,12 @@ def _batch_handler(container: type[BaseModel]) -> Handler:
         body = await read_json(request, state.settings.max_body_bytes)
         items: list[Any] = validate_model(container, body).events  # type: ignore[attr-defined]
         results = await state.run(
-            state.producer.enqueue_many,
+            _enqueue_many,
+            state.producer,
             items,
-            source="http",
-            portal_id=query.portalId,
-            priority=query.priority,
-            idempotency_key=idempotency_key,
+            query,
+            idempotency_key,
+            carrier_from_headers(request.headers),
         )
         answer = _batch_answer(results)
         state.metrics.rejected("validation_failed", answer.rejected)

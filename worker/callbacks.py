@@ -4,11 +4,12 @@ The dispatcher runs in the callback worker (`worker.callback_app`), in a thread:
 outcome stream in the consumer group `eventq-callbacks`, publishes one `eventq.send_callback`
 task per entry that has a `callbackUrl`, and acknowledges the entry once its task is published
 (an entry left unacknowledged by a dispatcher that died is claimed by another after
-`_CLAIM_IDLE_MS`). The task POSTs the signed outcome (`eventq.callbacks`); any answer but a 2xx,
-a timeout or a connection error is retried with capped exponential backoff and jitter, up to
-EVENTQ_CALLBACK_MAX_ATTEMPTS, then dead-lettered with reason `callback` (the job keeps its own
-state: it was delivered or dead-lettered already). The secret never leaves this module's
-signing call: not in the task's arguments, a log line, an exception or a DLQ entry.
+`_CLAIM_IDLE_MS`). A URL whose host is not allowed (a raw Celery message's: producers check at
+enqueue) is never called. The task POSTs the signed outcome (`eventq.callbacks`); any answer
+but a 2xx, a timeout or a connection error is retried with capped exponential backoff and
+jitter, up to EVENTQ_CALLBACK_MAX_ATTEMPTS, then dead-lettered with reason `callback` (the job
+keeps its own state: it was delivered or dead-lettered already). The secret never leaves this
+module's signing call: not in the task's arguments, a log line, an exception or a DLQ entry.
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ import httpx
 import redis
 from celery import Celery, Task, signals
 
-from eventq.callbacks import CALLBACK_TASK_NAME, Callback, signature_key, signed_headers
+from eventq.callbacks import (
+    CALLBACK_TASK_NAME,
+    Callback,
+    host_allowed,
+    signature_key,
+    signed_headers,
+)
 from eventq.dead_letters import queue_add_entry
 from eventq.errors import JobEnded
 from eventq.keys import Keys
@@ -96,11 +103,16 @@ class Dispatcher:
             self._redis.xack(self._stream, GROUP, entry_id)
             return 0
         entry = parse_entry(entry_id, fields)
-        if entry.callbackUrl is not None:
-            callback = Callback(id=entry.id, url=entry.callbackUrl, outcome=entry.outcome)
+        url = entry.callbackUrl
+        if url is not None and not host_allowed(url, self._settings.callback_allowed_hosts):
+            # a raw Celery message is not checked at enqueue: checked here, before any request
+            log.warning("job %s: callback host not allowed, not sent", entry.outcome.jobId)
+            url = None
+        if url is not None:
+            callback = Callback(id=entry.id, url=url, outcome=entry.outcome)
             publish_callback(self._app, callback, self._settings)
         self._redis.xack(self._stream, GROUP, entry_id)
-        return 1 if entry.callbackUrl is not None else 0
+        return 0 if url is None else 1
 
     def run(self, stop: threading.Event) -> None:
         """Dispatch until `stop` is set; Redis errors are logged and retried after a second."""

@@ -26,6 +26,7 @@ from eventq.errors import EventqError
 from eventq.jobs import Begun
 from eventq.records import AttemptRecord, DeadLetter, DeadLetterReason, HubSpotErrorInfo
 from eventq.schema import JobEnvelope
+from eventq.tracing import attempt_span, record_attempt
 from worker.attempts import AttemptResult, HttpFailure, NetworkFailure
 from worker.batcher import Batcher, BatchReply
 from worker.circuit_breaker import Breaker, is_struggling
@@ -190,7 +191,8 @@ class Delivery:
         if begun.status == "locked":
             return await self._wait_for_lock(envelope)
         try:
-            return await _Attempt(self, envelope, begun).run()
+            with attempt_span(envelope):
+                return await _Attempt(self, envelope, begun).run()
         except BaseException:
             await self.jobs.release(envelope.jobId)  # the message will be redelivered
             raise
@@ -222,6 +224,7 @@ class Delivery:
 def _log_attempt(envelope: JobEnvelope, record: AttemptRecord) -> None:
     """Emit the one structured line per attempt, and count it."""
     DELIVERIES.labels(record.outcome).inc()
+    record_attempt(record.outcome, record.httpStatus, record.correlationId)
     if record.latencyMs is not None:
         ATTEMPT_LATENCY.observe(record.latencyMs / 1000)
     attempt_log.info(

@@ -124,11 +124,13 @@ def _outcome(job_id: str) -> JobOutcome:
 def test_the_dispatcher_publishes_one_task_per_outcome_with_a_callback_even_with_two_readers(
     redis_client: redis.Redis, real_redis_url: str, key_prefix: str
 ) -> None:
-    # Given three outcomes, two of them with a callback URL, and two dispatchers
+    # Given four outcomes, two with an allowed callback URL, one with a host not allowed (a raw
+    # message is not checked at enqueue), and two dispatchers
     env = {
         "EVENTQ_REDIS_URL": real_redis_url,
         "EVENTQ_KEY_PREFIX": key_prefix,
         "EVENTQ_CALLBACK_QUEUE": f"{key_prefix}-cbq",
+        "EVENTQ_CALLBACK_ALLOWED_HOSTS": "127.0.0.1",
     }
     settings = settings_from_env(env)
     keys = Keys(key_prefix)
@@ -136,6 +138,7 @@ def test_the_dispatcher_publishes_one_task_per_outcome_with_a_callback_even_with
         queue_outcome(pipe, keys, _outcome("a"), callback_url="http://127.0.0.1/h", max_len=100)
         queue_outcome(pipe, keys, _outcome("b"), callback_url=None, max_len=100)
         queue_outcome(pipe, keys, _outcome("c"), callback_url="http://127.0.0.1/h", max_len=100)
+        queue_outcome(pipe, keys, _outcome("d"), callback_url="http://evil.example/", max_len=100)
         pipe.execute()
     app = make_celery(settings, "test-dispatcher")
     first, second = (Dispatcher(redis_client, app, settings) for _ in range(2))
@@ -144,7 +147,7 @@ def test_the_dispatcher_publishes_one_task_per_outcome_with_a_callback_even_with
         second.ensure_group()
         # When both read the stream
         published = first.run_once(block_ms=50) + second.run_once(block_ms=50)
-        # Then the two callbacks are published once, as tasks on the callback queue
+        # Then the two allowed callbacks are published once, as tasks on the callback queue
         assert published == 2
         assert redis_client.llen(settings.callback_queue) == 2
         assert second.run_once(block_ms=50) + first.run_once(block_ms=50) == 0
@@ -157,7 +160,11 @@ def test_an_unpublished_entry_of_a_dead_dispatcher_is_published_by_another(
     redis_client: redis.Redis, real_redis_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a dispatcher that read an entry and died before publishing it
-    env = {"EVENTQ_REDIS_URL": real_redis_url, "EVENTQ_KEY_PREFIX": key_prefix}
+    env = {
+        "EVENTQ_REDIS_URL": real_redis_url,
+        "EVENTQ_KEY_PREFIX": key_prefix,
+        "EVENTQ_CALLBACK_ALLOWED_HOSTS": "127.0.0.1",
+    }
     settings = settings_from_env({**env, "EVENTQ_CALLBACK_QUEUE": f"{key_prefix}-cbq"})
     keys = Keys(key_prefix)
     with redis_client.pipeline() as pipe:
