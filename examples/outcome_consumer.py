@@ -49,7 +49,12 @@ def read_outcomes(
             start = ">"
             continue
         for entry_id, fields in entries:
+            if not fields:  # trimmed from the stream (MAXLEN) while pending: nothing to read
+                client.xack(stream, group, entry_id)
+                continue
             yield _text(entry_id), json.loads(fields[b"outcome"])
+        if start != ">":  # past the pending entries just read (still pending until acked)
+            start = _text(entries[-1][0])
 
 
 def _text(value: bytes | str) -> str:
