@@ -166,7 +166,9 @@ def callbacks(celery_args: tuple[str, ...]) -> None:
         raise SystemExit(2)
     from eventq.messaging import callback_worker_argv
 
-    argv = [sys.executable, "-m", *callback_worker_argv(settings, *celery_args)]
+    named = any(a == "-n" or a.startswith("--hostname") for a in celery_args)
+    name = () if named else ("--hostname", "callbacks@%h")  # the compose healthcheck pings it
+    argv = [sys.executable, "-m", *callback_worker_argv(settings, *name, *celery_args)]
     os.execv(sys.executable, argv)  # noqa: S606 - our own interpreter and arguments
 
 

@@ -25,7 +25,6 @@ from eventq.callbacks import check_signature, signature_key
 from eventq.dead_letters import DeadLetterStore
 from eventq.jobs import stored_envelopes
 from eventq.keys import Keys
-from eventq.messaging import callback_worker_argv
 from fake_hubspot.control import FakeHubSpot
 from producers.enqueue import Producer, RejectedEvent
 from producers.replay import Replayer
@@ -55,13 +54,14 @@ class Receiver:
     hang: bool = False
     got: list[Received] = field(default_factory=list)
     url: str = ""
+    released: asyncio.Event = field(default_factory=asyncio.Event)  # ends hung requests
 
     async def handle(self, request: web.Request) -> web.Response:
         self.got.append(
             Received({k.lower(): v for k, v in request.headers.items()}, await request.read())
         )
         if self.hang:
-            await asyncio.sleep(3600)
+            await self.released.wait()
         status = self.statuses.pop(0) if self.statuses else 200
         return web.Response(status=status, text="ok")
 
@@ -89,6 +89,8 @@ def receiver() -> Iterator[Receiver]:
     thread.start()
     assert ready.wait(10)
     yield made
+    loop.call_soon_threadsafe(made.released.set)
+    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(5)
 
@@ -109,7 +111,8 @@ def service_env() -> dict[str, str]:
 def callback_stack(
     stack: Stack, redis_client: redis.Redis, callback_env: dict[str, str]
 ) -> Iterator[Stack]:
-    """The stack with callbacks on (loopback allowed, short backoff) and a callback worker."""
+    """The stack with callbacks on (loopback allowed, short backoff) and a callback worker
+    (`eventq callbacks`)."""
     queue = f"qc-{stack.env['EVENTQ_KEY_PREFIX']}"
     stack.env.update(
         {
@@ -123,13 +126,12 @@ def callback_stack(
         }
     )
     log = stack.tmp / "callback-worker.log"
-    argv = callback_worker_argv(
-        stack.settings,
-        *("-c", "8", "--without-mingle", "--without-gossip"),
-        *("--hostname", f"cb-{uuid.uuid4().hex[:6]}@%h"),
-    )
+    argv = [
+        *(sys.executable, "-m", "eventq", "callbacks", "-c", "8"),
+        *("--without-mingle", "--without-gossip", "--hostname", f"cb-{uuid.uuid4().hex[:6]}@%h"),
+    ]
     proc = subprocess.Popen(
-        [sys.executable, "-m", *argv],
+        argv,
         env={**os.environ, **stack.env},
         cwd=ROOT,
         stdout=log.open("wb"),

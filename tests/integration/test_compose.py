@@ -62,7 +62,9 @@ def test_compose_yaml_validates_against_the_compose_specification_schema(
 def test_the_stack_has_redis_worker_api_flower_and_the_sandbox_and_monitoring_profiles(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    assert set(services) == {"redis", "worker", "api", "flower", "fake-hubspot", "prometheus"}
+    assert set(services) == {
+        *("redis", "worker", "api", "flower", "fake-hubspot", "prometheus", "callbacks")
+    }
     profiles = {name: s.get("profiles", []) for name, s in services.items()}
     assert profiles == {
         "redis": [],
@@ -71,6 +73,7 @@ def test_the_stack_has_redis_worker_api_flower_and_the_sandbox_and_monitoring_pr
         "flower": [],
         "fake-hubspot": ["sandbox"],
         "prometheus": ["monitoring"],
+        "callbacks": ["callbacks"],
     }
     assert "eventq fake-hubspot --host 0.0.0.0 --port 8090 --token sandbox-token" in _command(
         services["fake-hubspot"]
@@ -215,7 +218,10 @@ def test_docker_compose_config_accepts_the_file_when_docker_compose_is_installed
     (tmp_path / ".env").write_text(env)
     # When compose resolves it with every profile
     result = subprocess.run(
-        [binary, "--profile", "sandbox", "--profile", "monitoring", "config", "--services"],
+        [
+            *(binary, "--profile", "sandbox", "--profile", "monitoring"),
+            *("--profile", "callbacks", "config", "--services"),
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -231,4 +237,5 @@ def test_docker_compose_config_accepts_the_file_when_docker_compose_is_installed
         "flower",
         "fake-hubspot",
         "prometheus",
+        "callbacks",
     }
