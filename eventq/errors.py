@@ -9,9 +9,11 @@ The tree (leaves live beside the code that raises them; the core defines the roo
     │   └── RejectedEvent            producers.enqueue: an event failed validation, nothing queued
     ├── CredentialsError             worker.credentials: no usable token; an admin must act
     │   └── CredentialsUnavailable   worker.credentials: no token right now; try again later
-    ├── JobEnded                     eventq.errors: how a delivery task ended, told to Celery
+    ├── JobEnded                     eventq.errors: how a task ended, told to Celery
     │   ├── Parked                   worker.tasks: waits in the retry schedule
-    │   └── DeadLettered             worker.tasks: went to the dead-letter queue
+    │   ├── DeadLettered             worker.tasks: went to the dead-letter queue
+    │   ├── CallbackFailed           worker.callbacks: a callback try failed; retried
+    │   └── CallbackDeadLettered     worker.callbacks: a callback failed every attempt
     ├── _Invalid                     worker.delivery: a job's payload cannot be sent (private)
     ├── ApiError                     producers.http_errors: an HTTP answer other than success
     └── FakeControlError             fake_hubspot.control: the fake refused a control call
