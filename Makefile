@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lint typecheck test test-fast test-offline run bench bench-quick screenshots tools clean
+.PHONY: install lint typecheck test test-fast test-offline test-live run bench bench-quick screenshots tools clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
@@ -42,8 +42,13 @@ test-fast: install ## unit tests: no service but Redis, for those marked redis (
 test-offline: install ## unit tests that need no service at all (-m "not redis"): no Redis, only loopback
 	EVENTQ_TEST_REDIS_URL=redis://127.0.0.1:1/0 $(BIN)/python -m pytest -q -m "not redis" tests/unit
 
-run: install ## the whole local stack: Redis, fake HubSpot (sandbox), worker, Flower, HTTP
-	$(BIN)/eventq run
+# The contract suite against the real HubSpot: needs a test account's private-app token in
+# EVENTQ_LIVE_HUBSPOT_TOKEN, else it says it skipped and why (exit 0). See docs/going-live.md.
+test-live: install ## the contract suite against the real HubSpot (EVENTQ_LIVE_HUBSPOT_TOKEN), recorded
+	EVENTQ_CONTRACT_TARGET=live $(BIN)/python -m pytest -q tests/contract
+
+run: install ## the whole local stack: Redis, fake HubSpot (sandbox), worker, Flower, HTTP (RUN_ARGS=--keep keeps the sandbox's data)
+	$(BIN)/eventq run $(RUN_ARGS)
 
 bench: install ## the full benchmark (several minutes); writes bench/results/
 	$(BIN)/python -m bench

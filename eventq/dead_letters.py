@@ -19,6 +19,7 @@ import redis
 from eventq.keys import Keys
 from eventq.records import DeadLetter
 from eventq.redis_io import as_text as _text
+from eventq.redis_io import glob_escape
 
 __all__ = ["DeadLetterFilter", "DeadLetterPage", "DeadLetterStore", "queue_add_entry"]
 
@@ -77,6 +78,19 @@ class DeadLetterStore:
         """Return one entry, or None when it does not exist."""
         raw = cast(bytes | None, self._redis.get(self._keys.dlq_entry(entry_id)))
         return None if raw is None else DeadLetter.model_validate_json(raw)
+
+    def ids_starting(self, prefix: str, limit: int) -> list[str]:
+        """Return up to `limit` entry ids that start with `prefix`, sorted.
+
+        Reads the DLQ's index (ZSCAN MATCH on its sorted set of ids), never the entries.
+        """
+        found: set[str] = set()
+        pattern = glob_escape(prefix) + "*"
+        for member, _ in self._redis.zscan_iter(self._keys.dlq, match=pattern, count=1000):
+            found.add(_text(member))
+            if len(found) >= limit:
+                break
+        return sorted(found)
 
     def count_by_reason(self, max_entries: int) -> dict[str, int]:
         """Return how many of the oldest `max_entries` entries have each reason."""

@@ -6,7 +6,9 @@ The tree (leaves live beside the code that raises them; the core defines the roo
     ├── InvalidInput                 eventq.errors: a person must fix something; `field`, `fix`
     │   ├── SettingsError            eventq.settings: an EVENTQ_* variable is missing or malformed
     │   ├── UnknownAccount           eventq.accounts: a job names a portal with no OAuth account
-    │   └── RejectedEvent            producers.enqueue: an event failed validation, nothing queued
+    │   ├── RejectedEvent            producers.enqueue: an event failed validation, nothing queued
+    │   ├── UnknownId                eventq_cli.ids: no record has the id (or a prefix of it)
+    │   └── AmbiguousId              eventq_cli.ids: several ids start with the prefix given
     ├── CredentialsError             worker.credentials: no usable token; an admin must act
     │   └── CredentialsUnavailable   worker.credentials: no token right now; try again later
     ├── JobEnded                     eventq.errors: how a task ended, told to Celery

@@ -31,7 +31,7 @@ from eventq.dead_letters import queue_add_entry
 from eventq.keys import Keys, event_identity
 from eventq.outcomes import dead_lettered_outcome, delivered_outcome, queue_outcome
 from eventq.records import AttemptRecord, DeadLetter, JobStatus
-from eventq.redis_io import as_text, load_lua, wait
+from eventq.redis_io import as_text, glob_escape, load_lua, wait
 from eventq.schema import JobEnvelope
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "create_job",
     "create_jobs",
     "current_attempt",
+    "job_ids_starting",
     "job_state",
     "job_status",
     "mark_published",
@@ -107,11 +108,17 @@ def _text_or_none(value: Any) -> str | None:
 
 @dataclass(frozen=True)
 class Created:
-    """What `create_job` did: the job id, whether it already existed, whether to publish it."""
+    """What `create_job` did: the job id, whether it already existed, whether to publish it.
+
+    For a duplicate, `state` is the existing job's state and `updated_at` when it last changed
+    (for a delivered job: when it was delivered).
+    """
 
     job_id: str
     duplicate: bool
     needs_publish: bool
+    state: str | None = None
+    updated_at: float | None = None
 
 
 def create_jobs(
@@ -120,12 +127,15 @@ def create_jobs(
     items: Sequence[tuple[JobEnvelope, str | None]],
     *,
     dedupe_ttl_s: int,
+    dedupe_window_s: int,
 ) -> list[Created]:
     """Record each (envelope, idempotency hash) as a queued job, in one pipeline.
 
     Each item is atomic on its own (create_job.lua): a duplicate answers the existing job, and
     `needs_publish` is also True for a duplicate whose message was never published (its
     producer died between the two steps, or is still publishing it after a grace period).
+    The same event is a duplicate while its job is live and for `dedupe_window_s` after it was
+    delivered; the same idempotency key, while its job is not dead-lettered.
     """
     if not items:
         return []
@@ -139,6 +149,7 @@ def create_jobs(
                     keys.dedupe(_identity(envelope)),
                     keys.idempotency(idempotency_hash) if idempotency_hash else "",
                     keys.unfinished,
+                    keys.ledger(_identity(envelope)),
                 ],
                 args=[
                     envelope.jobId,
@@ -149,11 +160,23 @@ def create_jobs(
                     keys.job(""),
                     envelope.model_dump_json(),
                     PUBLISH_GRACE_S,
+                    dedupe_window_s,
                 ],
                 client=pipe,
             )
         answers = pipe.execute()
-    return [Created(as_text(job), bool(dup), bool(publish)) for job, dup, publish in answers]
+    return [_created(*answer) for answer in answers]
+
+
+def _created(job: Any, duplicate: Any, publish: Any, state: Any, updated_at: Any) -> Created:
+    state_text, updated_text = as_text(state), as_text(updated_at)
+    return Created(
+        as_text(job),
+        bool(duplicate),
+        bool(publish),
+        state=state_text or None,
+        updated_at=float(updated_text) if updated_text else None,
+    )
 
 
 def create_job(
@@ -162,10 +185,17 @@ def create_job(
     envelope: JobEnvelope,
     *,
     dedupe_ttl_s: int,
+    dedupe_window_s: int = 0,
     idempotency_hash: str | None = None,
 ) -> Created:
     """Record one job; see `create_jobs`."""
-    return create_jobs(client, keys, [(envelope, idempotency_hash)], dedupe_ttl_s=dedupe_ttl_s)[0]
+    return create_jobs(
+        client,
+        keys,
+        [(envelope, idempotency_hash)],
+        dedupe_ttl_s=dedupe_ttl_s,
+        dedupe_window_s=dedupe_window_s,
+    )[0]
 
 
 def mark_published(client: Any, keys: Keys, job_ids: Iterable[str]) -> None:
@@ -190,6 +220,23 @@ def stored_envelopes(client: redis.Redis, keys: Keys, job_ids: Sequence[str]) ->
 def job_state(client: redis.Redis, keys: Keys, job_id: str) -> str | None:
     """Return the job's state (`queued`, …), or None for an unknown or expired job."""
     return _text_or_none(client.hget(keys.job(job_id), F.STATE))
+
+
+def job_ids_starting(client: redis.Redis, keys: Keys, prefix: str, limit: int) -> list[str]:
+    """Return up to `limit` ids of existing jobs that start with `prefix`, sorted.
+
+    SCAN MATCH over the job keys (1000 keys a call): a lookup costs a walk of the keyspace, not
+    one round trip, so callers ask only for a prefix a user typed.
+    """
+    base = keys.job("")
+    found: set[str] = set()
+    for key in client.scan_iter(match=glob_escape(base + prefix) + "*", count=1000):
+        job_id = as_text(key)[len(base) :]
+        if ":" not in job_id:  # not a job's history or lock
+            found.add(job_id)
+            if len(found) >= limit:
+                break
+    return sorted(found)
 
 
 def current_attempt(client: redis.Redis, keys: Keys, job_id: str) -> int:

@@ -40,9 +40,27 @@ class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         base = super().format(record)
         extra = {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
+        if record.name == _CELERY_TRACE:
+            extra.pop("data", None)  # Celery's trace: the message already says all of it
         if not extra:
             return base
         return base + " " + " ".join(f"{k}={v}" for k, v in extra.items())
+
+
+_CELERY_TRACE = "celery.app.trace"
+
+
+class _ExpectedWithoutTraceback(logging.Filter):
+    """Drop the traceback Celery's trace attaches to an *expected* task exception (a job
+    dead-lettered: `throws=`): the outcome is the news, the stack of the task wrapper is not."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        data = getattr(record, "data", None)
+        if record.name != _CELERY_TRACE or not isinstance(data, dict):
+            return True
+        if data.get("description") == "raised expected" and "traceback" in data:
+            record.data = {k: v for k, v in data.items() if k != "traceback"}
+        return True
 
 
 def configure_logging(settings: Settings) -> None:
@@ -52,6 +70,7 @@ def configure_logging(settings: Settings) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_ExpectedWithoutTraceback())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)

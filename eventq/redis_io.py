@@ -7,7 +7,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, cast
 
-__all__ = ["as_text", "load_lua", "wait"]
+__all__ = ["as_text", "glob_escape", "load_lua", "wait"]
 
 
 @cache
@@ -24,3 +24,8 @@ def as_text(value: Any) -> str:
 def wait(reply: Any) -> Awaitable[Any]:
     """Type an async redis-py reply (its stubs merge the sync and async clients)."""
     return cast(Awaitable[Any], reply)
+
+
+def glob_escape(text: str) -> str:
+    """Return `text` as a literal inside a Redis MATCH pattern (`*`, `?`, `[`, `]`, `\\`)."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

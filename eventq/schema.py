@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
-    AwareDatetime,
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -29,6 +29,7 @@ from pydantic import (
 
 __all__ = [
     "DATE_TIME_HINT",
+    "ZONE_HINT",
     "CustomProperty",
     "JobEnvelope",
     "JobSource",
@@ -40,17 +41,38 @@ __all__ = [
     "format_utc",
     "new_job_id",
     "spec_schemas",
+    "zoned_date_time",
 ]
 
 JobSource = Literal["api", "cli", "http", "replay", "raw"]
 
 # Only what HubSpot's spec refuses is refused here (types, enums, integer formats, date-time
-# with an offset); lengths, URL shape and date order are eventq's advice (eventq.event_warnings).
-ExternalEventId = Annotated[str, StringConstraints(min_length=1)]  # a path segment of PUT/GET
+# with an offset), and an externalEventId that cannot travel as a URL path segment ('.', '..');
+# lengths, URL shape and date order are eventq's advice (eventq.event_warnings).
+
+
+def _usable_as_path_segment(value: str) -> str:
+    if value in (".", ".."):
+        raise ValueError(
+            f"cannot be {value!r}: re-delivery addresses the event by it in a URL path, where "
+            f"{value!r} means another path"
+        )
+    return value
+
+
+# a path segment of the re-delivery PUT and GET
+ExternalEventId = Annotated[
+    str, StringConstraints(min_length=1), AfterValidator(_usable_as_path_segment)
+]
 Int32 = Annotated[int, Field(ge=-(2**31), lt=2**31)]
 Int64 = Annotated[int, Field(ge=-(2**63), lt=2**63)]
 PortalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
-DATE_TIME_HINT = "give an RFC 3339 date-time with a zone: 2027-03-01T10:00:00Z or +01:00"
+# what each date-time message says to do, with an example (RFC 3339: a date-time has a zone)
+DATE_TIME_HINT = (
+    "give a date-time with a zone (RFC 3339), e.g. 2026-03-01T18:00:00Z or "
+    "2026-03-01T19:00:00+01:00"
+)
+ZONE_HINT = "add Z or +01:00, e.g. 2026-03-01T18:00:00Z"
 
 
 @lru_cache(maxsize=1)
@@ -147,20 +169,7 @@ class MarketingEvent(_Body):
     @field_validator("startDateTime", "endDateTime", mode="wrap")
     @classmethod
     def _date_time(cls, value: object, handler: ValidatorFunctionWrapHandler) -> datetime | None:
-        try:
-            moment: datetime | None = handler(value)
-        except ValidationError:
-            raise ValueError(f"not a date-time; {DATE_TIME_HINT}") from None
-        if moment is None:
-            return None
-        if moment.utcoffset() is None:  # RFC 3339 (the spec's `date-time`) requires an offset
-            dated = isinstance(value, str) and "T" not in value.upper()
-            problem = "is a date without a time or zone" if dated else "has no time zone"
-            raise ValueError(f"{problem}; {DATE_TIME_HINT}")
-        try:
-            return moment.astimezone(UTC)
-        except OverflowError:
-            raise ValueError("cannot be expressed as a UTC time (out of range)") from None
+        return zoned_date_time(value, handler)
 
     @field_serializer("startDateTime", "endDateTime")
     def _utc(self, value: datetime | None) -> str | None:
@@ -178,6 +187,29 @@ class MarketingEvent(_Body):
         """Return the short, secret-free description shown in Flower and logs."""
         name = self.eventName if len(self.eventName) <= 40 else self.eventName[:39] + "…"
         return f"{self.externalAccountId}/{self.externalEventId} {name!r}"
+
+
+def zoned_date_time(value: object, handler: ValidatorFunctionWrapHandler) -> datetime | None:
+    """Validate a date-time with a zone (pydantic wrap validator); returns it in UTC.
+
+    Raises ValueError saying what is wrong and the accepted form, with an example.
+    """
+    try:
+        moment: datetime | None = handler(value)
+    except ValidationError:
+        raise ValueError(f"not a date-time; {DATE_TIME_HINT}") from None
+    if moment is None:
+        return None
+    if moment.utcoffset() is None:  # RFC 3339 (the spec's `date-time`) requires an offset
+        if isinstance(value, str) and "T" not in value.upper():
+            raise ValueError(f"is a date without a time or zone; {DATE_TIME_HINT}")
+        raise ValueError(f"has no time zone; {ZONE_HINT}")
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            f"cannot be expressed as a UTC time (out of range); {DATE_TIME_HINT}"
+        ) from None
 
 
 _CALLBACK_URL_MAX = 2048
@@ -223,7 +255,7 @@ class JobEnvelope(BaseModel):
         default_factory=new_job_id
     )
     attempt: int = Field(1, ge=1, description="Number of the attempt this message carries.")
-    firstEnqueuedAt: AwareDatetime = Field(default_factory=_now)
+    firstEnqueuedAt: datetime = Field(default_factory=_now)  # with a zone: _enqueued_at
     source: JobSource = "raw"
     portalId: PortalId | None = Field(None, description="HubSpot account (portal) id, OAuth mode.")
     priority: Literal["live", "bulk"] = Field(
@@ -247,6 +279,14 @@ class JobEnvelope(BaseModel):
     @classmethod
     def _callback_url(cls, value: str | None) -> str | None:
         return check_callback_url(value)
+
+    @field_validator("firstEnqueuedAt", mode="wrap")
+    @classmethod
+    def _enqueued_at(cls, value: object, handler: ValidatorFunctionWrapHandler) -> datetime:
+        moment = zoned_date_time(value, handler)
+        if moment is None:
+            raise ValueError(f"not a date-time; {DATE_TIME_HINT}")
+        return moment
 
     @field_serializer("firstEnqueuedAt")
     def _utc(self, value: datetime) -> str:

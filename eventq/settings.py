@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     Field,
     NonNegativeFloat,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     SecretStr,
@@ -50,7 +51,7 @@ class SettingsError(InvalidInput, RuntimeError):
     def __init__(self, message: str, *, field: str | None = None, fix: str | None = None) -> None:
         named = _SETTING_NAMED.match(message)
         field = field or (named.group(1) if named else None)
-        fix = fix or (f"set {field} as README's settings table describes" if field else None)
+        fix = fix or (f"set {field} as docs/settings.md describes" if field else None)
         super().__init__(message, field=field, fix=fix)
 
 
@@ -81,7 +82,7 @@ class RateLimit:
 
 
 class Settings(BaseSettings):
-    """Every setting of eventq. Each field's description is the README's settings table."""
+    """Every setting of eventq. Each field's description is docs/settings.md's table."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -241,7 +242,15 @@ class Settings(BaseSettings):
         "default: visibility timeout + attempt lock + 30 s.",
     )
     ledger_ttl_s: PositiveInt = Field(
-        30 * 86_400, description="How long delivered events are remembered for deduplication."
+        30 * 86_400,
+        description="How long a delivered event is remembered, so a retry or replay of its job "
+        "never sends it twice.",
+    )
+    dedupe_window_s: NonNegativeInt = Field(
+        600,
+        description="An identical event (same account and external ids) is refused while its job "
+        "is live and for this long after it was delivered; after that it gets a new job, sent "
+        "with create-or-update (PUT). 0: refused only while live.",
     )
     job_ttl_s: PositiveInt = Field(
         7 * 86_400, description="How long a finished job's status stays readable."
@@ -296,7 +305,11 @@ class Settings(BaseSettings):
         5 * 1024 * 1024, description="Largest HTTP request body accepted by `eventq serve`."
     )
     metrics_port: int = Field(
-        9808, ge=0, le=65535, description="Worker Prometheus port (0 disables)."
+        9808,
+        ge=0,
+        le=65535,
+        description="Worker Prometheus port, all processes of `eventq worker` added up "
+        "(0 disables).",
     )
     oauth_client_id: str | None = Field(None, description="OAuth app client id (OAuth mode).")
     oauth_client_secret: SecretStr | None = Field(

@@ -28,6 +28,24 @@ def _store() -> Any:
     return DeadLetterStore(redis.Redis.from_url(settings.redis_url), Keys(settings.key_prefix))
 
 
+def _resolve(store: Any, given: str, *, unknown_ok: bool = False) -> str:
+    """Return the entry id `given` names (whole, or a unique prefix); raise AmbiguousId, or
+    UnknownId unless `unknown_ok` (then `given` comes back as it is: the caller reports it)."""
+    from eventq_cli.ids import UnknownId, resolve_id
+
+    try:
+        return resolve_id(
+            given,
+            noun="dead-letter entry",
+            exists=lambda entry_id: store.get(entry_id) is not None,
+            starting=store.ids_starting,
+        )
+    except UnknownId:
+        if unknown_ok:
+            return given
+        raise
+
+
 def _replayer() -> Any:
     from producers.enqueue import Producer
     from producers.replay import Replayer
@@ -85,7 +103,8 @@ def list_entries(
         return
     from eventq_cli.tables import dead_letters_table
 
-    out.print(dead_letters_table(page.entries))
+    # crop=False: a line wider than the console is never cut (the table is built to fit)
+    out.print(dead_letters_table(page.entries, out.width), crop=False)
     if page.next_cursor:
         err.print(f"more: eventq dlq list --cursor '{page.next_cursor}'")
 
@@ -95,8 +114,10 @@ def list_entries(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @friendly_errors
 def show(entry_id: str, as_json: bool) -> None:
-    """Show one entry: payload, error, every attempt."""
-    entry = _store().get(entry_id)
+    """Show one entry: payload, error, every attempt. ENTRY_ID may be a unique prefix (at least
+    6 characters)."""
+    store = _store()
+    entry = store.get(_resolve(store, entry_id))
     if entry is None:
         err.print(f"[red]error:[/red] no dead-letter entry {entry_id!r}")
         raise SystemExit(1)
@@ -126,12 +147,16 @@ def replay(
     patch: str | None,
     as_json: bool,
 ) -> None:
-    """Re-validate and re-enqueue entries; each is deleted once its new job is accepted."""
+    """Re-validate and re-enqueue entries; each is deleted once its new job is accepted.
+
+    Each ENTRY_ID may be a unique prefix (at least 6 characters); an ambiguous one stops the
+    command before anything is replayed.
+    """
     if bool(entry_ids) == all_:
         raise click.UsageError("give entry ids, or --all (not both)")
     patch_doc = _parse_patch(patch)
     replayer = _replayer()
-    ids = list(entry_ids) or [
+    ids = [_resolve(replayer.store, i, unknown_ok=True) for i in entry_ids] or [
         e.id for e in replayer.store.iter_matching(_filters(reason, None, None, None))
     ]
     counts: dict[str, int] = {}

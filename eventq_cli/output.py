@@ -11,12 +11,13 @@ import redis
 from rich.console import Console
 
 from eventq.settings import Settings, SettingsError, get_settings
+from eventq_cli.ids import AmbiguousId, UnknownId
 
 __all__ = ["err", "friendly_errors", "out", "settings_or_exit"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages are never broken at the 80th column
 
 
 def settings_or_exit() -> Settings:
@@ -29,8 +30,9 @@ def settings_or_exit() -> Settings:
 
 
 def friendly_errors(func: F) -> F:
-    """Turn Redis/broker outages (exit 1) and settings read late, such as the OAuth accounts
-    file (exit 2, as `settings_or_exit`), into one clear line instead of a traceback."""
+    """Turn Redis/broker outages (exit 1), settings read late, such as the OAuth accounts file
+    (exit 2, as `settings_or_exit`), and an unknown or ambiguous id (exit 1) into one clear
+    message instead of a traceback."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -42,5 +44,8 @@ def friendly_errors(func: F) -> F:
         except SettingsError as error:
             err.print(f"[red]error:[/red] {error}")
             raise SystemExit(2) from None
+        except (UnknownId, AmbiguousId) as error:
+            err.print(f"[red]error:[/red] {error}", highlight=False)
+            raise SystemExit(1) from None
 
     return wrapper  # type: ignore[return-value]

@@ -23,9 +23,11 @@ import ctypes
 import logging
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -41,6 +43,7 @@ __all__ = [
     "child_argv",
     "child_env",
     "cpu_quota",
+    "die_with_parent",
     "restart_delay_s",
     "run_workers",
     "worker_processes",
@@ -52,6 +55,7 @@ HOSTNAME_FLAGS = ("-n", "--hostname")
 QUICK_EXIT_S = 10.0  # a child that dies sooner than this after its start failed to start
 MAX_QUICK_EXITS = 5  # then the supervisor gives up instead of restarting in a loop
 _PR_SET_PDEATHSIG = 1
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess mode
 
 
 def cpu_quota(cgroup_root: Path = Path("/sys/fs/cgroup")) -> float | None:
@@ -110,11 +114,13 @@ def child_argv(settings: Settings, index: int, celery_args: Sequence[str]) -> li
     return worker_argv(settings, "--hostname", numbered, *rest)
 
 
-def child_env(settings: Settings, index: int, base: dict[str, str]) -> dict[str, str]:
-    """Return child `index`'s environment: its own metrics port (`EVENTQ_METRICS_PORT` + i - 1)."""
+def child_env(base: dict[str, str], metrics_dir: str | None = None) -> dict[str, str]:
+    """Return a child's environment; with `metrics_dir`, its metrics go into files there (for
+    the supervisor to serve, added up) and it serves none itself."""
     env = dict(base)
-    if settings.metrics_port:
-        env["EVENTQ_METRICS_PORT"] = str(settings.metrics_port + index - 1)
+    if metrics_dir is not None:
+        env[MULTIPROC_ENV] = metrics_dir
+        env["EVENTQ_METRICS_PORT"] = "0"
     return env
 
 
@@ -149,7 +155,7 @@ class _Stop:
     count: int = 0
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: get SIGTERM when the supervisor dies (Linux; else nothing)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -161,19 +167,26 @@ def _die_with_parent() -> None:
 class _Supervisor:
     """Starts the children, restarts the ones that die, drains them all on SIGTERM."""
 
-    def __init__(self, settings: Settings, processes: int, celery_args: Sequence[str]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        processes: int,
+        celery_args: Sequence[str],
+        metrics_dir: str | None = None,
+    ) -> None:
         self.settings = settings
         self.processes = processes
         self.celery_args = list(celery_args)
+        self.metrics_dir = metrics_dir
         self.children: list[_Child] = []
 
     def start(self, index: int) -> subprocess.Popen[bytes]:
         argv = [sys.executable, "-m", *child_argv(self.settings, index, self.celery_args)]
         return subprocess.Popen(
             argv,
-            env=child_env(self.settings, index, dict(os.environ)),
+            env=child_env(dict(os.environ), self.metrics_dir),
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads run before the children start
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - no threads run before the children start
         )
 
     def start_all(self) -> None:
@@ -267,11 +280,39 @@ def _stop_requests() -> Iterator[_Stop]:
 
 def run_workers(settings: Settings, processes: int, celery_args: Sequence[str]) -> int:
     """Run `processes` supervised `celery worker` processes until SIGTERM; return the exit code."""
-    supervisor = _Supervisor(settings, processes, celery_args)
-    with _stop_requests() as stop:
-        supervisor.start_all()
-        code = supervisor.watch(stop)
-        if code != 0:
-            stop.count += 1
-        drained = supervisor.drain(stop)
+    with _process_metrics(settings) as metrics_dir:
+        supervisor = _Supervisor(settings, processes, celery_args, metrics_dir)
+        with _stop_requests() as stop:
+            supervisor.start_all()
+            code = supervisor.watch(stop)
+            if code != 0:
+                stop.count += 1
+            drained = supervisor.drain(stop)
     return code or drained
+
+
+@contextmanager
+def _process_metrics(settings: Settings) -> Iterator[str | None]:
+    """Serve every child's metrics, added up, on `EVENTQ_METRICS_PORT`; yield the directory the
+    children write them to (None when metrics are off). A dead child's counts stay in the sum."""
+    if not settings.metrics_port:
+        yield None
+        return
+    import redis
+
+    from eventq.keys import Keys
+    from worker.circuit_breaker import breaker_state_key
+    from worker.metrics import serve_process_metrics
+
+    metrics_dir = tempfile.mkdtemp(prefix="eventq-metrics-")
+    try:
+        serve_process_metrics(
+            settings.metrics_port,
+            metrics_dir,
+            redis.Redis.from_url(settings.redis_url, socket_timeout=5),
+            Keys(settings.key_prefix),
+            breaker_state_key(Keys(settings.key_prefix), settings.hubspot_base_url),
+        )
+        yield metrics_dir
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)

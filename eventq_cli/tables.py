@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime
 
+from rich import box
+from rich.cells import cell_len
+from rich.console import Console
 from rich.table import Table
 
 from eventq.records import AttemptRecord, DeadLetter, JobStatus
@@ -27,7 +31,7 @@ def when(epoch_s: float | None) -> str:
 
 def job_table(job: JobStatus) -> Table:
     """Return a two-column table of one job, followed by its attempts."""
-    table = Table(title=f"job {job.jobId}", show_header=False)
+    table = _record_table(f"job {job.jobId}")
     rows = [
         ("state", job.state),
         ("attempts", attempts_text(job)),
@@ -46,6 +50,14 @@ def job_table(job: JobStatus) -> Table:
     return table
 
 
+def _record_table(title: str) -> Table:
+    """Return a two-column (name, value) table whose values wrap whole, ids included."""
+    table = Table(title=title, show_header=False)
+    table.add_column("field", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    return table
+
+
 def attempts_text(job: JobStatus) -> str:
     """Return the attempts row: the retry budget used, and the last attempt's number if it differs.
 
@@ -59,7 +71,9 @@ def attempts_text(job: JobStatus) -> str:
 
 def attempts_table(history: list[AttemptRecord]) -> Table:
     """Return one row per attempt record."""
-    table = Table("#", "at", "outcome", "HTTP", "ms", "detail")
+    table = Table()
+    for name in ("#", "at", "outcome", "HTTP", "ms", "detail"):
+        table.add_column(name, overflow="fold")  # wrapped, never cut with an ellipsis
     for record in history:
         table.add_row(
             str(record.attempt),
@@ -72,19 +86,53 @@ def attempts_table(history: list[AttemptRecord]) -> Table:
     return table
 
 
-def dead_letters_table(entries: list[DeadLetter]) -> Table:
-    """Return one row per entry: id, reason, status, event, message, time."""
-    table = Table("id", "reason", "HTTP", "event", "error", "dead-lettered")
+def dead_letters_table(entries: list[DeadLetter], width: int) -> Table:
+    """Return one row per entry: id, reason, event, error, HTTP status, time, to fit `width`.
+
+    The id is never cut, also on a narrow terminal or in a pipe (80 columns): the columns that
+    do not fit even when wrapped are left out, last first (`eventq dlq show ID` has them all).
+    """
+    columns = list(_DEAD_LETTER_COLUMNS)
+    while True:
+        table = _dead_letters(entries, columns)
+        if len(columns) == 1 or _fits(table, width, [e.id for e in entries]):
+            return table
+        columns.pop()
+
+
+def _fits(table: Table, width: int, ids: list[str]) -> bool:
+    """Return True when `table` printed at `width` is no wider and shows every id whole (rich
+    lets a table overflow when its columns cannot wrap narrower, or shortens a column)."""
+    console = Console(width=width, file=io.StringIO(), color_system=None)
+    console.print(table, crop=False)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    widest = max((cell_len(line) for line in text.splitlines()), default=0)
+    return widest <= width and all(i in text for i in ids)
+
+
+_MIN_WIDTHS = {"reason": 9, "event": 12, "error": 16, "HTTP": 4, "dead-lettered": 10}
+_DEAD_LETTER_COLUMNS = ("id", "reason", "event", "error", "HTTP", "dead-lettered")
+
+
+def _dead_letters(entries: list[DeadLetter], columns: list[str]) -> Table:
+    # few border characters: more room for the columns
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in columns:
+        if name == "id":  # alone and still too wide, it folds onto a second line, whole
+            table.add_column(name, no_wrap=len(columns) > 1, overflow="fold")
+        else:  # narrower than this, a column is left out rather than shown in shreds
+            table.add_column(name, overflow="fold", min_width=_MIN_WIDTHS[name])
     for entry in entries:
         event = f"{entry.payload.get('externalAccountId')}/{entry.payload.get('externalEventId')}"
-        table.add_row(
-            entry.id,
-            entry.reason,
-            str(entry.httpStatus or "-"),
-            event,
-            entry.error.message[:80],
-            when(entry.deadLetteredAt),
-        )
+        cells = {
+            "id": entry.id,
+            "reason": entry.reason,
+            "error": entry.error.message[:80],
+            "event": event,
+            "HTTP": str(entry.httpStatus or "-"),
+            "dead-lettered": when(entry.deadLetteredAt),
+        }
+        table.add_row(*(cells[name] for name in columns))
     return table
 
 
@@ -92,7 +140,7 @@ def dead_letter_table(entry: DeadLetter) -> Table:
     """Return the whole of one entry."""
     import json
 
-    table = Table(title=f"dead letter {entry.id}", show_header=False)
+    table = _record_table(f"dead letter {entry.id}")
     table.add_row("job", entry.jobId)
     table.add_row("reason", entry.reason)
     table.add_row("HTTP status", str(entry.httpStatus or "-"))

@@ -16,7 +16,7 @@ from fake_hubspot.faults import Injection
 from fake_hubspot.ratelimit import OtherClient
 from fake_hubspot.state import STATE, FakeState
 
-__all__ = ["add_control_routes"]
+__all__ = ["add_control_routes", "routes_help"]
 
 Positive = Annotated[int, Field(gt=0)]
 NonNegative = Annotated[int, Field(ge=0)]
@@ -222,7 +222,7 @@ async def latency(request: web.Request) -> web.Response:
 
 
 async def fail_next(request: web.Request) -> web.Response:
-    """Queue injected answers."""
+    """Answer the next `count` writes (GETs too with `include_get`) with `status`, e.g. 400."""
     data = await _load(request, FailNextIn)
     injection = Injection(data.status, data.headers, data.body, data.include_get, data.count)
     _state(request).faults.fail_next(injection)
@@ -405,6 +405,55 @@ _GETS: dict[str, _Handler] = {
     "stats": stats,
     "oauth/rotated": rotated,
 }
+
+
+# the JSON body each POST route reads (None: none); its fields are listed by `routes_help`
+_BODIES: dict[str, type[_In] | None] = {
+    "reset": None,
+    "latency": LatencyIn,
+    "fail-next": FailNextIn,
+    "failure-rate": FailureRateIn,
+    "hang": CountIn,
+    "release": None,
+    "close-after-create": CountIn,
+    "close-rate": CloseRateIn,
+    "batch": BatchIn,
+    "refuse": RefuseIn,
+    "rate-limit": RateLimitIn,
+    "account-rate-limit": PortalRateLimitIn,
+    "other-client": OtherClientIn,
+    "tokens": TokenIn,
+    "oauth": OAuthIn,
+    "oauth/revoke": RevokeIn,
+    "oauth/rotate": RotateIn,
+    "oauth/fail-next": TokenFailNextIn,
+}
+
+
+def routes_help() -> str:
+    """Return one line per `/_fake/` route: method, path, the body's fields, what it does."""
+    rows = [
+        (f"POST /_fake/{name}", _fields(_BODIES[name]), _purpose(handler))
+        for name, handler in _POSTS.items()
+    ]
+    rows += [(f"GET  /_fake/{name}", "", _purpose(handler)) for name, handler in _GETS.items()]
+    route_width = max(len(route) for route, _, _ in rows)
+    return "\n".join(
+        f"  {route:<{route_width}}  {purpose}" + (f" Body: {body}" if body else "")
+        for route, body, purpose in rows
+    )
+
+
+def _purpose(handler: _Handler) -> str:
+    return (handler.__doc__ or "").strip().splitlines()[0]
+
+
+def _fields(model: type[_In] | None) -> str:
+    """Return the body's fields as `{status*, count, ...}` (`*`: required)."""
+    if model is None:
+        return ""
+    names = [name + ("*" if f.is_required() else "") for name, f in model.model_fields.items()]
+    return "{" + ", ".join(names) + "}"
 
 
 def add_control_routes(router: web.UrlDispatcher) -> None:

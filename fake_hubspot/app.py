@@ -25,12 +25,25 @@ from fake_hubspot.faults import Injection
 from fake_hubspot.ratelimit import TEN_SECONDLY
 from fake_hubspot.state import STATE, FakeState
 
-__all__ = ["BATCH_UPSERT_PATH", "CREATE_PATH", "STATE", "TOKEN_PATH", "TOKEN_V1_PATH", "create_app"]
+__all__ = [
+    "BATCH_UPSERT_PATH",
+    "CREATE_PATH",
+    "INTROSPECT_PATH",
+    "LISTS_PATH",
+    "STATE",
+    "TOKEN_PATH",
+    "TOKEN_V1_PATH",
+    "create_app",
+]
 
 CREATE_PATH = "/marketing/v3/marketing-events/events"
 BATCH_UPSERT_PATH = CREATE_PATH + "/upsert"
 TOKEN_PATH = "/oauth/v3/token"  # noqa: S105 - a URL path (the one eventq uses), not a secret
 TOKEN_V1_PATH = "/oauth/v1/token"  # noqa: S105 - deprecated, switched off on 2027-02-16
+INTROSPECT_PATH = "/oauth/v3/token/introspect"
+LISTS_PATH = (
+    "/marketing/v3/marketing-events/associations/{externalAccountId}/{externalEventId}/lists"
+)
 _NO_BODY = frozenset({204, 304})
 _NOT_JSON = object()
 
@@ -233,13 +246,77 @@ async def read_event(request: web.Request) -> web.Response:
         return _finish(state, record, _json(400, answer, headers))
     event = state.events.find(identity.name, account, external)
     if event is None:
-        message = (
-            f"Marketing event not found for externalEventId {external} and "
-            f"externalAccountId {account}"
-        )
-        answer = error_body("OBJECT_NOT_FOUND", message)
-        return _finish(state, record, _json(404, answer, headers))
+        return _finish(state, record, _json(404, _not_found_event(external, account), headers))
     return _finish(state, record, _json(200, state.events.read_response(event), headers))
+
+
+def _not_found_event(external: str, account: str) -> dict[str, Any]:
+    message = (
+        f"Marketing event not found for externalEventId {external} and externalAccountId {account}"
+    )
+    return error_body("OBJECT_NOT_FOUND", message)
+
+
+async def delete_event(request: web.Request) -> web.Response:
+    """`DELETE /marketing/v3/marketing-events/events/{externalEventId}?externalAccountId=…`:
+    204 when the caller's event existed and is gone, 404 otherwise (write scope)."""
+    state = request.app[STATE]
+    record = state.recorder.open(request.method, request.path, dict(request.query))
+    admitted = _admit(state, request, record, WRITE_SCOPE)
+    if isinstance(admitted, web.Response):
+        return _finish(state, record, admitted)
+    identity, headers = admitted
+    account = request.query.get("externalAccountId", "")
+    external = request.match_info["externalEventId"]
+    if not state.events.delete(identity.name, account, external):
+        return _finish(state, record, _json(404, _not_found_event(external, account), headers))
+    return _finish(state, record, _json(204, None, headers))
+
+
+async def event_lists(request: web.Request) -> web.Response:
+    """`GET` LISTS_PATH: the lists associated with an event (the fake has none), 404 for an
+    unknown event.
+
+    A read that HubSpot's spec guards with the write scope: `eventq doctor` uses it to prove the
+    write scope without writing anything.
+    """
+    state = request.app[STATE]
+    record = state.recorder.open(request.method, request.path, dict(request.query))
+    admitted = _admit(state, request, record, WRITE_SCOPE)
+    if isinstance(admitted, web.Response):
+        return _finish(state, record, admitted)
+    identity, headers = admitted
+    account, external = (
+        request.match_info["externalAccountId"],
+        request.match_info["externalEventId"],
+    )
+    if state.events.find(identity.name, account, external) is None:
+        return _finish(state, record, _json(404, _not_found_event(external, account), headers))
+    return _finish(state, record, _json(200, {"total": 0, "results": []}, headers))
+
+
+async def introspect_token(request: web.Request) -> web.Response:
+    """`POST /oauth/v3/token/introspect`: the metadata of an access or refresh token (form:
+    client_id, client_secret, token_type_hint and the token as `token`, `access_token` or
+    `refresh_token`), as HubSpot's v3 OAuth guide shows it."""
+    state = request.app[STATE]
+    record = state.recorder.open(request.method, request.path, dict(request.query))
+    form = await request.post()
+    hint = str(form.get("token_type_hint", ""))
+    record["body"] = {"token_type_hint": hint, "client_id": form.get("client_id")}
+    refused = state.auth.check_client(
+        _form_text(form, "client_id"), _form_text(form, "client_secret")
+    )
+    if refused is not None:
+        answer = oauth_error_body(refused.status, refused.error, refused.message)
+        return _finish(state, record, _json(refused.http_status, answer))
+    token = _form_text(form, "token") or _form_text(form, hint) or ""
+    return _finish(state, record, _json(200, state.auth.introspect(token)))
+
+
+def _form_text(form: Any, name: str) -> str | None:
+    value = form.get(name) if name else None
+    return None if value is None else str(value)
 
 
 def _token_fault(fault: TokenFault) -> web.Response:
@@ -322,6 +399,9 @@ def create_app(config: FakeConfig | None = None) -> web.Application:
     app.router.add_post(BATCH_UPSERT_PATH, upsert_batch)
     app.router.add_get(CREATE_PATH + "/{externalEventId}", read_event)
     app.router.add_put(CREATE_PATH + "/{externalEventId}", upsert_event)
+    app.router.add_delete(CREATE_PATH + "/{externalEventId}", delete_event)
+    app.router.add_get(LISTS_PATH, event_lists)
+    app.router.add_post(INTROSPECT_PATH, introspect_token)
     app.router.add_post(TOKEN_PATH, refresh_token)
     app.router.add_post(TOKEN_V1_PATH, refresh_token)
     add_control_routes(app.router)

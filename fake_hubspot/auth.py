@@ -194,10 +194,10 @@ class Authenticator:
             )
         return access.identity
 
-    def refresh(
-        self, client_id: str | None, client_secret: str | None, refresh_token: str | None
-    ) -> RefreshResult | RefreshFailure:
-        """Exchange a refresh token for a new access token (`grant_type=refresh_token`)."""
+    def check_client(
+        self, client_id: str | None, client_secret: str | None
+    ) -> RefreshFailure | None:
+        """Return why the OAuth client credentials are refused, None when they are the app's."""
         if not client_id or not secrets.compare_digest(client_id, self.client_id):
             return RefreshFailure(
                 400, "BAD_CLIENT_ID", "invalid_client", "missing or unknown client id"
@@ -206,6 +206,44 @@ class Authenticator:
             return RefreshFailure(
                 400, "BAD_CLIENT_SECRET", "invalid_client", "missing or invalid client secret"
             )
+        return None
+
+    def introspect(self, token: str) -> dict[str, object]:
+        """Return what `/oauth/v3/token/introspect` answers for an access or refresh token:
+        `active`, and for an active one the account (`hub_id`), `scopes`, `token_use` and, for
+        an access token, `expires_in` (HubSpot also echoes the `token`)."""
+        access = self._access.get(token)
+        if access is not None and access.expires_at > time.monotonic():
+            return {
+                "active": True,
+                "token": token,
+                "hub_id": access.identity.portal_id,
+                "client_id": self.client_id,
+                "scopes": sorted(access.identity.scopes),
+                "expires_in": max(0, math.floor(access.expires_at - time.monotonic())),
+                "token_use": "access_token",
+                "token_type": "Bearer",
+            }
+        grant = self._grants.get(token)
+        if grant is not None and token not in self._revoked:
+            return {
+                "active": True,
+                "token": token,
+                "hub_id": grant.portal_id,
+                "client_id": self.client_id,
+                "scopes": list(grant.scopes),
+                "token_use": "refresh_token",
+                "token_type": "Bearer",
+            }
+        return {"active": False}
+
+    def refresh(
+        self, client_id: str | None, client_secret: str | None, refresh_token: str | None
+    ) -> RefreshResult | RefreshFailure:
+        """Exchange a refresh token for a new access token (`grant_type=refresh_token`)."""
+        refused = self.check_client(client_id, client_secret)
+        if refused is not None:
+            return refused
         grant = self._grants.get(refresh_token or "")
         if grant is None or grant.token in self._revoked:
             return RefreshFailure(

@@ -80,6 +80,13 @@ class EventStore:
         matches = self._index.get((identity, account_id, event_id))
         return matches[-1] if matches else None
 
+    def delete(self, identity: str, account_id: str, event_id: str) -> bool:
+        """Forget the events `identity` has under these external ids; return whether any was."""
+        matches = self._index.pop((identity, account_id, event_id), [])
+        if matches:
+            self.records = [r for r in self.records if all(r is not m for m in matches)]
+        return bool(matches)
+
     def create(self, identity: str, body: dict[str, Any]) -> dict[str, Any]:
         """Store a validated create body for `identity`; return the event record."""
         object_id = str(self._next_id)

@@ -9,6 +9,7 @@ import sys
 
 from aiohttp import web
 
+from fake_hubspot.admin import routes_help
 from fake_hubspot.app import create_app
 from fake_hubspot.config import (
     BATCH_ERROR_POINTERS,
@@ -46,22 +47,30 @@ def _scopes(text: str) -> tuple[str, ...]:
     return scopes
 
 
+_EPILOG = """\
+HubSpot routes: POST and PUT (upsert) /marketing/v3/marketing-events/events[/{{id}}],
+POST .../events/upsert (batch upsert), GET .../events/{{id}} (read scope),
+DELETE .../events/{{id}}, GET .../associations/{{account}}/{{id}}/lists (write scope),
+POST /oauth/v3/token and /oauth/v1/token, POST /oauth/v3/token/introspect.
+
+Control routes (no auth; a POST takes a JSON body, * marks a required field):
+{routes}
+
+Faults (fail-next, failure-rate, hang, close-*) apply to every write: POST, PUT and the batch
+upsert alike. For example, make the next delivery a dead letter (400), then look:
+  curl -XPOST http://127.0.0.1:8090/_fake/fail-next -d '{{"status": 400}}'
+  curl http://127.0.0.1:8090/_fake/requests
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of `python -m fake_hubspot` / `eventq fake-hubspot`."""
     defaults = FakeConfig()
     parser = argparse.ArgumentParser(
         prog="fake_hubspot",
         description="A fake HubSpot marketing-events API with fault injection (/_fake/ routes).",
-        epilog=(
-            "HubSpot routes: POST and PUT (upsert) /marketing/v3/marketing-events/events[/{id}], "
-            "POST .../events/upsert (batch upsert), GET .../events/{id} (read scope), "
-            "POST /oauth/v3/token and /oauth/v1/token. Control (POST /_fake/...): reset, "
-            "latency, fail-next, failure-rate, hang, release, close-after-create, close-rate, "
-            "batch, refuse, rate-limit, account-rate-limit, other-client, tokens, oauth, "
-            "oauth/revoke, oauth/rotate, oauth/fail-next; GET /_fake/requests, events, stats, "
-            "oauth/rotated. Faults (fail-next, failure-rate, hang, close-*) apply to every "
-            "write: POST, PUT and the batch upsert alike."
-        ),
+        epilog=_EPILOG.format(routes=routes_help()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8090, help="port, 0 = any (default 8090)")

@@ -72,7 +72,9 @@ class RejectedEvent(InvalidInput, ValueError):
 class EnqueueResult:
     """The outcome of enqueueing one item: a job id, or the reasons it was rejected.
 
-    `warnings` is eventq's advice on an accepted item (HubSpot accepts it; see README).
+    `warnings` is eventq's advice on an accepted item (HubSpot accepts it; see README). For a
+    duplicate, `existing_state` is the state of the job that answered (live, or `delivered`
+    within `EVENTQ_DEDUPE_WINDOW_S`) and `delivered_at` when it was delivered.
     """
 
     index: int
@@ -80,6 +82,8 @@ class EnqueueResult:
     duplicate: bool = False
     errors: list[FieldError] = field(default_factory=list)
     warnings: list[FieldWarning] = field(default_factory=list)
+    existing_state: str | None = None
+    delivered_at: float | None = None
 
     @property
     def accepted(self) -> bool:
@@ -201,10 +205,8 @@ class Producer:
             priority=priority,
             callback_url=callback_url,
         )
-        job_id, duplicate = self.submit(
-            envelope, idempotency_hash=idempotency_hash(idempotency_key)
-        )
-        return EnqueueResult(0, job_id, duplicate, warnings=warnings)
+        created = self.submit_many([(envelope, idempotency_hash(idempotency_key))])[0]
+        return _result(0, created, warnings)
 
     def submit(
         self, envelope: JobEnvelope, *, idempotency_hash: str | None = None
@@ -221,7 +223,13 @@ class Producer:
         grace period) or the workers' recovery sweep publishes: an accepted job always gets a
         message. Returns one `Created` per item, in order.
         """
-        created = create_jobs(self.redis, self.keys, items, dedupe_ttl_s=self.settings.ledger_ttl_s)
+        created = create_jobs(
+            self.redis,
+            self.keys,
+            items,
+            dedupe_ttl_s=self.settings.ledger_ttl_s,
+            dedupe_window_s=self.settings.dedupe_window_s,
+        )
         fresh = [
             env
             for (env, _), c in zip(items, created, strict=True)
@@ -324,10 +332,21 @@ class Producer:
             pending.append((index, envelope, idempotency_hash(idempotency_key, index)))
         created = self.submit_many([(envelope, idem) for _, envelope, idem in pending])
         for (index, _, _), done in zip(pending, created, strict=True):
-            results[index] = EnqueueResult(
-                index, done.job_id, done.duplicate, warnings=advice[index]
-            )
+            results[index] = _result(index, done, advice[index])
         return [results[index] for index in range(len(items))]
+
+
+def _result(index: int, created: Created, warnings: list[FieldWarning]) -> EnqueueResult:
+    """Return the result of an accepted item from what `create_jobs` did."""
+    delivered = created.state == "delivered"
+    return EnqueueResult(
+        index,
+        created.job_id,
+        created.duplicate,
+        warnings=warnings,
+        existing_state=created.state,
+        delivered_at=created.updated_at if delivered else None,
+    )
 
 
 def idempotency_hash(key: str | None, index: int | None = None) -> str | None:

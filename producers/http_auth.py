@@ -72,6 +72,11 @@ class KeyRing:
                 found = (name, role)
         return found
 
+    @property
+    def empty(self) -> bool:
+        """Return True when no key at all is configured (every call would be refused)."""
+        return not self._entries
+
     def is_admin(self, name: str) -> bool:
         """Return True while an admin key named `name` is configured."""
         return name in self._admin_names
@@ -116,6 +121,11 @@ async def _session(request: web.Request, state: ServiceState, route: Route) -> P
 
 
 async def _principal(request: web.Request, state: ServiceState, route: Route) -> Principal:
+    if state.keyring.empty:
+        raise _unauthorized(
+            "this service has no API keys configured: set EVENTQ_API_KEYS (producers) and "
+            "EVENTQ_ADMIN_API_KEYS (admins), or use the ones `eventq run` prints"
+        )
     header = request.headers.get("Authorization")
     if header is not None and route.access != "session":
         return _bearer(header, state.keyring)

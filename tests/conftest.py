@@ -222,13 +222,15 @@ class Stack:
     def log_text(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in self.logs if p.exists())
 
-    def run_cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run_cli(
+        self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "eventq", *args],
             input=stdin,
             capture_output=True,
             text=True,
-            env={**os.environ, **self.env},
+            env={**os.environ, **self.env, **(env or {})},
             cwd=self.tmp,
             timeout=120,
             check=False,

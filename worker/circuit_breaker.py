@@ -15,7 +15,7 @@ from worker.attempts import AttemptResult, HttpFailure, NetworkFailure
 if TYPE_CHECKING:
     import redis.asyncio
 
-__all__ = ["Breaker", "BreakerDecision", "CircuitBreaker", "is_struggling"]
+__all__ = ["Breaker", "BreakerDecision", "CircuitBreaker", "breaker_state_key", "is_struggling"]
 
 logger = logging.getLogger("eventq.breaker")
 
@@ -62,6 +62,12 @@ def is_struggling(result: AttemptResult) -> bool:
     return isinstance(result, HttpFailure) and result.status >= 500
 
 
+def breaker_state_key(keys: Keys, target: str) -> str:
+    """Return the Redis hash holding the breaker state of `target` (a HubSpot base URL)."""
+    digest = hashlib.sha1(target.encode(), usedforsecurity=False).hexdigest()[:12]
+    return keys.breaker(digest)
+
+
 class CircuitBreaker:
     """closed → open after consecutive failures → one probe after the cooldown → closed/open."""
 
@@ -90,8 +96,7 @@ class CircuitBreaker:
         return self._key(target)
 
     def _key(self, target: str) -> str:
-        digest = hashlib.sha1(target.encode(), usedforsecurity=False).hexdigest()[:12]
-        return self._names.breaker(digest)
+        return breaker_state_key(self._names, target)
 
     async def allow(self, target: str) -> BreakerDecision:
         """Return whether a request to `target` may go; at most one caller gets the probe.

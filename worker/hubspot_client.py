@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 import aiohttp
+from yarl import URL
 
 try:  # the `otel` extra: a span per HubSpot request (eventq.tracing)
     from opentelemetry.instrumentation.aiohttp_client import create_trace_config
@@ -157,13 +158,13 @@ class HubSpotClient:
                 status, answer = response.status, dict(response.headers)
                 text = await response.text()
         except aiohttp.ClientConnectorError as error:
-            return _network("connect", False, error, started)
+            return _network("connect", False, error, url, started)
         except TimeoutError as error:
-            return _network("timeout", True, error, started)
+            return _network("timeout", True, error, url, started)
         except aiohttp.ServerDisconnectedError as error:
-            return _network("disconnected", True, error, started)
+            return _network("disconnected", True, error, url, started)
         except aiohttp.ClientError as error:
-            return _network("other", True, error, started)
+            return _network("other", True, error, url, started)
         latency_ms = (time.perf_counter() - started) * 1000
         return _Answer(status, _json(text), answer, latency_ms)
 
@@ -178,9 +179,14 @@ class _Answer:
     latency_ms: float
 
 
-def _network(kind: str, sent: bool, error: BaseException, started: float) -> NetworkFailure:
+def _network(
+    kind: str, sent: bool, error: BaseException, url: str, started: float
+) -> NetworkFailure:
+    """Return the failure as the class of aiohttp's error and the host and port it tried
+    (`ClientConnectorDNSError to api.hubapi.com:443`): aiohttp's message may quote headers."""
     latency_ms = (time.perf_counter() - started) * 1000
-    detail = type(error).__name__  # the class only: aiohttp messages may quote URLs or headers
+    target = URL(url)
+    detail = f"{type(error).__name__} to {target.host}:{target.port}"
     return NetworkFailure(kind=kind, sent=sent, detail=detail, latency_ms=latency_ms)  # type: ignore[arg-type]
 
 

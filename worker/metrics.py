@@ -1,4 +1,7 @@
-"""Prometheus metrics of a worker process, served on `EVENTQ_METRICS_PORT` at `/metrics`.
+"""Prometheus metrics of a worker, served on `EVENTQ_METRICS_PORT` at `/metrics`.
+
+A lone `celery worker` serves its own; `eventq worker --processes N` serves its N processes'
+metrics added up, on the one port (`serve_process_metrics`).
 
 Counters and the latency histogram are updated on the delivery path; depths (DLQ, retry
 schedule) and the breaker's shared state are read from Redis when Prometheus scrapes. The retry
@@ -14,14 +17,22 @@ from collections.abc import Iterator
 from typing import Any, cast
 
 import redis
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from eventq.depths import schedule_depth
 from eventq.keys import Keys
 
-__all__ = ["ATTEMPT_LATENCY", "DELIVERIES", "RATE_LIMITED", "RedisStateCollector", "serve_metrics"]
+__all__ = [
+    "ATTEMPT_LATENCY",
+    "DELIVERIES",
+    "RATE_LIMITED",
+    "RedisStateCollector",
+    "serve_metrics",
+    "serve_process_metrics",
+]
 
 log = logging.getLogger("eventq.metrics")
 
@@ -69,11 +80,30 @@ class RedisStateCollector(Collector):
 
 
 def serve_metrics(port: int, client: redis.Redis, keys: Keys, breaker_key: str) -> None:
-    """Start the `/metrics` endpoint on `port` (0 disables it)."""
+    """Start the `/metrics` endpoint on `port` (0 disables it) for this process's metrics."""
     if port == 0:
         return
     REGISTRY.register(RedisStateCollector(client, keys, breaker_key))
+    _serve(port, REGISTRY, "this worker")
+
+
+def serve_process_metrics(
+    port: int, multiproc_dir: str, client: redis.Redis, keys: Keys, breaker_key: str
+) -> None:
+    """Serve on `port` the sum of the metrics every process writes into `multiproc_dir`.
+
+    `eventq worker --processes N`: each child runs with `PROMETHEUS_MULTIPROC_DIR` set (so
+    prometheus_client keeps its counters and histograms in files there) and serves nothing;
+    the supervisor serves them added up, with the Redis-read depths once, on the one port.
+    """
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=multiproc_dir)  # type: ignore[no-untyped-call]
+    registry.register(RedisStateCollector(client, keys, breaker_key))
+    _serve(port, registry, "eventq worker")
+
+
+def _serve(port: int, registry: CollectorRegistry, who: str) -> None:
     try:
-        start_http_server(port)
+        start_http_server(port, registry=registry)
     except OSError as error:  # another worker on this host has the port: skip, do not die
-        log.warning("metrics port %s unavailable (%s); this worker serves no metrics", port, error)
+        log.warning("metrics port %s unavailable (%s); %s serves no metrics", port, error, who)

@@ -155,10 +155,22 @@ def test_env_example_lists_every_setting_with_its_description_and_is_up_to_date(
         assert f"# {env_name(field, info)}=" in text, field
         assert f"# {info.description}" in text, field
     assert text == render(), "run: .venv/bin/python deploy/env_example.py"
-    # the sandbox block points the workers at the compose fake with the fake's token
-    assert "\nEVENTQ_HUBSPOT_BASE_URL=http://fake-hubspot:8090\n" in text
-    assert "\nEVENTQ_HUBSPOT_ACCESS_TOKEN=sandbox-token\n" in text
+    # the compose sandbox block (commented) points the containers at the compose fake
+    assert "\n# EVENTQ_HUBSPOT_BASE_URL=http://fake-hubspot:8090\n" in text
+    assert "\n# EVENTQ_HUBSPOT_ACCESS_TOKEN=sandbox-token\n" in text
     assert "\nFLOWER_BASIC_AUTH=\n" in text
+
+
+def test_env_example_copied_as_env_leaves_eventq_run_in_sandbox_mode(tmp_path: Path) -> None:
+    # Given .env.example copied to .env as it is
+    shutil.copy(ROOT / ".env.example", tmp_path / ".env")
+    # Then its only active line is Flower's (empty) login, and eventq reads it as the sandbox
+    text = (tmp_path / ".env").read_text()
+    active = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    assert active == ["FLOWER_BASIC_AUTH="]
+    settings = Settings(_env_file=tmp_path / ".env")  # type: ignore[call-arg]
+    assert settings.sandbox
+    assert settings.hubspot_base_url == "https://api.hubapi.com"
 
 
 def test_prometheus_scrapes_every_worker_and_the_api_on_their_configured_ports() -> None:
@@ -182,6 +194,7 @@ def test_the_dockerfile_is_multi_stage_slim_non_root_and_installs_from_the_lock(
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".env" in ignored
     assert ".venv" in ignored
+    assert ".eventq" in ignored  # the sandbox's generated keys
 
 
 def test_every_data_file_the_packages_read_at_run_time_is_declared_as_package_data() -> None:
@@ -189,10 +202,17 @@ def test_every_data_file_the_packages_read_at_run_time_is_declared_as_package_da
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     declared: dict[str, list[str]] = setuptools["package-data"]
     missing = []
-    for package in setuptools["packages"]:
-        for path in sorted((ROOT / package).rglob("*")):
-            relative = path.relative_to(ROOT / package).as_posix()
+    packages = {name: ROOT / name.replace(".", "/") for name in setuptools["packages"]}
+    for package, directory in packages.items():
+        for path in sorted(directory.rglob("*")):
+            relative = path.relative_to(directory).as_posix()
             if path.is_dir() or path.suffix in (".py", ".pyc") or "__pycache__" in relative:
+                continue
+            # a file of a data directory declared as a package of its own is checked there
+            owner = max(
+                (d for d in packages.values() if path.is_relative_to(d)), key=lambda d: len(d.parts)
+            )
+            if owner != directory:
                 continue
             # Then each is in package-data, or a non-editable install (the image) lacks it
             if not any(fnmatch.fnmatch(relative, g) for g in declared.get(package, [])):
@@ -214,6 +234,7 @@ def test_docker_compose_config_accepts_the_file_when_docker_compose_is_installed
         (ROOT / ".env.example")
         .read_text()
         .replace("FLOWER_BASIC_AUTH=\n", "FLOWER_BASIC_AUTH=a:b\n")
+        .replace("# EVENTQ_HUBSPOT_BASE_URL=http://fake", "EVENTQ_HUBSPOT_BASE_URL=http://fake")
     )
     (tmp_path / ".env").write_text(env)
     # When compose resolves it with every profile

@@ -8,11 +8,13 @@ import pytest
 import redis
 import requests
 
+from eventq.settings import Settings
 from tests.conftest import Stack, valid_event
 from tests.integration.http_support import (
     ADMIN_KEY,
     PRODUCER_KEY,
     Api,
+    running_service,
     seed_dead_letter,
 )
 
@@ -40,6 +42,21 @@ def test_a_request_without_a_key_is_401_and_says_how_to_authenticate(service: st
     assert response.status_code == 401
     assert response.json()["error"] == "unauthorized"
     assert response.headers["WWW-Authenticate"] == 'Bearer realm="eventq"'
+
+
+def test_a_service_with_no_keys_configured_says_so_in_its_401(
+    service_settings: Settings,
+) -> None:
+    # Given the service started with neither EVENTQ_API_KEYS nor EVENTQ_ADMIN_API_KEYS
+    keyless = service_settings.model_copy(update={"api_keys": {}, "admin_api_keys": {}})
+    with running_service(keyless) as base_url:
+        # When a producer calls it, with a key or without
+        answers = [Api(base_url, key).get("/v1/jobs/abc") for key in (PRODUCER_KEY, None)]
+    # Then the 401 says that no keys are configured and which settings to set
+    for answer in answers:
+        assert answer.status_code == 401
+        assert "no API keys configured" in answer.json()["message"]
+        assert "EVENTQ_API_KEYS" in answer.json()["message"]
 
 
 def test_a_wrong_key_or_a_malformed_header_is_401(service: str) -> None:

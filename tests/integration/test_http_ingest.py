@@ -276,5 +276,5 @@ def test_a_batch_reports_warnings_per_item_and_enqueues_every_accepted_one(
         {"field": "endDateTime", "message": "is before startDateTime"}
     ]
     assert results[2]["errors"][0]["field"] == "startDateTime"
-    assert "2027-03-01T10:00:00Z or +01:00" in results[2]["errors"][0]["message"]
+    assert "add Z or +01:00, e.g. 2026-03-01T18:00:00Z" in results[2]["errors"][0]["message"]
     assert queued(stack, redis_client) == 2

@@ -11,12 +11,14 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
 from celery import Celery
+from prometheus_client.parser import text_string_to_metric_families
 
-from fake_hubspot.control import FakeHubSpot
+from fake_hubspot.control import FakeHubSpot, free_port
 from producers.enqueue import Producer
 from tests.conftest import ROOT, Stack, valid_event, wait_for
 from tests.integration.helpers import states_of
@@ -86,8 +88,10 @@ def enqueue(stack: Stack, count: int, tag: str) -> list[str]:
 def test_worker_with_two_processes_delivers_jobs_from_both_children(
     stack: Stack, fake: FakeHubSpot
 ) -> None:
-    # Given `eventq worker --processes 2` and HubSpot answering in 50 ms
+    # Given `eventq worker --processes 2` serving metrics, and HubSpot answering in 50 ms
     fake.set_latency(ms=50)
+    metrics_port = free_port()
+    stack.env["EVENTQ_METRICS_PORT"] = str(metrics_port)
     _, log = start_processes(stack)
     pids = child_pids(log)
     assert len(pids) == 2
@@ -102,6 +106,16 @@ def test_worker_with_two_processes_delivers_jobs_from_both_children(
     assert all(n > 0 for n in per_node.values()), per_node
     assert sum(per_node.values()) == 400
     assert len(fake.events()) == 400
+    # and the one metrics port shows both children's attempts added up
+    scraped = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(scraped.read().decode())
+        for s in family.samples
+    }
+    assert samples[("eventq_attempts_total", (("outcome", "delivered"),))] == 400
+    assert samples[("eventq_hubspot_request_seconds_count", ())] == 400
+    assert ("eventq_dlq_depth", ()) in samples  # the Redis-read figures, once
 
 
 def test_a_child_killed_mid_run_is_restarted_and_nothing_is_lost_or_duplicated(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -745,3 +746,46 @@ def test_the_rolling_window_measure_counts_a_window_as_half_open() -> None:
     assert max_in_any_window(times, 1.0) == 3
     assert max_in_any_window(times, 1.001) == 4
     assert max_in_any_window([], 1.0) == 0
+
+
+def test_help_fake_lists_every_control_route_with_its_purpose() -> None:
+    # Given the routes the fake serves under /_fake/
+    app = create_app(FakeConfig())
+    served = {
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.resource is not None
+        and route.resource.canonical.startswith("/_fake/")
+        and route.method in ("GET", "POST")
+    }
+    # When `eventq fake-hubspot --help-fake` prints its help
+    lines = build_parser().format_help().splitlines()
+    listed = {
+        (parts[0], parts[1]): " ".join(parts[2:])
+        for parts in (line.split() for line in lines)
+        if len(parts) > 2 and parts[1].startswith("/_fake/")
+    }
+    # Then each served route has one line with a purpose, and no line names another route
+    assert set(listed) == served
+    assert all(len(purpose) > 10 for purpose in listed.values())
+    assert "{count, status*, headers, body, include_get}" in listed[("POST", "/_fake/fail-next")]
+
+
+async def test_the_helps_curl_example_makes_the_next_write_fail(
+    fake: FakeHubSpot, http: aiohttp.ClientSession
+) -> None:
+    # Given the curl command the help prints, sent to this fake as curl sends it (a form body)
+    [example] = [
+        shlex.split(line)
+        for line in build_parser().format_help().splitlines()
+        if "curl -XPOST" in line
+    ]
+    url, body = example[2], example[example.index("-d") + 1]
+    path = url.removeprefix("http://127.0.0.1:8090")
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    async with http.post(fake.base_url + path, data=body, headers=headers) as answer:
+        assert answer.status == 200
+    # When an event is created
+    status, _, _ = await create(http, fake)
+    # Then it gets the 400 the example asked for
+    assert status == 400

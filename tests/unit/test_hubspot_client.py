@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from yarl import URL
 
 from worker.attempts import AttemptResult, Created, Found, HttpFailure, NetworkFailure, NotFound
 from worker.hubspot_client import EVENTS_PATH, HubSpotClient, new_session
@@ -164,6 +165,7 @@ async def test_a_stalled_answer_is_a_timeout_that_may_have_been_sent(
     assert isinstance(result, NetworkFailure)
     assert (result.kind, result.sent) == ("timeout", True)
     assert TOKEN not in result.detail
+    assert result.detail.endswith(f" to 127.0.0.1:{URL(app[1]).port}")
 
 
 async def test_a_dropped_connection_may_have_been_sent(
@@ -189,3 +191,17 @@ async def test_a_refused_connection_was_never_sent() -> None:
     assert isinstance(result, NetworkFailure)
     assert (result.kind, result.sent) == ("connect", False)
     assert TOKEN not in result.detail
+    # the detail names the host and port it could not reach
+    assert result.detail == f"ClientConnectorError to 127.0.0.1:{port}"
+
+
+async def test_a_name_that_does_not_resolve_names_the_host_and_the_default_port() -> None:
+    session = new_session(connect_timeout_s=1.0, read_timeout_s=1.0, max_connections=1)
+    try:
+        client = HubSpotClient(session, "https://no-such-host.invalid")
+        result = await client.create(BODY, TOKEN)
+    finally:
+        await session.close()
+    assert isinstance(result, NetworkFailure)
+    assert result.kind == "connect"
+    assert result.detail == "ClientConnectorDNSError to no-such-host.invalid:443"

@@ -57,17 +57,28 @@ def test_each_required_field_missing_is_named(field: str) -> None:
     assert caught.value.errors()[0]["loc"] == (field,)
 
 
-HINT = "give an RFC 3339 date-time with a zone: 2027-03-01T10:00:00Z or +01:00"
+HINT = (
+    "give a date-time with a zone (RFC 3339), e.g. 2026-03-01T18:00:00Z or "
+    "2026-03-01T19:00:00+01:00"
+)
+ZONE = "add Z or +01:00, e.g. 2026-03-01T18:00:00Z"
 
 
 @pytest.mark.parametrize(
     ("changes", "field", "words"),
     [
-        ({"startDateTime": "2027-03-01T10:00:00"}, "startDateTime", f"has no time zone; {HINT}"),
+        ({"startDateTime": "2027-03-01T10:00:00"}, "startDateTime", f"has no time zone; {ZONE}"),
+        (
+            {"startDateTime": "9999-12-31T23:00:00-23:00"},
+            "startDateTime",
+            f"cannot be expressed as a UTC time (out of range); {HINT}",
+        ),
         ({"endDateTime": "2027-03-01"}, "endDateTime", f"a date without a time or zone; {HINT}"),
         ({"startDateTime": "next tuesday"}, "startDateTime", f"not a date-time; {HINT}"),
         ({"eventName": 42}, "eventName", "string"),
         ({"externalEventId": ""}, "externalEventId", "at least 1"),
+        ({"externalEventId": "."}, "externalEventId", "cannot be '.': re-delivery addresses"),
+        ({"externalEventId": ".."}, "externalEventId", "cannot be '..'"),
         ({"eventCancelled": "maybe"}, "eventCancelled", "boolean"),
         ({"eventUrl": 7}, "eventUrl", "string"),
         ({"customProperties": {"name": "a"}}, "customProperties", "list"),
@@ -195,3 +206,15 @@ def test_the_summary_holds_account_id_and_name_but_no_custom_property_values() -
     envelope = JobEnvelope.model_validate({"event": valid_event(7)})
     assert envelope.summary() == "acct-1/evt-7 'Webinar 7' attempt 1"
     assert "cp-value" not in envelope.summary()
+
+
+def test_a_raw_envelopes_enqueue_time_without_a_zone_says_how_to_add_one() -> None:
+    with pytest.raises(ValidationError) as caught:
+        JobEnvelope.model_validate(
+            {"event": valid_event(), "firstEnqueuedAt": "2026-03-01T18:00:00"}
+        )
+    [error] = caught.value.errors()
+    assert error["loc"] == ("firstEnqueuedAt",)
+    assert (
+        error["msg"] == "Value error, has no time zone; add Z or +01:00, e.g. 2026-03-01T18:00:00Z"
+    )

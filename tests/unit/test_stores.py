@@ -9,8 +9,8 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from eventq.dead_letters import DeadLetterFilter, DeadLetterStore
-from eventq.jobs import JobStore, create_job, mark_published
+from eventq.dead_letters import DeadLetterFilter, DeadLetterStore, queue_add_entry
+from eventq.jobs import JobStore, create_job, job_ids_starting, mark_published
 from eventq.keys import Keys
 from eventq.records import AttemptRecord
 from eventq.schema import JobEnvelope, MarketingEvent
@@ -302,3 +302,103 @@ def test_the_sweep_forgets_finished_and_scheduled_jobs(
     )
     assert published == []
     assert redis_client.zcard(keys.unfinished) == 0
+
+
+async def deliver(store: JobStore, env: JobEnvelope, *, at: float) -> None:
+    """Run the job's first attempt to delivered, as a worker does, at time `at`."""
+    assert await begin(store, env) == "ok"
+    record = AttemptRecord(attempt=1, at=at, outcome="delivered", httpStatus=200)
+    await store.mark_delivered(env, "obj-1", record, attempts=1)
+
+
+async def test_an_event_delivered_within_the_dedupe_window_is_a_duplicate_saying_when(
+    keys: Keys, redis_client: redis.Redis, store: JobStore
+) -> None:
+    # Given an event whose job was delivered 60 s ago, and a 600 s dedupe window
+    first = create_job(redis_client, keys, envelope(8), dedupe_ttl_s=60, dedupe_window_s=600)
+    delivered_at = time.time() - 60
+    await deliver(store, envelope(8).model_copy(update={"jobId": first.job_id}), at=delivered_at)
+    # When the same event is enqueued again
+    again = create_job(redis_client, keys, envelope(8), dedupe_ttl_s=60, dedupe_window_s=600)
+    # Then it is the same job, delivered at that time
+    assert (again.job_id, again.duplicate) == (first.job_id, True)
+    assert again.state == "delivered"
+    assert again.updated_at == pytest.approx(delivered_at)
+
+
+async def test_an_event_delivered_before_the_dedupe_window_gets_a_new_job_sent_with_put(
+    keys: Keys, redis_client: redis.Redis, store: JobStore
+) -> None:
+    # Given an event whose job was delivered 60 s ago, and a 30 s dedupe window
+    first = create_job(redis_client, keys, envelope(9), dedupe_ttl_s=60, dedupe_window_s=30)
+    await deliver(
+        store, envelope(9).model_copy(update={"jobId": first.job_id}), at=time.time() - 60
+    )
+    # When the same event is enqueued again
+    again = create_job(redis_client, keys, envelope(9), dedupe_ttl_s=60, dedupe_window_s=30)
+    # Then it is a new job, whose attempt is sent again (not answered by the delivered
+    # ledger) with create-or-update (verify: HubSpot may hold the event)
+    assert not again.duplicate
+    assert again.job_id != first.job_id
+    renewed = envelope(9).model_copy(update={"jobId": again.job_id})
+    begun = await store.begin(
+        renewed, raw_envelope=renewed.model_dump_json(), lock_ttl_ms=5000, now=time.time()
+    )
+    assert (begun.status, begun.in_ledger, begun.verify) == ("ok", False, True)
+
+
+async def test_a_live_job_is_a_duplicate_whatever_the_window_and_an_idempotency_key_outlives_it(
+    keys: Keys, redis_client: redis.Redis, store: JobStore
+) -> None:
+    # Given a window of 0 s: an event is refused only while its job is live
+    live = create_job(redis_client, keys, envelope(10), dedupe_ttl_s=60, dedupe_window_s=0)
+    assert create_job(redis_client, keys, envelope(10), dedupe_ttl_s=60).state == "queued"
+    # and a job created with an idempotency key, then delivered
+    keyed = create_job(redis_client, keys, envelope(11), dedupe_ttl_s=60, idempotency_hash="h-11")
+    await deliver(
+        store, envelope(11).model_copy(update={"jobId": keyed.job_id}), at=time.time() - 60
+    )
+    # When the same key comes again, past the window
+    again = create_job(redis_client, keys, envelope(11), dedupe_ttl_s=60, idempotency_hash="h-11")
+    # Then the key still answers its job
+    assert not live.duplicate
+    assert (again.job_id, again.duplicate, again.state) == (keyed.job_id, True, "delivered")
+
+
+def test_jobs_are_found_by_the_start_of_their_id_and_their_history_or_lock_is_not_a_job(
+    keys: Keys, redis_client: redis.Redis
+) -> None:
+    # Given three jobs, two of whose ids share their first 8 characters, one with a history
+    ids = ["a1b2c3d4" + "0" * 24, "a1b2c3d4" + "1" * 24, "ffff0000" + "2" * 24]
+    for job_id in ids:
+        create_job(
+            redis_client,
+            keys,
+            envelope(int(job_id[-1]) + 20).model_copy(update={"jobId": job_id}),
+            dedupe_ttl_s=60,
+        )
+    redis_client.rpush(keys.job_history(ids[2]), "{}")
+    # When they are looked up by a prefix
+    # Then each prefix gives the jobs whose ids start with it, and only jobs
+    assert job_ids_starting(redis_client, keys, "a1b2c3", 10) == ids[:2]
+    assert job_ids_starting(redis_client, keys, "a1b2c3d41", 10) == ids[1:2]
+    assert job_ids_starting(redis_client, keys, "ffff00", 10) == ids[2:]
+    assert job_ids_starting(redis_client, keys, "a1b2c3", 1) in (ids[:1], ids[1:2])
+    # and a glob character matches only itself
+    assert job_ids_starting(redis_client, keys, "a1b2*", 10) == []
+
+
+def test_dead_letters_are_found_by_the_start_of_their_id_in_the_dlq_index(
+    keys: Keys, redis_client: redis.Redis
+) -> None:
+    store = DeadLetterStore(redis_client, keys)
+    ids = ["dead0001" + "a" * 24, "dead0001" + "b" * 24, "beef0002" + "c" * 24]
+    with redis_client.pipeline() as pipe:
+        for entry_id in ids:
+            queue_add_entry(pipe, keys, dead_letter_entry(valid_event(1), entry_id=entry_id))
+        pipe.execute()
+
+    assert store.ids_starting("dead00", 10) == ids[:2]
+    assert store.ids_starting("dead0001b", 10) == ids[1:2]
+    assert store.ids_starting("beef", 10) == ids[2:]
+    assert store.ids_starting("[d]ead", 10) == []

@@ -66,12 +66,11 @@ def test_each_child_gets_a_numbered_node_name_and_the_other_celery_arguments() -
     assert "-n" not in named
 
 
-def test_each_child_serves_metrics_on_its_own_port_unless_metrics_are_off() -> None:
-    on = settings_from_env({"EVENTQ_METRICS_PORT": "9808"})
-    assert child_env(on, 1, {"A": "b"}) == {"A": "b", "EVENTQ_METRICS_PORT": "9808"}
-    assert child_env(on, 3, {})["EVENTQ_METRICS_PORT"] == "9810"
-    off = settings_from_env({"EVENTQ_METRICS_PORT": "0"})
-    assert "EVENTQ_METRICS_PORT" not in child_env(off, 2, {})
+def test_children_write_metrics_for_the_supervisor_to_serve_and_serve_none_themselves() -> None:
+    env = child_env({"A": "b", "EVENTQ_METRICS_PORT": "9808"}, "/tmp/m")
+    assert env == {"A": "b", "EVENTQ_METRICS_PORT": "0", "PROMETHEUS_MULTIPROC_DIR": "/tmp/m"}
+    # a lone worker (no supervisor) keeps its own port
+    assert child_env({"EVENTQ_METRICS_PORT": "9808"}) == {"EVENTQ_METRICS_PORT": "9808"}
 
 
 def test_a_child_that_ran_restarts_at_once_one_dying_at_start_backs_off_then_gives_up() -> None:
