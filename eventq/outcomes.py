@@ -28,6 +28,7 @@ __all__ = [
     "StreamedOutcome",
     "dead_lettered_outcome",
     "delivered_outcome",
+    "outcome_fields",
     "parse_entry",
     "queue_outcome",
 ]
@@ -105,14 +106,21 @@ def dead_lettered_outcome(entry: DeadLetter, *, attempt: int) -> JobOutcome:
     )
 
 
+def outcome_fields(outcome: JobOutcome, callback_url: str | None) -> dict[str, str]:
+    """Return the stream entry's fields (a Lua script that ends a job passes them to XADD)."""
+    fields = {OUTCOME_FIELD: outcome.model_dump_json()}
+    if callback_url:
+        fields[CALLBACK_FIELD] = callback_url
+    return fields
+
+
 def queue_outcome(
     pipe: Any, keys: Keys, outcome: JobOutcome, *, callback_url: str | None, max_len: int
 ) -> None:
     """Queue on `pipe` (sync or async, the transaction that ends the job) the entry's XADD."""
-    fields = {OUTCOME_FIELD: outcome.model_dump_json()}
-    if callback_url:
-        fields[CALLBACK_FIELD] = callback_url
-    pipe.xadd(keys.outcomes, fields, maxlen=max_len, approximate=True)
+    pipe.xadd(
+        keys.outcomes, outcome_fields(outcome, callback_url), maxlen=max_len, approximate=True
+    )
 
 
 def parse_entry(entry_id: bytes | str, fields: Mapping[Any, Any]) -> StreamedOutcome:
