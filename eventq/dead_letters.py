@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import redis
 
-from eventq.keys import Keys
+from eventq.keys import Keys, is_valid_id
 from eventq.records import DeadLetter
 from eventq.redis_io import as_text as _text
 from eventq.redis_io import glob_escape
@@ -75,7 +75,9 @@ class DeadLetterStore:
         return int(cast(int, self._redis.zcard(self._keys.dlq)))
 
     def get(self, entry_id: str) -> DeadLetter | None:
-        """Return one entry, or None when it does not exist."""
+        """Return one entry, or None when it does not exist or `entry_id` is malformed."""
+        if not is_valid_id(entry_id):
+            return None  # no key is built from it
         raw = cast(bytes | None, self._redis.get(self._keys.dlq_entry(entry_id)))
         return None if raw is None else DeadLetter.model_validate_json(raw)
 
@@ -109,7 +111,9 @@ class DeadLetterStore:
         self._redis.set(self._keys.dlq_entry(entry.id), entry.model_dump_json())
 
     def delete(self, entry_id: str) -> bool:
-        """Delete one entry; returns False when it did not exist."""
+        """Delete one entry; returns False when it did not exist or `entry_id` is malformed."""
+        if not is_valid_id(entry_id):
+            return False
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.zrem(self._keys.dlq, entry_id)
             pipe.delete(self._keys.dlq_entry(entry_id))

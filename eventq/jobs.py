@@ -28,7 +28,7 @@ import redis
 import redis.asyncio as aioredis
 
 from eventq.dead_letters import queue_add_entry
-from eventq.keys import Keys, event_identity
+from eventq.keys import Keys, event_identity, is_valid_id
 from eventq.outcomes import dead_lettered_outcome, delivered_outcome, queue_outcome
 from eventq.records import AttemptRecord, DeadLetter, JobStatus
 from eventq.redis_io import as_text, glob_escape, load_lua, wait
@@ -421,7 +421,9 @@ def _parse_status(job_id: str, replies: Sequence[Any]) -> JobStatus | None:
 
 
 def job_status(client: redis.Redis, keys: Keys, job_id: str) -> JobStatus | None:
-    """Return the job's status with its history, or None for an unknown job id."""
+    """Return the job's status with its history, or None for an unknown or malformed job id."""
+    if not is_valid_id(job_id):
+        return None  # no key is built from it
     with client.pipeline(transaction=False) as pipe:
         _queue_status(pipe, keys, job_id)
         return _parse_status(job_id, pipe.execute())
@@ -613,7 +615,9 @@ class JobStore:
         return _parse_history(rows)
 
     async def get(self, job_id: str) -> JobStatus | None:
-        """Return the job's status with its history, or None for an unknown job id."""
+        """Return the job's status with its history, or None for an unknown or malformed job id."""
+        if not is_valid_id(job_id):
+            return None  # no key is built from it
         async with self._redis.pipeline(transaction=False) as pipe:
             _queue_status(pipe, self._keys, job_id)
             return _parse_status(job_id, await pipe.execute())

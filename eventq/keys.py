@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from eventq.schema import JobEnvelope
 
-__all__ = ["Keys", "event_identity"]
+__all__ = ["ID_PATTERN", "Keys", "event_identity", "is_valid_id"]
+
+# The form of a job id and a dead-letter id: what eventq issues (32 hex digits) and what a
+# producer may choose for a job (a Celery task id, `order-42.v2`). Ids become part of key names,
+# so nothing outside this form (`:`, `*`, spaces, other scripts) may reach one: a `:` would
+# address another key (`<job>:history`), a `*` a pattern.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def is_valid_id(text: str) -> bool:
+    """Return whether `text` has the form of a job or dead-letter id (`ID_PATTERN`)."""
+    return _ID.fullmatch(text) is not None
 
 
 def event_identity(portal_id: str | None, external_account_id: str, external_event_id: str) -> str:

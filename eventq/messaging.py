@@ -37,6 +37,14 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _transport(settings: Settings) -> str | None:
+    """Return kombu's transport for the broker URL: for `redis://`, kombu's Redis transport with
+    the closed-connection guard of `eventq.redis_transport`; else the URL's own."""
+    if settings.effective_broker_url.startswith("redis://"):
+        return "eventq.redis_transport:Transport"
+    return None
+
+
 def make_celery(settings: Settings, name: str = "eventq") -> Celery:
     """Return a Celery app configured for eventq (broker, queues, acks, events, prefetch)."""
     app = Celery(name, broker=settings.effective_broker_url)
@@ -54,6 +62,7 @@ def make_celery(settings: Settings, name: str = "eventq") -> Celery:
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         broker_connection_retry_on_startup=True,
+        broker_transport=_transport(settings),
         broker_transport_options=_transport_options(settings),
         task_queues=[Queue(settings.queue), Queue(settings.bulk_queue)],
         task_default_queue=settings.queue,

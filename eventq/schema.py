@@ -27,6 +27,8 @@ from pydantic import (
     field_validator,
 )
 
+from eventq.keys import ID_PATTERN
+
 __all__ = [
     "DATE_TIME_HINT",
     "ZONE_HINT",
@@ -251,8 +253,9 @@ class JobEnvelope(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    jobId: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(
-        default_factory=new_job_id
+    jobId: Annotated[str, StringConstraints(pattern=ID_PATTERN)] = Field(
+        default_factory=new_job_id,
+        description="1 to 128 letters, digits, `_`, `-`, `.`, starting with a letter or digit.",
     )
     attempt: int = Field(1, ge=1, description="Number of the attempt this message carries.")
     firstEnqueuedAt: datetime = Field(default_factory=_now)  # with a zone: _enqueued_at

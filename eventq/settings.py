@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -117,7 +117,8 @@ class Settings(BaseSettings):
     api_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(
         default_factory=dict,
         description=(
-            "Producer keys for the HTTP ingest, `name:key,name2:key2` (or a JSON object); "
+            "Producer keys for the HTTP ingest, `name:key,name2:key2` (or a JSON object), one name "
+            "per key; "
             f"each key at least {MIN_KEY_LENGTH} characters."
         ),
     )
@@ -298,6 +299,14 @@ class Settings(BaseSettings):
     )
     http_host: str = Field("127.0.0.1", description="Bind address of `eventq serve`.")
     http_port: int = Field(8080, ge=1, le=65535, description="Port of `eventq serve`.")
+    trust_forwarded_proto: bool = Field(
+        False,
+        description=(
+            "Behind a TLS-terminating proxy that sets `X-Forwarded-Proto` (and drops the "
+            "client's own): the admin session cookie is `Secure` when that header says `https`. "
+            "Leave off when clients reach `eventq serve` directly: they could forge the header."
+        ),
+    )
     max_batch_size: PositiveInt = Field(
         1000, description="Most events accepted in one POST /v1/events/batch."
     )
@@ -439,6 +448,16 @@ class Settings(BaseSettings):
         return "EVENTQ_HUBSPOT_TIMEZONE"
 
     @model_validator(mode="after")
+    def _check_key_names(self) -> Settings:
+        both = sorted(set(self.api_keys) & set(self.admin_api_keys))
+        if both:
+            raise ValueError(
+                f"key name {both[0]!r} is in both EVENTQ_API_KEYS and EVENTQ_ADMIN_API_KEYS; "
+                "give each key its own name"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _check_oauth(self) -> Settings:
         accounts = self.oauth_accounts_file or self.oauth_accounts
         oauth = (self.oauth_client_id, self.oauth_client_secret, accounts)
@@ -475,25 +494,38 @@ def _parse_named_keys(text: str) -> dict[str, str]:
     if not text:
         return {}
     if text.startswith("{"):
-        loaded = json.loads(text)
+        loaded = json.loads(text, object_pairs_hook=_named_keys)
         if not isinstance(loaded, dict):
             raise ValueError("expected a JSON object of name → key")
         return {str(k): str(v) for k, v in loaded.items()}
-    keys: dict[str, str] = {}
+    pairs: list[tuple[str, str]] = []
     for index, item in enumerate(text.split(","), start=1):
         name, sep, key = item.strip().partition(":")
         if not sep or not name or not key:
             raise ValueError(f"item {index} is not `name:key` (expected `name:key,name2:key2`)")
-        keys[name.strip()] = key.strip()
+        pairs.append((name.strip(), key.strip()))
+    return _named_keys(pairs)
+
+
+def _named_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Return `pairs` as a dict; raise ValueError when a name comes twice (one key would be
+    silently dropped: its holder would get 401s, or keep access after a rotation)."""
+    keys: dict[str, Any] = {}
+    for name, key in pairs:
+        if name in keys:
+            raise ValueError(f"key name {name!r} is given twice; give each key its own name")
+        keys[name] = key
     return keys
 
 
 def _describe(error: ValidationError) -> str:
     first = error.errors()[0]
-    field = str(first["loc"][0]) if first["loc"] else "settings"
     message = first["msg"].removeprefix("Value error, ")
-    variable = field if field.startswith(ENV_PREFIX) else ENV_PREFIX + field.upper()
     extra = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    if not first["loc"]:  # a check across settings: its message names them
+        return f"invalid settings: {message}{extra}"
+    field = str(first["loc"][0])
+    variable = field if field.startswith(ENV_PREFIX) else ENV_PREFIX + field.upper()
     return f"invalid setting {variable}: {message}{extra}"
 
 

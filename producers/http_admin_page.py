@@ -78,6 +78,17 @@ def _same_origin(request: web.Request) -> bool:
     return origin is None or urlsplit(origin).netloc == request.host
 
 
+def _reached_over_https(request: web.Request) -> bool:
+    """Return whether the browser reached us over TLS: directly, or through a trusted proxy's
+    `X-Forwarded-Proto` (its first value is the proxy nearest the browser)."""
+    if request.secure:
+        return True
+    if not state_of(request).settings.trust_forwarded_proto:
+        return False
+    forwarded = request.headers.get("X-Forwarded-Proto", "")
+    return forwarded.split(",")[0].strip().lower() == "https"
+
+
 async def post_login(request: web.Request) -> web.Response:
     """Start a session for an admin key (cookie: a random id, never the key)."""
     state = state_of(request)
@@ -102,7 +113,7 @@ async def post_login(request: web.Request) -> web.Response:
         path="/",
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        secure=_reached_over_https(request),
     )
     return response
 

@@ -8,6 +8,7 @@ from itertools import islice
 from aiohttp import web
 
 from eventq.dead_letters import DeadLetterFilter
+from eventq.keys import ID_PATTERN, is_valid_id
 from eventq.records import DeadLetter
 from producers.http_auth import PRINCIPAL
 from producers.http_bodies import json_response, read_json, validate_model, validate_query
@@ -28,7 +29,7 @@ from producers.replay import Replayer
 
 __all__ = ["dead_letter_routes"]
 
-_ENTRY_ID = {"type": "string", "minLength": 1, "maxLength": 256}
+_ENTRY_ID = {"type": "string", "pattern": ID_PATTERN}
 
 
 def _filter(selector: DeadLetterSelector) -> DeadLetterFilter:
@@ -42,6 +43,8 @@ def _filter(selector: DeadLetterSelector) -> DeadLetterFilter:
 
 
 def _not_found(entry_id: str) -> ApiError:
+    if not is_valid_id(entry_id):
+        return ApiError(404, "not_found", "no such dead-letter entry (malformed id)")
     return ApiError(404, "not_found", f"no dead-letter entry {entry_id!r}")
 
 
@@ -117,6 +120,8 @@ async def delete_dead_letter(request: web.Request) -> web.Response:
     """Delete one entry for good; 404 when there is no such entry."""
     state = state_of(request)
     entry_id = request.match_info["id"]
+    if not is_valid_id(entry_id):
+        raise _not_found(entry_id)  # addresses no entry: nothing to do, nothing to audit
     deleted = await state.run(state.replayer.store.delete, entry_id)
     await state.audit.record(
         request[PRINCIPAL], "delete", [entry_id], "deleted" if deleted else "missing"

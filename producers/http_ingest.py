@@ -10,6 +10,7 @@ from aiohttp.typedefs import Handler
 from pydantic import BaseModel
 
 from eventq.jobs import job_state
+from eventq.keys import ID_PATTERN
 from eventq.records import JobState, JobStatus
 from eventq.settings import Settings
 from eventq.tracing import attached, carrier_from_headers
@@ -34,7 +35,7 @@ __all__ = ["IDEMPOTENCY_HEADER", "ingest_routes"]
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-_JOB_ID = {"type": "string", "minLength": 1, "maxLength": 128}
+_JOB_ID = {"type": "string", "pattern": ID_PATTERN}
 _IDEMPOTENCY_DOC = {
     "type": "string",
     "pattern": _IDEMPOTENCY_KEY.pattern,

@@ -48,6 +48,7 @@ __all__ = [
 ]
 
 ErrorCode = Literal[
+    "malformed_request",
     "malformed_json",
     "unauthorized",
     "forbidden",

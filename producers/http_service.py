@@ -3,6 +3,8 @@ routes and the admin page, assembled from the route table."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -23,6 +25,7 @@ from producers.http_health import health_routes
 from producers.http_ingest import ingest_routes
 from producers.http_metrics import HttpMetrics, metrics_routes
 from producers.http_openapi import OPENAPI_DOC, encode_openapi, openapi_routes
+from producers.http_protocol import ServiceRunner
 from producers.http_routes import Route
 from producers.http_sessions import SessionStore
 from producers.http_state import STATE, ServiceState
@@ -117,11 +120,21 @@ def run_server(settings: Settings, host: str | None = None, port: int | None = N
     if not settings.api_keys and not settings.admin_api_keys:
         log.warning("no EVENTQ_API_KEYS or EVENTQ_ADMIN_API_KEYS: every API call will get 401")
     log.info("HTTP service on http://%s:%s (admin page at /admin/)", bind_host, bind_port)
-    web.run_app(
+    # web.run_app, but with ServiceRunner: its runner cannot be chosen
+    runner = ServiceRunner(
         create_app(settings),
-        host=bind_host,
-        port=bind_port,
+        handle_signals=True,
         access_log=None,
-        print=None,
         shutdown_timeout=SHUTDOWN_TIMEOUT_S,
     )
+    with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
+        asyncio.run(_serve(runner, bind_host, bind_port))
+
+
+async def _serve(runner: ServiceRunner, host: str, port: int) -> None:
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        await asyncio.Event().wait()  # until a signal raises GracefulExit
+    finally:
+        await runner.cleanup()

@@ -20,12 +20,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
+import redis
 from pydantic import ValidationError
 
 from eventq.errors import EventqError
 from eventq.jobs import Begun
+from eventq.keys import is_valid_id
 from eventq.records import AttemptRecord, DeadLetter, DeadLetterReason, HubSpotErrorInfo
-from eventq.schema import JobEnvelope
+from eventq.schema import JobEnvelope, new_job_id
 from eventq.tracing import attempt_span, record_attempt
 from worker.attempts import AttemptResult, HttpFailure, NetworkFailure
 from worker.batcher import Batcher, BatchReply
@@ -61,6 +63,8 @@ __all__ = ["AttemptStore", "Delivery", "Outcome", "decode_envelope"]
 
 log = logging.getLogger("eventq.delivery")
 attempt_log = logging.getLogger("eventq.attempt")
+RELEASE_RETRY_S = 0.25  # how often a lock left by an attempt cut off from Redis is retried
+_RELEASING: set[asyncio.Task[None]] = set()  # the loop holds tasks weakly
 
 OutcomeKind = Literal["delivered", "retrying", "dead_lettered", "skipped"]
 _Send = Callable[[Mapping[str, Any], str], Awaitable[AttemptResult]]
@@ -99,7 +103,18 @@ def decode_envelope(raw: object, task_id: str) -> JobEnvelope:
     except ValidationError as error:
         event = body.get("event")
         payload = event if isinstance(event, dict) else {"event": event}
-        raise _Invalid(payload, str(body.get("jobId")), _field_errors(error)) from None
+        raise _Invalid(
+            payload, _record_id(body.get("jobId"), task_id), _field_errors(error)
+        ) from None
+
+
+def _record_id(job_id: object, task_id: str) -> str:
+    """Return the id to dead-letter an invalid message under: its own if well-formed (it names a
+    key), else the task id, else a new one."""
+    for candidate in (job_id, task_id):
+        if isinstance(candidate, str) and is_valid_id(candidate):
+            return candidate
+    return new_job_id()
 
 
 def _field_errors(error: ValidationError) -> str:
@@ -194,8 +209,30 @@ class Delivery:
             with attempt_span(envelope):
                 return await _Attempt(self, envelope, begun).run()
         except BaseException:
-            await self.jobs.release(envelope.jobId)  # the message will be redelivered
+            await self._release(envelope.jobId)  # the message will be redelivered
             raise
+
+    async def _release(self, job_id: str) -> None:
+        try:
+            await self.jobs.release(job_id)
+        except (redis.ConnectionError, redis.TimeoutError):
+            # Redis went away (the pool cancels attempts when the broker connection drops):
+            # free the lock as soon as Redis is back, or the redelivered message would wait out
+            # the whole lock TTL. The attempt runs no more, and its job's `in_progress` state
+            # makes the next attempt verify before it sends (no duplicate).
+            task = asyncio.get_running_loop().create_task(self._release_when_back(job_id))
+            _RELEASING.add(task)
+            task.add_done_callback(_RELEASING.discard)
+
+    async def _release_when_back(self, job_id: str) -> None:
+        deadline = time.monotonic() + self.lock_ttl_ms / 1000  # by then the lock has expired
+        while time.monotonic() < deadline:
+            await asyncio.sleep(RELEASE_RETRY_S)
+            try:
+                await self.jobs.release(job_id)
+            except (redis.ConnectionError, redis.TimeoutError):
+                continue
+            return
 
     async def _wait_for_lock(self, envelope: JobEnvelope) -> Outcome:
         # another worker runs this attempt; look again after its lock must have expired

@@ -12,10 +12,20 @@ Hand-offs are batched both ways: one loop wake-up for every message the hub rece
 iteration, one hub wake-up for every attempt that finished in one loop iteration. The acks
 themselves are Celery's own: the tracer's callback schedules each on the hub, which sends it in
 its next iteration. The pool uses no kombu internals.
+
+Cancelling (`kill_job`): when the broker connection is lost, Celery cancels every unacked
+request (`worker_cancel_long_running_tasks_on_connection_loss`): it calls `terminate_job` with
+the request's pid, then `terminate()` on what `on_apply` returned. All deliveries share this
+process's pid, so the pool does the work in the second: `on_apply` returns the delivery, whose
+`terminate()` cancels its asyncio task (or drops it if it has not started). A cancelled delivery
+is not reported to the tracer, so its message stays unacked and comes back from the broker (or
+the recovery sweep republishes its job), as after a SIGKILL. The pool logs one WARNING per
+connection loss instead of Celery's line per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -42,9 +52,18 @@ __all__ = ["AsyncioPool"]
 log = logging.getLogger("eventq.pool")
 
 _ACCEPT = {"application/json"}
+CANCEL_REPORT_DELAY_S = 0.2  # Celery cancels a connection's requests one by one: count them all
+_CELERY_CONSUMER_LOG = "celery.worker.consumer.consumer"
 
 
-@dataclass
+class _OneLinePerLoss(logging.Filter):
+    """Drop Celery's line per cancelled request: the pool logs one line per connection loss."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Task %s cannot be acknowledged after a connection")
+
+
+@dataclass(eq=False)  # compared by identity: Celery holds a weak reference to it
 class _Job:
     """One message between `on_apply` and its report to Celery."""
 
@@ -54,7 +73,14 @@ class _Job:
     callback: Callable[[Any], Any] | None
     task_id: str
     job: Any
+    cancel: Callable[[_Job], None]
     result: Any = None  # the attempt's Outcome, or the exception it raised (Handoff.attempt)
+    task: asyncio.Task[None] | None = None  # loop thread only: once started
+    cancelled: bool = False  # loop thread only
+
+    def terminate(self, signal: Any = None) -> None:
+        """Cancel this delivery (Celery's `Request.cancel` and `terminate` call it)."""
+        self.cancel(self)
 
 
 def _decode(args: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
@@ -86,6 +112,8 @@ class AsyncioPool(BasePool):  # type: ignore[misc]
         self._active = 0
         self._finished = threading.Event()
         self._hub: Any = None
+        self._cancelled_count = 0  # loop thread only: since the last report
+        logging.getLogger(_CELERY_CONSUMER_LOG).addFilter(_OneLinePerLoss())
         initargs = self.options.get("initargs") or (None, None)
         # as the solo pool does: this process is the one that runs tasks
         signals.worker_process_init.send(sender=initargs[1])
@@ -106,20 +134,31 @@ class AsyncioPool(BasePool):  # type: ignore[misc]
         callback: Callable[[Any], Any] | None = None,
         accept_callback: Callable[..., Any] | None = None,
         **_: Any,
-    ) -> None:
-        """Start the job's delivery on the loop and return at once."""
+    ) -> _Job:
+        """Start the job's delivery on the loop and return at once; returns the delivery, which
+        Celery keeps to cancel it (`terminate`)."""
         if accept_callback:
             accept_callback(os.getpid(), time.monotonic())
         try:
             trace_args, job = _decode(tuple(args or ()))
         except Exception:  # let the tracer report a body it cannot decode, as Celery would
             trace_args, job = tuple(args or ()), None
-        item = _Job(target, trace_args, kwargs or {}, callback, str(trace_args[1]), job)
+        item = _Job(
+            target, trace_args, kwargs or {}, callback, str(trace_args[1]), job, self._cancel_soon
+        )
         self._active += 1
         self._inbox.append(item)
         if not self._loop_wake_pending:
             self._loop_wake_pending = True
             self.handoff.loop.call_soon_threadsafe(self._start_pending)
+        return item
+
+    def terminate_job(self, pid: int, signal: Any = None) -> None:
+        """Celery's `kill_job`: never signal this process, which runs every delivery; the one
+        delivery to stop is cancelled by its own `terminate()`, which Celery calls next."""
+
+    def _cancel_soon(self, item: _Job) -> None:
+        self.handoff.loop.call_soon_threadsafe(self._cancel, item)
 
     # -- loop thread -------------------------------------------------------------------------
 
@@ -130,14 +169,43 @@ class AsyncioPool(BasePool):  # type: ignore[misc]
         # at most `limit` attempts run at once; prefetched messages beyond it wait here, as
         # they would wait for a free thread in the threads pool
         while self._waiting and self._running < self.limit and not self._closing:
+            item = self._waiting.popleft()
+            if item.cancelled:  # before it started
+                self._finish(item)
+                continue
             self._running += 1
-            task = self.handoff.loop.create_task(self._run(self._waiting.popleft()))
-            self.handoff.keep(task)
+            item.task = self.handoff.loop.create_task(self._run(item))
+            self.handoff.keep(item.task)
+
+    def _cancel(self, item: _Job) -> None:
+        if item.cancelled or item.result is not None:
+            return  # cancelled already, or finished: its report is on its way
+        item.cancelled = True
+        self._cancelled_count += 1
+        if self._cancelled_count == 1:
+            self.handoff.loop.call_later(CANCEL_REPORT_DELAY_S, self._log_cancelled)
+        if item.task is not None:
+            item.task.cancel()  # _run reports it, as cancelled
+        elif item in self._waiting:
+            self._waiting.remove(item)
+            self._finish(item)
+        # else still in the inbox: _start_pending finishes it when it takes it
+
+    def _log_cancelled(self) -> None:
+        count, self._cancelled_count = self._cancelled_count, 0
+        log.warning(
+            "broker connection lost: %d deliveries in flight cancelled; their messages stay "
+            "unacked and come back when the broker is reachable",
+            count,
+        )
 
     async def _run(self, item: _Job) -> None:
         item.result = await self.handoff.attempt(item.job, item.task_id)  # never raises
         self._running -= 1
         self._start_pending()
+        self._finish(item)
+
+    def _finish(self, item: _Job) -> None:
         self._outbox.append(item)
         self._finished.set()
         if not self._report_pending:
@@ -160,6 +228,9 @@ class AsyncioPool(BasePool):  # type: ignore[misc]
             self._report(self._outbox.popleft())
 
     def _report(self, item: _Job) -> None:
+        if item.cancelled:  # Celery has forgotten the request: no tracer, no ack
+            self._active -= 1
+            return
         self.handoff.hold(item.task_id, item.result)
         try:
             ret = item.target(*item.args, **item.kwargs)

@@ -27,6 +27,24 @@ __all__ = ["DeadLettered", "DeliveryTask", "Parked", "create_marketing_event"]
 log = logging.getLogger("eventq.task")
 
 
+class _RejectWithoutTraceback(logging.Filter):
+    """Celery logs a rejected task at WARNING with its traceback (as `exc_info` and in its `data`
+    field); ours is always the one `raise Reject` below, during a Redis outage that the consumer
+    and the pool already announce, so the trace line keeps its sentence at INFO, no traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], Reject):
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            data = getattr(record, "data", None)
+            if isinstance(data, dict):
+                record.data = {k: v for k, v in data.items() if k != "traceback"}
+        return True
+
+
+logging.getLogger("celery.app.trace").addFilter(_RejectWithoutTraceback())
+
+
 class Parked(JobEnded):
     """The job waits in the retry schedule for its next attempt; the message says why."""
 
@@ -74,7 +92,8 @@ def create_marketing_event(
     except (redis.ConnectionError, redis.TimeoutError) as error:
         # our state is out of reach, so the attempt did not finish: the message must not be
         # acked as done; requeued now (or redelivered after the visibility timeout)
-        log.warning("Redis unavailable, message requeued: %s", type(error).__name__)
+        # INFO: one per job in flight; the outage itself is announced once (consumer, pool)
+        log.info("Redis unavailable, message requeued: %s", type(error).__name__)
         raise Reject(f"Redis unavailable: {type(error).__name__}", requeue=True) from None
     # the attempt's own line is eventq.attempt's (worker/delivery.py), Celery's trace logs the
     # result: this one is for debugging the task wrapper only

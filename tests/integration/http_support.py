@@ -20,6 +20,7 @@ from eventq.jobs import JobStore
 from eventq.keys import Keys
 from eventq.records import DeadLetter, DeadLetterReason
 from eventq.settings import Settings
+from producers.http_protocol import ServiceRunner
 from producers.http_service import create_app
 from tests.conftest import dead_letter_entry
 
@@ -38,7 +39,7 @@ class ServiceThread:
         self.settings = settings
         self.loop = asyncio.new_event_loop()
         self.app = create_app(settings)
-        self.runner = web.AppRunner(self.app, access_log=None)
+        self.runner = ServiceRunner(self.app, access_log=None)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
         self.base_url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
@@ -52,6 +53,11 @@ class ServiceThread:
         self._ready.set()
         self.loop.run_forever()
         self.loop.run_until_complete(self.runner.cleanup())
+        # connections still lingering over an unread body (aiohttp reads it for up to 10 s)
+        pending = asyncio.all_tasks(self.loop)
+        for task in pending:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         self.loop.close()
 
     def start(self) -> str:

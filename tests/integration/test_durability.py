@@ -164,3 +164,55 @@ def test_an_enqueue_retried_after_redis_died_before_the_publish_is_delivered(
     assert (job_id, duplicate) == (envelope.jobId, True)
     # Then that accepted job is delivered
     wait_state(stack, job_id, "delivered", timeout_s=15)
+
+
+RESTARTS = 10
+JOBS_PER_RESTART = 3
+
+
+def test_one_worker_survives_ten_redis_restarts_with_deliveries_in_flight(
+    durable_stack: Stack, own_redis: OwnRedis, fake: FakeHubSpot
+) -> None:
+    stack = durable_stack
+    stack.env.update({"EVENTQ_VISIBILITY_TIMEOUT_S": "2", "EVENTQ_RECOVER_AFTER_S": "5"})
+    # Given one worker, and HubSpot answering slowly enough that deliveries are in flight
+    fake.set_latency(ms=400)
+    worker = stack.start_worker(concurrency=8)
+    producer = Producer(stack.settings)
+    accepted: list[str] = []
+    for restart in range(RESTARTS):
+        # When jobs are enqueued, HubSpot is answering all of them (400 ms), and Redis is
+        # SIGKILLed and restarted
+        sent = fake.stats()["requests"]
+        accepted += [
+            producer.enqueue(valid_event(f"rs-{restart}-{i}"))[0] for i in range(JOBS_PER_RESTART)
+        ]
+        wait_for(
+            lambda s=sent: fake.stats()["requests"] >= s + JOBS_PER_RESTART,
+            15,
+            "every delivery of the round in flight at HubSpot",
+        )
+        own_redis.kill()
+        own_redis.start()
+        producer = Producer(stack.settings)  # the producer's pool holds dead connections
+        # (every job of this round is delivered before the next restart)
+        wait_for(
+            lambda ids=list(accepted): states_of(stack, ids)["delivered"] == len(ids),
+            30,
+            f"round {restart}: {len(accepted)} jobs delivered",
+        )
+    # Then the same worker process is alive, every job was created at HubSpot exactly once
+    assert worker.poll() is None
+    per_event = Counter(e["body"]["externalEventId"] for e in fake.events())
+    assert {k: n for k, n in per_event.items() if n > 1} == {}
+    assert len(per_event) == RESTARTS * JOBS_PER_RESTART
+    # and its log holds no traceback, and one line of the pool per lost connection, not one
+    # per delivery in flight
+    log = stack.log_text()
+    assert "Traceback" not in log, log
+    assert "Unrecoverable error" not in log
+    assert "cannot be acknowledged after a connection loss" not in log
+    assert "Failed to cancel" not in log
+    assert 1 <= log.count("eventq.pool: broker connection lost") <= RESTARTS
+    assert "WARNING eventq.task" not in log  # a job cut off from Redis is an INFO line
+    assert "WARNING celery.app.trace" not in log

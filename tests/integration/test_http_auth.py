@@ -196,3 +196,27 @@ def test_the_admin_page_needs_a_session_and_carries_a_strict_csp(service: str) -
     assert "default-src 'none'" in csp
     assert "unsafe-inline" not in csp
     assert page.headers["X-Frame-Options"] == "DENY"
+
+
+@pytest.mark.parametrize(("trusted", "secure"), [(False, False), (True, True)])
+def test_the_cookie_is_secure_behind_a_tls_proxy_only_when_its_header_is_trusted(
+    service_settings: Settings, trusted: bool, secure: bool
+) -> None:
+    # Given the service behind a proxy that terminates TLS, trusted or not
+    settings = service_settings.model_copy(update={"trust_forwarded_proto": trusted})
+    with running_service(settings) as base_url:
+        # When an admin logs in through it (the proxy says https, and talks http to us)
+        answer = requests.post(
+            base_url + "/admin/login",
+            data={"key": ADMIN_KEY},
+            headers={"X-Forwarded-Proto": "https"},
+            allow_redirects=False,
+            timeout=10,
+        )
+        plain = requests.post(
+            base_url + "/admin/login", data={"key": ADMIN_KEY}, allow_redirects=False, timeout=10
+        )
+    # Then the cookie is Secure only when the header is trusted, and never without it
+    assert answer.status_code == plain.status_code == 303
+    assert ("; Secure" in answer.headers["Set-Cookie"]) is secure
+    assert "; Secure" not in plain.headers["Set-Cookie"]

@@ -14,6 +14,7 @@ from eventq.event_warnings import event_warnings
 from eventq.schema import JobEnvelope, MarketingEvent, spec_schemas
 from fake_hubspot.validator import BodyValidator
 from tests.conftest import valid_event
+from worker.delivery import _Invalid, decode_envelope
 
 
 def spec_validator() -> jsonschema.Draft202012Validator:
@@ -206,6 +207,27 @@ def test_the_summary_holds_account_id_and_name_but_no_custom_property_values() -
     envelope = JobEnvelope.model_validate({"event": valid_event(7)})
     assert envelope.summary() == "acct-1/evt-7 'Webinar 7' attempt 1"
     assert "cp-value" not in envelope.summary()
+
+
+@pytest.mark.parametrize("job_id", ["order-42.v2", "0f3c", "A_b-c.d", "x" * 128])
+def test_a_job_id_of_the_documented_form_is_accepted(job_id: str) -> None:
+    assert JobEnvelope.model_validate({"jobId": job_id, "event": valid_event()}).jobId == job_id
+
+
+@pytest.mark.parametrize("job_id", ["a:history", "*", "..", ".a", "x" * 129, "é", "a b", "a\n"])
+def test_a_job_id_that_could_shape_a_key_name_is_refused_naming_the_field(job_id: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        JobEnvelope.model_validate({"jobId": job_id, "event": valid_event()})
+    assert raised.value.errors()[0]["loc"] == ("jobId",)
+
+
+def test_an_invalid_raw_message_with_a_malformed_job_id_is_recorded_under_the_task_id() -> None:
+    with pytest.raises(_Invalid) as raised:
+        decode_envelope({"jobId": "x:history", "event": valid_event()}, "task-1")
+    assert raised.value.job_id == "task-1"
+    with pytest.raises(_Invalid) as raised:
+        decode_envelope({"jobId": "x:history", "event": valid_event()}, "task:1")
+    assert len(raised.value.job_id) == 32
 
 
 def test_a_raw_envelopes_enqueue_time_without_a_zone_says_how_to_add_one() -> None:

@@ -156,3 +156,47 @@ def test_the_deprecated_reset_hour_still_resets_at_that_hour_utc(hour: int, zone
 def test_the_deprecated_reset_hour_and_a_time_zone_together_are_refused() -> None:
     with pytest.raises(SettingsError, match="keep only EVENTQ_HUBSPOT_TIMEZONE"):
         load_settings(daily_reset_utc_hour=7, hubspot_timezone="Europe/Berlin")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("EVENTQ_API_KEYS", "svc:k1-0123456789abcdef,svc:k2-0123456789abcdef"),
+        ("EVENTQ_ADMIN_API_KEYS", "svc:k1-0123456789abcdef, svc :k2-0123456789abcdef"),
+        ("EVENTQ_API_KEYS", '{"svc": "k1-0123456789abcdef", "svc": "k2-0123456789abcdef"}'),
+    ],
+)
+def test_a_key_name_given_twice_is_refused_naming_it_and_not_the_keys(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert str(caught.value) == (
+        f"invalid setting {variable}: key name 'svc' is given twice; give each key its own name"
+    )
+    assert "k1-" not in str(caught.value)
+
+
+def test_a_key_name_in_both_key_lists_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVENTQ_API_KEYS", "ops:k1-0123456789abcdef")
+    monkeypatch.setenv("EVENTQ_ADMIN_API_KEYS", "ops:k2-0123456789abcdef")
+    with pytest.raises(SettingsError, match="key name 'ops' is in both EVENTQ_API_KEYS and"):
+        load_settings()
+
+
+def test_eventq_serve_with_a_key_name_given_twice_exits_with_one_line_naming_it() -> None:
+    keys = "svc:k1-0123456789abcdef,svc:k2-0123456789abcdef"
+    result = subprocess.run(
+        [sys.executable, "-m", "eventq", "serve"],
+        capture_output=True,
+        text=True,
+        env={"EVENTQ_API_KEYS": keys, "PATH": "/usr/bin:/bin", "COLUMNS": "40"},
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: invalid setting EVENTQ_API_KEYS: key name 'svc' is given twice; "
+        "give each key its own name"
+    ]
