@@ -11,9 +11,11 @@ The tree (leaves live beside the code that raises them; the core defines the roo
     │   └── AmbiguousId              eventq_cli.ids: several ids start with the prefix given
     ├── CredentialsError             worker.credentials: no usable token; an admin must act
     │   └── CredentialsUnavailable   worker.credentials: no token right now; try again later
-    ├── JobEnded                     eventq.errors: how a delivery task ended, told to Celery
+    ├── JobEnded                     eventq.errors: how a task ended, told to Celery
     │   ├── Parked                   worker.tasks: waits in the retry schedule
-    │   └── DeadLettered             worker.tasks: went to the dead-letter queue
+    │   ├── DeadLettered             worker.tasks: went to the dead-letter queue
+    │   ├── CallbackFailed           worker.callbacks: a callback try failed; retried
+    │   └── CallbackDeadLettered     worker.callbacks: a callback failed every attempt
     ├── _Invalid                     worker.delivery: a job's payload cannot be sent (private)
     ├── RedisUnavailable             eventq.redis_conn: Redis refused us or is unreachable
     ├── RedisMoved                   eventq.redis_conn: READONLY: Redis moved (failover)

@@ -30,6 +30,7 @@ import redis.asyncio as aioredis
 from eventq.dead_letters import queue_add_entry
 from eventq.durable_writes import Durability
 from eventq.keys import Keys, event_identity, is_valid_id
+from eventq.outcomes import dead_lettered_outcome, delivered_outcome, queue_outcome
 from eventq.records import AttemptRecord, DeadLetter, JobStatus
 from eventq.redis_io import as_text, glob_escape, load_lua, wait
 from eventq.schema import JobEnvelope
@@ -471,12 +472,14 @@ class JobStore:
         ledger_ttl_s: int,
         job_ttl_s: int,
         durability: Durability | None = None,
+        outcome_max_len: int = 100_000,
     ):
         self._redis = client
         self._durability = durability
         self._keys = keys
         self._ledger_ttl_s = ledger_ttl_s
         self._job_ttl_s = job_ttl_s
+        self._outcome_max_len = outcome_max_len  # EVENTQ_OUTCOME_STREAM_MAX_LEN
         self._begin = client.register_script(load_lua("begin_attempt"))
 
     @property
@@ -518,7 +521,8 @@ class JobStore:
         *,
         attempts: int,
     ) -> None:
-        """Record the job as delivered, remember it in the ledger and release its lock.
+        """Record the job as delivered, remember it in the ledger, release its lock, and append
+        its outcome to the outcome stream (one transaction).
 
         `object_id` None: HubSpot's answer gave none; the job shows no objectId. An error of an
         earlier attempt is cleared: the last attempt succeeded.
@@ -541,6 +545,14 @@ class JobStore:
             pipe.expire(keys.job(envelope.jobId), self._job_ttl_s)
             pipe.expire(keys.job_history(envelope.jobId), self._job_ttl_s)
             pipe.hincrby(keys.counters, "delivered", 1)
+            outcome = delivered_outcome(envelope, object_id, attempt=record.attempt, at=now)
+            queue_outcome(
+                pipe,
+                keys,
+                outcome,
+                callback_url=envelope.callbackUrl,
+                max_len=self._outcome_max_len,
+            )
             pipe.zrem(keys.unfinished, envelope.jobId)
             pipe.delete(keys.job_lock(envelope.jobId))
             await pipe.execute()
@@ -576,7 +588,8 @@ class JobStore:
     async def mark_dead_lettered(
         self, job_id: str, entry: DeadLetter, record: AttemptRecord
     ) -> None:
-        """Move the job to the DLQ: entry stored, state updated, dedupe key freed, lock released."""
+        """Move the job to the DLQ: entry stored, state updated, dedupe key freed, lock released,
+        outcome appended to the outcome stream (one transaction)."""
         keys = self._keys
         dedupe = await wait(self._redis.hget(keys.job(job_id), F.DEDUPE_KEY))
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -599,6 +612,13 @@ class JobStore:
             if dedupe:
                 pipe.delete(as_text(dedupe))
             pipe.hincrby(keys.counters, f"dead_lettered:{entry.reason}", 1)
+            queue_outcome(
+                pipe,
+                keys,
+                dead_lettered_outcome(entry, attempt=record.attempt),
+                callback_url=entry.callbackUrl,
+                max_len=self._outcome_max_len,
+            )
             pipe.zrem(keys.unfinished, job_id)
             pipe.delete(keys.job_lock(job_id))
             await pipe.execute()

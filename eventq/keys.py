@@ -104,6 +104,11 @@ class Keys:
         """Return the stream of admin actions (one JSON field `entry` per action)."""
         return f"{self.prefix}:audit"
 
+    @property
+    def outcomes(self) -> str:
+        """Return the stream of job outcomes (one JSON field `outcome` per ended job)."""
+        return f"{self.prefix}:outcomes"
+
     def session(self, session_hash: str) -> str:
         """Return the key of one admin-page session (by the hash of its cookie value)."""
         return f"{self.prefix}:session:{session_hash}"

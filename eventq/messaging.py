@@ -7,11 +7,21 @@ from typing import Any
 from celery import Celery
 from kombu.entity import Queue
 
+from eventq.callbacks import CALLBACK_TASK_NAME, Callback
 from eventq.redis_conn import broker
 from eventq.schema import JobEnvelope
 from eventq.settings import Settings
 
-__all__ = ["TASK_NAME", "celery_argv", "make_celery", "queue_for", "send_job", "worker_argv"]
+__all__ = [
+    "TASK_NAME",
+    "callback_worker_argv",
+    "celery_argv",
+    "make_celery",
+    "queue_for",
+    "send_callback",
+    "send_job",
+    "worker_argv",
+]
 
 TASK_NAME = "eventq.create_marketing_event"
 
@@ -55,7 +65,10 @@ def make_celery(settings: Settings, name: str = "eventq") -> Celery:
         broker_transport_options=_transport_options(settings),
         task_queues=[Queue(settings.queue), Queue(settings.bulk_queue)],
         task_default_queue=settings.queue,
-        task_routes={TASK_NAME: {"queue": settings.queue}},
+        task_routes={
+            TASK_NAME: {"queue": settings.queue},
+            CALLBACK_TASK_NAME: {"queue": settings.callback_queue},
+        },
         enable_utc=True,
     )
     return app
@@ -91,6 +104,18 @@ def send_job(
     )
 
 
+def send_callback(app: Celery, callback: Callback, settings: Settings) -> None:
+    """Publish one callback as `eventq.send_callback` on the callback queue (no secret in it)."""
+    outcome = callback.outcome
+    app.send_task(
+        CALLBACK_TASK_NAME,
+        args=[callback.model_dump(mode="json")],
+        queue=settings.callback_queue,
+        argsrepr=f"job {outcome.jobId} {outcome.state}",
+        kwargsrepr="{}",
+    )
+
+
 def celery_argv(command: str, *args: str) -> list[str]:
     """Return a `celery` command line (after `python -m`) on eventq's app: `worker`, `flower`…"""
     return ["celery", "-A", "worker.celery_app", command, *args]
@@ -100,3 +125,11 @@ def worker_argv(settings: Settings, *extra: str) -> list[str]:
     """Return the `celery worker` command line (after `python -m`) for both queues, live first."""
     queues = f"{settings.queue},{settings.bulk_queue}"
     return celery_argv("worker", "-Q", queues, "--loglevel", "INFO", *extra)
+
+
+def callback_worker_argv(settings: Settings, *extra: str) -> list[str]:
+    """Return the callback worker's command line (after `python -m`): its own app and queue."""
+    return [
+        *("celery", "-A", "worker.callback_app", "worker", "-Q", settings.callback_queue),
+        *("-P", "threads", "--loglevel", "INFO", *extra),
+    ]

@@ -19,7 +19,7 @@ __all__ = [
 ]
 
 JobState = Literal["queued", "in_progress", "retrying", "delivered", "dead_lettered"]
-DeadLetterReason = Literal["invalid", "rejected", "auth", "exhausted"]
+DeadLetterReason = Literal["invalid", "rejected", "auth", "exhausted", "callback"]
 AuditAction = Literal["login", "logout", "replay", "dry_run", "delete"]
 AuditVia = Literal["bearer", "session", "cli"]
 
@@ -96,6 +96,9 @@ class DeadLetter(BaseModel):
     error: HubSpotErrorInfo = Field(default_factory=HubSpotErrorInfo)
     attempts: list[AttemptRecord] = Field(default_factory=list)
     source: str = "raw"
+    callbackUrl: str | None = Field(
+        None, description="The job's callback URL (a replay keeps it; `callback`: the failed one)."
+    )
     firstEnqueuedAt: float
     deadLetteredAt: float
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from importlib import resources
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -37,6 +38,8 @@ __all__ = [
     "MarketingEvent",
     "MaskedSubstring",
     "MaskedSubstrings",
+    "callback_host",
+    "check_callback_url",
     "format_utc",
     "new_job_id",
     "spec_schemas",
@@ -211,6 +214,28 @@ def zoned_date_time(value: object, handler: ValidatorFunctionWrapHandler) -> dat
         ) from None
 
 
+_CALLBACK_URL_MAX = 2048
+
+
+def callback_host(url: str) -> str:
+    """Return the host (lower case, no port) a callback URL names."""
+    return (urlsplit(url).hostname or "").lower()
+
+
+def check_callback_url(url: str | None) -> str | None:
+    """Return `url` when it is a callback URL eventq can call; raise ValueError saying why not."""
+    if url is None:
+        return None
+    if len(url) > _CALLBACK_URL_MAX:
+        raise ValueError(f"longer than {_CALLBACK_URL_MAX} characters")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("not an http(s) URL with a host, e.g. https://app.example.com/hooks")
+    if parts.username or parts.password:
+        raise ValueError("may not carry a user or password (callbacks are signed instead)")
+    return url
+
+
 def new_job_id() -> str:
     """Return a new random job id."""
     return uuid.uuid4().hex
@@ -240,6 +265,23 @@ class JobEnvelope(BaseModel):
         "live", description="`bulk` (replays, backfills) goes to the lower-priority queue."
     )
     event: MarketingEvent
+    callbackUrl: str | None = Field(
+        None,
+        description="Where eventq POSTs the job's signed outcome once it is delivered or "
+        "dead-lettered (its host must be in EVENTQ_CALLBACK_ALLOWED_HOSTS).",
+    )
+
+    traceContext: dict[str, Annotated[str, StringConstraints(max_length=512)]] | None = Field(
+        None,
+        max_length=8,
+        description="The producer's trace context (W3C `traceparent`, `tracestate`), so the "
+        "worker's spans continue its trace (OpenTelemetry, the `otel` extra).",
+    )
+
+    @field_validator("callbackUrl")
+    @classmethod
+    def _callback_url(cls, value: str | None) -> str | None:
+        return check_callback_url(value)
 
     @field_validator("firstEnqueuedAt", mode="wrap")
     @classmethod

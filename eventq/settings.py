@@ -306,6 +306,41 @@ class Settings(BaseSettings):
     job_ttl_s: PositiveInt = Field(
         7 * 86_400, description="How long a finished job's status stays readable."
     )
+    outcome_stream_max_len: PositiveInt = Field(
+        100_000,
+        description="About how many entries the outcome stream (`<prefix>:outcomes`, one per "
+        "delivered or dead-lettered job) keeps; older ones are trimmed (XADD MAXLEN ~).",
+    )
+    callback_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts a job's `callbackUrl` may name, comma-separated (`hooks.example.com,"
+        "127.0.0.1`); a callback to any other host is refused at enqueue. Empty: no callbacks.",
+    )
+    callback_secret: SecretStr | None = Field(
+        None,
+        description="Key of the HMAC-SHA256 signature of every callback (`webhook-signature`); "
+        "`whsec_` + base64 as Standard Webhooks libraries use, or any text (its UTF-8 bytes). "
+        "Callbacks are not sent without it.",
+    )
+    callback_queue: str = Field(
+        "eventq-callbacks",
+        description="Celery queue of callbacks (`eventq.send_callback`), served by the callback "
+        "worker (`celery -A worker.callback_app worker`), never by the delivery workers.",
+    )
+    callback_max_attempts: PositiveInt = Field(
+        8, description="Attempts to deliver one callback before it is dead-lettered `callback`."
+    )
+    callback_backoff_base_s: PositiveFloat = Field(
+        2.0, description="First callback retry delay, doubled per attempt (±20% jitter)."
+    )
+    callback_backoff_cap_s: PositiveFloat = Field(
+        120.0,
+        description="Longest callback retry delay (kept under the broker's visibility timeout: "
+        "a waiting retry is held by the callback worker).",
+    )
+    callback_timeout_s: PositiveFloat = Field(
+        10.0, description="Total timeout of one callback request."
+    )
     log_format: Literal["json", "text"] = Field(
         "text", description="`json` for production log shipping, `text` for development."
     )
@@ -371,6 +406,13 @@ class Settings(BaseSettings):
         default_factory=lambda: RateLimit(110, 10.0),
         description="Request budget of each OAuth account (own limiter bucket), e.g. `110/10s`.",
     )
+
+    @field_validator("callback_allowed_hosts", mode="before")
+    @classmethod
+    def _parse_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [h.strip().lower() for h in value.split(",") if h.strip()]
+        return value
 
     @field_validator("api_keys", "admin_api_keys", mode="before")
     @classmethod

@@ -205,6 +205,26 @@ def worker(processes: int | None, celery_args: tuple[str, ...]) -> None:
     raise SystemExit(run_workers(settings, count, celery_args))
 
 
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def callbacks(celery_args: tuple[str, ...]) -> None:
+    """Run the callback worker: signed callbacks of ended jobs, on their own queue (extra
+    arguments go to its `celery worker`)."""
+    settings = settings_or_exit()
+    if settings.callback_secret is None:
+        err.print(
+            "[red]error:[/red] EVENTQ_CALLBACK_SECRET is not set: callbacks are signed with it "
+            "(set it to a long random value and give it to the receivers)"
+        )
+        raise SystemExit(2)
+    from eventq.messaging import callback_worker_argv
+
+    named = any(a == "-n" or a.startswith("--hostname") for a in celery_args)
+    name = () if named else ("--hostname", "callbacks@%h")  # the compose healthcheck pings it
+    argv = [sys.executable, "-m", *callback_worker_argv(settings, *name, *celery_args)]
+    os.execv(sys.executable, argv)  # noqa: S606 - our own interpreter and arguments
+
+
 @main.command()
 @click.option("--host", help="Bind address (default EVENTQ_HTTP_HOST).")
 @click.option("--port", type=int, help="Port (default EVENTQ_HTTP_PORT).")

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
 import click
 from rich.progress import Progress
 
+from eventq.records import DeadLetterReason
 from eventq_cli.output import err, friendly_errors, out, settings_or_exit
 
 __all__ = ["dlq"]
 
-_REASONS = click.Choice(["invalid", "rejected", "auth", "exhausted"])
+_REASONS = click.Choice(get_args(DeadLetterReason))
 
 
 def _store() -> Any:

@@ -13,6 +13,7 @@ from celery import Celery
 from pydantic import ValidationError
 
 from eventq.accounts import AccountsWatcher, UnknownAccount
+from eventq.callbacks import host_allowed
 from eventq.durable_writes import confirm_writes
 from eventq.errors import InvalidInput
 from eventq.event_warnings import FieldWarning, event_warnings
@@ -20,8 +21,15 @@ from eventq.jobs import Created, create_jobs, mark_published, stored_envelopes
 from eventq.keys import Keys
 from eventq.messaging import make_celery, queue_for, send_job
 from eventq.redis_conn import sync_client
-from eventq.schema import JobEnvelope, JobSource, MarketingEvent
+from eventq.schema import (
+    JobEnvelope,
+    JobSource,
+    MarketingEvent,
+    callback_host,
+    check_callback_url,
+)
 from eventq.settings import Settings, get_settings
+from eventq.tracing import current_carrier
 
 __all__ = [
     "EnqueueResult",
@@ -119,10 +127,18 @@ def make_envelope(
     source: JobSource,
     portal_id: str | None,
     priority: Literal["live", "bulk"],
+    callback_url: str | None = None,
 ) -> JobEnvelope:
     """Return the job envelope of a validated event; raise RejectedEvent for a bad option."""
     try:
-        return JobEnvelope(event=event, source=source, portalId=portal_id, priority=priority)
+        return JobEnvelope(
+            event=event,
+            source=source,
+            portalId=portal_id,
+            priority=priority,
+            callbackUrl=callback_url,
+            traceContext=current_carrier(),
+        )
     except ValidationError as error:
         raise RejectedEvent(field_errors(error)) from None
 
@@ -147,6 +163,7 @@ class Producer:
         portal_id: str | None = None,
         priority: Literal["live", "bulk"] = "live",
         idempotency_key: str | None = None,
+        callback_url: str | None = None,
     ) -> tuple[str, bool]:
         """Validate and enqueue one event; returns (job id, duplicate).
 
@@ -159,6 +176,7 @@ class Producer:
             portal_id=portal_id,
             priority=priority,
             idempotency_key=idempotency_key,
+            callback_url=callback_url,
         )
         assert result.job_id is not None  # enqueue_one raises instead of rejecting
         return result.job_id, result.duplicate
@@ -171,14 +189,23 @@ class Producer:
         portal_id: str | None = None,
         priority: Literal["live", "bulk"] = "live",
         idempotency_key: str | None = None,
+        callback_url: str | None = None,
     ) -> EnqueueResult:
         """Validate and enqueue one event; returns its result (job id, duplicate, warnings).
 
-        Raises RejectedEvent for an invalid event or (OAuth mode) an unknown `portalId`.
+        Raises RejectedEvent for an invalid event, (OAuth mode) an unknown `portalId`, or a
+        `callback_url` whose host is not allowed (EVENTQ_CALLBACK_ALLOWED_HOSTS).
         """
         model, warnings = check_event(event)
         portal_id = self.account_for(portal_id)
-        envelope = make_envelope(model, source=source, portal_id=portal_id, priority=priority)
+        self.check_callback(callback_url)
+        envelope = make_envelope(
+            model,
+            source=source,
+            portal_id=portal_id,
+            priority=priority,
+            callback_url=callback_url,
+        )
         created = self.submit_many([(envelope, idempotency_hash(idempotency_key))])[0]
         return _result(0, created, warnings)
 
@@ -248,6 +275,21 @@ class Producer:
         except UnknownAccount as error:
             raise RejectedEvent([FieldError("portalId", str(error))]) from None
 
+    def check_callback(self, url: str | None) -> None:
+        """Raise RejectedEvent naming `callbackUrl` when `url` is not a URL eventq may call."""
+        if url is None:
+            return
+        try:
+            check_callback_url(url)
+        except ValueError as error:
+            raise RejectedEvent([FieldError("callbackUrl", str(error))]) from None
+        if not host_allowed(url, self.settings.callback_allowed_hosts):
+            message = (
+                f"host {callback_host(url)!r} is not allowed: add it to "
+                "EVENTQ_CALLBACK_ALLOWED_HOSTS (callbacks call only the hosts listed there)"
+            )
+            raise RejectedEvent([FieldError("callbackUrl", message)])
+
     def enqueue_many(
         self,
         events: Iterable[Mapping[str, Any] | MarketingEvent],
@@ -256,6 +298,7 @@ class Producer:
         portal_id: str | None = None,
         priority: Literal["live", "bulk"] = "live",
         idempotency_key: str | None = None,
+        callback_url: str | None = None,
     ) -> list[EnqueueResult]:
         """Enqueue each valid event (one pipeline, one publish batch); returns one result each.
 
@@ -265,7 +308,8 @@ class Producer:
         items = list(events)
         try:
             portal = self.account_for(portal_id)
-        except RejectedEvent as rejected:  # an unknown account: no item can be enqueued
+            self.check_callback(callback_url)
+        except RejectedEvent as rejected:  # no item can be enqueued
             return [EnqueueResult(i, errors=rejected.errors) for i in range(len(items))]
         results: dict[int, EnqueueResult] = {}
         pending: list[tuple[int, JobEnvelope, str | None]] = []
@@ -277,7 +321,13 @@ class Producer:
                 results[index] = EnqueueResult(index, errors=rejected.errors)
                 continue
             try:
-                envelope = make_envelope(event, source=source, portal_id=portal, priority=priority)
+                envelope = make_envelope(
+                    event,
+                    source=source,
+                    portal_id=portal,
+                    priority=priority,
+                    callback_url=callback_url,
+                )
             except RejectedEvent as rejected:
                 results[index] = EnqueueResult(index, errors=rejected.errors)
                 continue

@@ -12,8 +12,8 @@ from pydantic import BaseModel
 from eventq.jobs import job_state
 from eventq.keys import ID_PATTERN
 from eventq.records import JobState, JobStatus
-from eventq.schema import MarketingEvent
 from eventq.settings import Settings
+from eventq.tracing import attached, carrier_from_headers
 from producers.enqueue import EnqueueResult, Producer, RejectedEvent
 from producers.http_auth import PRINCIPAL
 from producers.http_bodies import json_response, read_json, validate_model, validate_query
@@ -24,6 +24,7 @@ from producers.http_models import (
     EnqueueResponse,
     ErrorBody,
     FieldProblem,
+    IngestEvent,
     IngestQuery,
     batch_models,
 )
@@ -55,16 +56,32 @@ def _idempotency_key(request: web.Request) -> str | None:
     return f"{request[PRINCIPAL].name}\x00{value}"
 
 
+def _callback_url(event: dict[str, Any]) -> str | None:
+    """Take the job's `callbackUrl` out of the event body (HubSpot's body has no such field)."""
+    url = event.pop("callbackUrl", None)
+    if url is not None and not isinstance(url, str):
+        problem = FieldProblem(field="callbackUrl", message="expected a URL string")
+        raise ApiError(422, "validation_failed", problem.message, errors=[problem])
+    return url
+
+
 def _enqueue_one(
-    producer: Producer, event: Any, query: IngestQuery, idempotency_key: str | None
+    producer: Producer,
+    event: Any,
+    query: IngestQuery,
+    idempotency_key: str | None,
+    callback_url: str | None,
+    trace_context: dict[str, str] | None,
 ) -> EnqueueResponse:
-    result = producer.enqueue_one(
-        event,
-        source="http",
-        portal_id=query.portalId,
-        priority=query.priority,
-        idempotency_key=idempotency_key,
-    )
+    with attached(trace_context):  # the job continues the caller's trace
+        result = producer.enqueue_one(
+            event,
+            source="http",
+            portal_id=query.portalId,
+            priority=query.priority,
+            idempotency_key=idempotency_key,
+            callback_url=callback_url,
+        )
     job_id = cast(str, result.job_id)  # enqueue_one raises instead of rejecting
     state = "queued"
     if result.duplicate:
@@ -86,8 +103,17 @@ async def post_event(request: web.Request) -> web.Response:
     if not isinstance(event, dict):
         problem = FieldProblem(field="event", message="expected a JSON object")
         raise ApiError(422, "validation_failed", problem.message, errors=[problem])
+    callback_url = _callback_url(event)
     try:
-        answer = await state.run(_enqueue_one, state.producer, event, query, idempotency_key)
+        answer = await state.run(
+            _enqueue_one,
+            state.producer,
+            event,
+            query,
+            idempotency_key,
+            callback_url,
+            carrier_from_headers(request.headers),
+        )
     except RejectedEvent as rejected:
         problems = problems_of(rejected.errors)
         raise ApiError(422, "validation_failed", str(rejected), errors=problems) from None
@@ -109,6 +135,23 @@ def _batch_item(result: EnqueueResult) -> BatchItemResult:
     )
 
 
+def _enqueue_many(
+    producer: Producer,
+    items: list[Any],
+    query: IngestQuery,
+    idempotency_key: str | None,
+    trace_context: dict[str, str] | None,
+) -> list[EnqueueResult]:
+    with attached(trace_context):  # each job continues the caller's trace
+        return producer.enqueue_many(
+            items,
+            source="http",
+            portal_id=query.portalId,
+            priority=query.priority,
+            idempotency_key=idempotency_key,
+        )
+
+
 def _batch_handler(container: type[BaseModel]) -> Handler:
     async def post_batch(request: web.Request) -> web.Response:
         """Validate and enqueue each item; 202 with one result per item, in order."""
@@ -118,12 +161,12 @@ def _batch_handler(container: type[BaseModel]) -> Handler:
         body = await read_json(request, state.settings.max_body_bytes)
         items: list[Any] = validate_model(container, body).events  # type: ignore[attr-defined]
         results = await state.run(
-            state.producer.enqueue_many,
+            _enqueue_many,
+            state.producer,
             items,
-            source="http",
-            portal_id=query.portalId,
-            priority=query.priority,
-            idempotency_key=idempotency_key,
+            query,
+            idempotency_key,
+            carrier_from_headers(request.headers),
         )
         answer = _batch_answer(results)
         state.metrics.rejected("validation_failed", answer.rejected)
@@ -175,7 +218,7 @@ def ingest_routes(settings: Settings) -> list[Route]:
             "Validate one marketing event and enqueue it",
             "ingest",
             {202: EnqueueResponse, **body_errors},
-            body=MarketingEvent,
+            body=IngestEvent,
             query=IngestQuery,
             headers=idempotency,
         ),

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, cast, get_args
 
 import redis
 from aiohttp import web
@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 from eventq.dead_letters import DeadLetterStore
 from eventq.depths import queue_depths_async
 from eventq.keys import Keys
+from eventq.records import DeadLetterReason
 from eventq.redis_io import as_text
 from producers.http_routes import Reply, Route
 from producers.http_state import ServiceState, state_of
@@ -79,7 +80,7 @@ class ClusterCollector(Collector):
         dlq = GaugeMetricFamily(
             "eventq_dlq_entries", "Dead-letter entries by reason.", labels=["reason"]
         )
-        for reason in ("invalid", "rejected", "auth", "exhausted"):
+        for reason in get_args(DeadLetterReason):
             dlq.add_metric([reason], snap.dead_letters.get(reason, 0))
         yield dlq
         yield CounterMetricFamily(

@@ -35,6 +35,7 @@ __all__ = [
     "ErrorCode",
     "FieldProblem",
     "HealthResponse",
+    "IngestEvent",
     "IngestQuery",
     "JsonPosition",
     "LoginForm",
@@ -97,6 +98,17 @@ class ErrorBody(BaseModel):
     errors: list[FieldProblem] = Field(default_factory=list)
     position: JsonPosition | None = None
     requestId: str = Field("", description="Also in the X-Request-Id header and the service log.")
+
+
+class IngestEvent(MarketingEvent):
+    """The body of `POST /v1/events`: HubSpot's create body, and the job's `callbackUrl`."""
+
+    callbackUrl: str | None = Field(
+        None,
+        description="Where eventq POSTs the job's signed outcome when it is delivered or "
+        "dead-lettered; its host must be in EVENTQ_CALLBACK_ALLOWED_HOSTS (else 422 naming "
+        "`callbackUrl`). Not sent to HubSpot.",
+    )
 
 
 class IngestQuery(_Query):

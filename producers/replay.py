@@ -13,9 +13,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
+from eventq.callbacks import Callback
 from eventq.dead_letters import DeadLetterStore
 from eventq.jobs import current_attempt, reopen_job
-from eventq.messaging import send_job
+from eventq.messaging import send_callback, send_job
 from eventq.records import AttemptRecord, DeadLetter, HubSpotErrorInfo
 from eventq.schema import JobEnvelope
 from producers.enqueue import FieldError, Producer, RejectedEvent, validate_event
@@ -80,7 +83,13 @@ class Replayer:
         payload: Any = None,
     ) -> ReplayResult:
         """Replay one entry, after a merge `patch` or with a replacement `payload` (edit and
-        replay); returns what happened (nothing changes with `dry_run`)."""
+        replay); returns what happened (nothing changes with `dry_run`).
+
+        A `callback` entry (a callback that failed every attempt) is sent again as it was:
+        its job ended already, so nothing is re-enqueued for HubSpot.
+        """
+        if entry.reason == "callback":
+            return self._replay_callback(entry, dry_run=dry_run)
         if payload is None:
             payload = merge_patch(entry.payload, patch) if patch else entry.payload
         try:
@@ -98,6 +107,7 @@ class Replayer:
             portalId=entry.portalId,
             priority="bulk",
             attempt=self._next_attempt(entry.jobId),
+            callbackUrl=entry.callbackUrl,
         )
         live = self._reopen(envelope)
         if live is not None:
@@ -106,6 +116,17 @@ class Replayer:
         send_job(self.producer.app, envelope, self.producer.settings)
         self.store.delete(entry.id)
         return ReplayResult(entry.id, "replayed", envelope.jobId)
+
+    def _replay_callback(self, entry: DeadLetter, *, dry_run: bool) -> ReplayResult:
+        try:
+            callback = Callback.model_validate(entry.payload)
+        except ValidationError as error:
+            return ReplayResult(entry.id, "invalid", detail=f"not a callback: {error}")
+        if dry_run:
+            return ReplayResult(entry.id, "would_replay", entry.jobId)
+        send_callback(self.producer.app, callback, self.producer.settings)
+        self.store.delete(entry.id)
+        return ReplayResult(entry.id, "replayed", entry.jobId, "callback sent again")
 
     def _next_attempt(self, job_id: str) -> int:
         return current_attempt(self.producer.redis, self.producer.keys, job_id) + 1

@@ -28,6 +28,7 @@ from eventq.jobs import Begun
 from eventq.keys import is_valid_id
 from eventq.records import AttemptRecord, DeadLetter, DeadLetterReason, HubSpotErrorInfo
 from eventq.schema import JobEnvelope, new_job_id
+from eventq.tracing import attempt_span, record_attempt
 from worker.attempts import AttemptResult, HttpFailure, NetworkFailure
 from worker.batcher import Batcher, BatchReply
 from worker.circuit_breaker import Breaker, is_struggling
@@ -205,7 +206,8 @@ class Delivery:
         if begun.status == "locked":
             return await self._wait_for_lock(envelope)
         try:
-            return await _Attempt(self, envelope, begun).run()
+            with attempt_span(envelope):
+                return await _Attempt(self, envelope, begun).run()
         except BaseException:
             await self._release(envelope.jobId)  # the message will be redelivered
             raise
@@ -259,6 +261,7 @@ class Delivery:
 def _log_attempt(envelope: JobEnvelope, record: AttemptRecord) -> None:
     """Emit the one structured line per attempt, and count it."""
     DELIVERIES.labels(record.outcome).inc()
+    record_attempt(record.outcome, record.httpStatus, record.correlationId)
     if record.latencyMs is not None:
         ATTEMPT_LATENCY.observe(record.latencyMs / 1000)
     attempt_log.info(
@@ -552,6 +555,7 @@ class _Attempt:
             error=error,
             attempts=history,
             source=self.envelope.source,
+            callbackUrl=self.envelope.callbackUrl,
             firstEnqueuedAt=self.envelope.firstEnqueuedAt.timestamp(),
             deadLetteredAt=time.time(),
         )

@@ -12,6 +12,11 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
+try:  # the `otel` extra: a span per HubSpot request (eventq.tracing)
+    from opentelemetry.instrumentation.aiohttp_client import create_trace_config
+except ImportError:
+    create_trace_config = None  # type: ignore[assignment]
+
 from worker.attempts import (
     AttemptResult,
     BatchAnswer,
@@ -42,7 +47,21 @@ def new_session(
         sock_read=read_timeout_s,
     )
     connector = aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=30)
-    return aiohttp.ClientSession(timeout=timeout, connector=connector, raise_for_status=False)
+    return aiohttp.ClientSession(
+        timeout=timeout,
+        connector=connector,
+        raise_for_status=False,
+        trace_configs=_trace_configs(),
+    )
+
+
+def _trace_configs() -> list[aiohttp.TraceConfig]:
+    """Return the request tracing of the `otel` extra (a span per HubSpot request), if installed.
+
+    Its spans carry the method, the URL (ids only: the token travels in a header, which is not
+    recorded) and the status; they are children of the attempt's span (`eventq.tracing`).
+    """
+    return [] if create_trace_config is None else [create_trace_config()]
 
 
 class EventsApi(Protocol):

@@ -140,6 +140,7 @@ class Runtime:
                 ledger_ttl_s=s.ledger_ttl_s,
                 job_ttl_s=s.job_ttl_s,
                 durability=Durability.from_settings(s),
+                outcome_max_len=s.outcome_stream_max_len,
             ),
             client=hubspot,
             limiter=limiter,

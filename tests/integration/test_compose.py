@@ -60,13 +60,18 @@ def test_compose_yaml_validates_against_the_compose_specification_schema(
 
 
 HA = ("redis-replica", "sentinel-1", "sentinel-2", "sentinel-3")
-PROFILE_ARGS = ("--profile", "sandbox", "--profile", "monitoring", "--profile", "ha")
+PROFILE_ARGS = (
+    *("--profile", "sandbox", "--profile", "monitoring", "--profile", "ha"),
+    *("--profile", "callbacks"),
+)
 
 
 def test_the_stack_has_redis_worker_api_flower_and_the_sandbox_monitoring_and_ha_profiles(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    assert set(services) == {"redis", "worker", "api", "flower", "fake-hubspot", "prometheus", *HA}
+    assert set(services) == {
+        *("redis", "worker", "api", "flower", "fake-hubspot", "prometheus", "callbacks", *HA)
+    }
     profiles = {name: s.get("profiles", []) for name, s in services.items()}
     assert profiles == {
         "redis": [],
@@ -76,6 +81,7 @@ def test_the_stack_has_redis_worker_api_flower_and_the_sandbox_monitoring_and_ha
         "fake-hubspot": ["sandbox"],
         "prometheus": ["monitoring"],
         **{name: ["ha"] for name in HA},
+        "callbacks": ["callbacks"],
     }
     assert "sentinel monitor eventq redis 6379 2" in _command(services["sentinel-1"])
     assert "--replicaof redis 6379" in _command(services["redis-replica"])
@@ -260,4 +266,5 @@ def test_docker_compose_config_accepts_the_file_when_docker_compose_is_installed
         "fake-hubspot",
         "prometheus",
         *HA,
+        "callbacks",
     }

@@ -11,6 +11,7 @@ from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 from eventq.schema import MarketingEvent
 from eventq.settings import Settings
 from fake_hubspot.control import FakeHubSpot
+from producers.http_models import IngestEvent
 from producers.http_service import create_app
 from tests.conftest import Stack, valid_event
 from tests.integration.helpers import wait_state
@@ -130,11 +131,13 @@ def test_openapi_is_a_valid_3_1_document_covering_every_route(
 def test_openapi_schemas_are_the_pydantic_models(anonymous: Api) -> None:
     doc = anonymous.get("/openapi.json").json()
     body = doc["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]
-    assert body["schema"] == {"$ref": "#/components/schemas/MarketingEvent"}
-    published = doc["components"]["schemas"]["MarketingEvent"]
-    expected = MarketingEvent.model_json_schema(ref_template="#/components/schemas/{model}")
+    assert body["schema"] == {"$ref": "#/components/schemas/IngestEvent"}
+    published = doc["components"]["schemas"]["IngestEvent"]
+    expected = IngestEvent.model_json_schema(ref_template="#/components/schemas/{model}")
     expected.pop("$defs", None)
     assert published == expected
+    # the event as HubSpot takes it, and the job's callbackUrl beside it
+    assert set(published["properties"]) == {*MarketingEvent.model_fields, "callbackUrl"}
     admin_only = doc["paths"]["/v1/dead-letters"]["get"]
     assert admin_only["security"] == [{"bearerAuth": []}, {"adminSession": []}]
     assert "403" in admin_only["responses"]
