@@ -89,6 +89,7 @@ PROMISED_ROUTES = {
     ("post", "/v1/dead-letters/replay"),
     ("delete", "/v1/dead-letters/{id}"),
     ("get", "/v1/audit"),
+    ("get", "/v1/overview"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
