@@ -18,6 +18,7 @@ from producers.http_access import observe_requests
 from producers.http_admin_page import add_security_headers, admin_page_routes
 from producers.http_audit import AuditLog, audit_routes
 from producers.http_auth import KeyRing, authenticate
+from producers.http_bulk import bulk_routes
 from producers.http_dead_letters import dead_letter_routes
 from producers.http_errors import handle_errors
 from producers.http_health import health_routes
@@ -44,6 +45,7 @@ def all_routes(settings: Settings) -> list[Route]:
     return [
         *ingest_routes(settings),
         *dead_letter_routes(),
+        *bulk_routes(),
         *audit_routes(),
         *overview_routes(),
         *health_routes(),

@@ -90,6 +90,7 @@ PROMISED_ROUTES = {
     ("delete", "/v1/dead-letters/{id}"),
     ("get", "/v1/audit"),
     ("get", "/v1/overview"),
+    ("post", "/v1/dead-letters/delete"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),

@@ -83,3 +83,41 @@ def test_the_overview_shows_depths_outcomes_limiter_breaker_and_dlq_groups(
     assert token not in admin.get("/v1/overview").text
     # and a producer key may not read it
     assert api.get("/v1/overview").status_code == 403
+
+
+def test_a_group_is_deleted_in_bulk_after_a_dry_run_with_one_audit_entry_each(
+    stack: Stack, service_settings: Settings, admin: Api
+) -> None:
+    # Given three entries of one group and one of another
+    settings = service_settings
+    group = [
+        seed_dead_letter(settings, valid_event(n), reason="rejected", message=ORGANIZER).id
+        for n in range(3)
+    ]
+    other = seed_dead_letter(settings, valid_event(9), reason="rejected", message="other").id
+    selection = {"filter": {"reason": "rejected", "message": ORGANIZER}}
+    # When an admin previews deleting the group
+    preview = admin.post("/v1/dead-letters/delete", json={**selection, "dryRun": True}).json()
+    # Then the preview names the three and nothing is gone
+    assert preview["counts"] == {"would_delete": 3}
+    assert sorted(r["id"] for r in preview["results"]) == sorted(group)
+    assert admin.get("/v1/overview").json()["deadLetters"]["total"] == 4
+    # When the admin confirms
+    done = admin.post("/v1/dead-letters/delete", json=selection).json()
+    # Then exactly the group is gone, and its counts with it
+    assert done["counts"] == {"deleted": 3}
+    dead = admin.get("/v1/overview").json()["deadLetters"]
+    assert dead["total"] == 1
+    assert dead["groups"] == [{"reason": "rejected", "message": "other", "count": 1}]
+    assert admin.get(f"/v1/dead-letters/{other}").status_code == 200
+    # and the audit log has one entry per call, with every id
+    audit = admin.get("/v1/audit").json()["entries"]
+    assert [(e["action"], e["outcome"]) for e in audit[:2]] == [
+        ("delete", "deleted=3"),
+        ("dry_run", "would_delete=3"),
+    ]
+    assert sorted(audit[0]["ids"]) == sorted(group)
+    # and a request naming both ids and a filter is refused, naming the problem
+    both = admin.post("/v1/dead-letters/delete", json={**selection, "ids": group})
+    assert both.status_code == 422
+    assert "not both" in both.text
