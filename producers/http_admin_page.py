@@ -211,5 +211,6 @@ def admin_page_routes() -> list[Route]:
             {200: SessionInfo},
         ),
         _static("admin.js", "text/javascript"),
+        _static("overview.js", "text/javascript"),
         _static("admin.css", "text/css"),
     ]

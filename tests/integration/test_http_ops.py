@@ -102,6 +102,7 @@ PROMISED_ROUTES = {
     ("post", "/admin/logout"),
     ("get", "/admin/session"),
     ("get", "/admin/static/admin.js"),
+    ("get", "/admin/static/overview.js"),
     ("get", "/admin/static/admin.css"),
 }
 
