@@ -212,5 +212,6 @@ def admin_page_routes() -> list[Route]:
         ),
         _static("admin.js", "text/javascript"),
         _static("overview.js", "text/javascript"),
+        _static("favicon.svg", "image/svg+xml"),
         _static("admin.css", "text/css"),
     ]

@@ -145,8 +145,9 @@
     $("ov-breakers").replaceChildren(...o.breakers.map(breakerItem));
     const reasons = [];
     for (const reason of ["invalid", "rejected", "auth", "exhausted"]) {
-      reasons.push(deps.el("dt", reason), deps.el("dd", o.deadLetters.byReason[reason] || 0));
-      reasons[reasons.length - 1].id = "ov-reason-" + reason;
+      const count = deps.el("dd", o.deadLetters.byReason[reason] || 0);
+      count.id = "ov-reason-" + reason;
+      reasons.push(deps.el("dt", reason), count);
     }
     $("ov-reasons").replaceChildren(...reasons);
     $("group-rows").replaceChildren(...o.deadLetters.groups.map(groupRow));

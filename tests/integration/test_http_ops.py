@@ -103,6 +103,7 @@ PROMISED_ROUTES = {
     ("get", "/admin/session"),
     ("get", "/admin/static/admin.js"),
     ("get", "/admin/static/overview.js"),
+    ("get", "/admin/static/favicon.svg"),
     ("get", "/admin/static/admin.css"),
 }
 
