@@ -176,6 +176,26 @@ class DeadLetterStore:
                 break
         return sorted(found)
 
+    def recount(self) -> DeadLetterCounts:
+        """Rebuild the counts kept on write from the entries themselves; returns them.
+
+        For a DLQ written before the counts existed (or counts lost with a partial restore):
+        reads every entry once. An entry added or removed while it runs may be miscounted;
+        run it again when the DLQ is quiet.
+        """
+        reasons: dict[str, int] = {}
+        groups: dict[str, int] = {}
+        for entry in self.iter_matching():
+            reasons[entry.reason] = reasons.get(entry.reason, 0) + 1
+            groups[_group(entry)] = groups.get(_group(entry), 0) + 1
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._keys.dlq_reasons, self._keys.dlq_groups)
+            if reasons:
+                pipe.hset(self._keys.dlq_reasons, mapping=reasons)
+                pipe.zadd(self._keys.dlq_groups, groups)
+            pipe.execute()
+        return read_counts(self._redis, self._keys, top=len(groups) or 1)
+
     def save(self, entry: DeadLetter) -> None:
         """Overwrite an existing entry (e.g. to record why a replay was refused); an entry
         removed meanwhile stays removed."""

@@ -132,3 +132,21 @@ async def test_outcomes_are_counted_in_the_minute_they_happen(
     assert sum(m.delivered + m.retried + m.dead_lettered for m in minutes[:-1]) == 0
     ttl = await real_redis.ttl(keys.activity(int(now // 60)))
     assert 3600 < ttl <= 7200
+
+
+def test_recount_rebuilds_the_counts_of_entries_stored_before_they_were_kept(
+    keys: Keys, redis_client: redis.Redis
+) -> None:
+    # Given three entries stored the old way (entry and index only, no counts) and a stale count
+    for n in range(3):
+        entry = dead_letter_entry(valid_event(n), reason="rejected", message=ORGANIZER)
+        redis_client.set(keys.dlq_entry(entry.id), entry.model_dump_json())
+        redis_client.zadd(keys.dlq, {entry.id: entry.deadLetteredAt})
+    redis_client.hset(keys.dlq_reasons, "auth", 5)
+    assert read_counts(redis_client, keys).groups == []
+    # When the counts are rebuilt
+    counts = DeadLetterStore(redis_client, keys).recount()
+    # Then they are the entries' own, and what the overview reads
+    assert counts.by_reason == {"rejected": 3}
+    assert counts.groups == [DeadLetterGroup("rejected", ORGANIZER, 3)]
+    assert read_counts(redis_client, keys) == counts
