@@ -121,3 +121,24 @@ def test_a_group_is_deleted_in_bulk_after_a_dry_run_with_one_audit_entry_each(
     both = admin.post("/v1/dead-letters/delete", json={**selection, "ids": group})
     assert both.status_code == 422
     assert "not both" in both.text
+
+
+def test_eventq_dlq_recount_rebuilds_the_overview_counts_of_entries_stored_without_them(
+    stack: Stack, service_settings: Settings, admin: Api, redis_client: redis.Redis
+) -> None:
+    # Given two entries whose counts were lost (as for a DLQ written before they were kept)
+    settings = service_settings
+    keys = Keys(settings.key_prefix)
+    for n in range(2):
+        seed_dead_letter(settings, valid_event(n), reason="rejected", message=ORGANIZER)
+    redis_client.delete(keys.dlq_reasons, keys.dlq_groups)
+    assert admin.get("/v1/overview").json()["deadLetters"]["byReason"] == {}
+    # When an operator runs the recount
+    done = stack.run_cli("dlq", "recount")
+    # Then it reports them and the overview counts them again
+    assert done.returncode == 0, done.stderr
+    assert "rejected: 2" in done.stderr
+    assert "2 entries in 1 groups counted" in done.stderr
+    dead = admin.get("/v1/overview").json()["deadLetters"]
+    assert dead["byReason"] == {"rejected": 2}
+    assert dead["groups"] == [{"reason": "rejected", "message": ORGANIZER, "count": 2}]
