@@ -10,6 +10,7 @@
     entries: [], selected: new Set(), sortKey: "deadLetteredAt", sortDir: -1, pending: null,
   };
   const $ = (id) => document.getElementById(id);
+  const MAX_PER_ACTION = 1000;  // the API's most entries per replay or delete call
 
   function el(tag, text, className) {
     const node = document.createElement(tag);
@@ -325,9 +326,11 @@
       ? `Dry run of ${results.length}: ${ids.length} would be replayed, ${refused.length} refused` +
         ` (invalid after re-validation), ${count(counts, "missing")} gone.`
       : `Dry run of ${results.length}: ${ids.length} would be deleted, ${count(counts, "missing")} gone.`;
+    const capped = results.length >= MAX_PER_ACTION
+      ? ` Only the first ${MAX_PER_ACTION} matching entries are taken per action: run it again for the rest.` : "";
     page.pending = ids.length ? { path, body: Object.assign({ ids }, patched.patch ? { patch: patched.patch } : {}), action } : null;
     const label = ids.length ? `Confirm: ${action} ${ids.length} ${ids.length === 1 ? "entry" : "entries"}` : null;
-    showBulk(summary, refused.map(refusalItem), label);
+    showBulk(summary + capped, refused.map(refusalItem), label);
   }
 
   async function confirmBulk() {

@@ -8,6 +8,7 @@
   const REFRESH_MS = 5000;
   const $ = (id) => document.getElementById(id);
   let deps = null;
+  let shownGroups = "";  // the group rows are redrawn only when they change (keeps focus)
 
   function svg(tag, attrs, text) {
     const node = document.createElementNS(SVG, tag);
@@ -150,7 +151,11 @@
       reasons.push(deps.el("dt", reason), count);
     }
     $("ov-reasons").replaceChildren(...reasons);
-    $("group-rows").replaceChildren(...o.deadLetters.groups.map(groupRow));
+    const groups = JSON.stringify(o.deadLetters.groups);
+    if (groups !== shownGroups) {
+      shownGroups = groups;
+      $("group-rows").replaceChildren(...o.deadLetters.groups.map(groupRow));
+    }
     $("ov-updated").textContent = "updated " + deps.when(o.at);
   }
 
