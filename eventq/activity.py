@@ -1,7 +1,7 @@
 """Attempt outcomes per minute (delivered, retried, dead-lettered), counted on write.
 
 The job record's transactions (`eventq.jobs.JobStore`) queue one HINCRBY on the minute's hash
-with `queue_outcome`; the hash expires after `KEEP_S`, so the last hour is always there to
+with `count_outcome`; the hash expires after `KEEP_S`, so the last hour is always there to
 read and nothing needs cleaning up. The overview reads an hour of minutes in one round trip.
 """
 
@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from eventq.keys import Keys
 from eventq.redis_io import as_text
 
-__all__ = ["KEEP_S", "OUTCOMES", "MinuteCounts", "Outcome", "queue_outcome", "read_minutes"]
+__all__ = ["KEEP_S", "OUTCOMES", "MinuteCounts", "Outcome", "count_outcome", "read_minutes"]
 
 Outcome = Literal["delivered", "retried", "dead_lettered"]
 OUTCOMES: Final[tuple[Outcome, ...]] = ("delivered", "retried", "dead_lettered")
@@ -32,7 +32,7 @@ class MinuteCounts:
     dead_lettered: int
 
 
-def queue_outcome(pipe: Any, keys: Keys, outcome: Outcome, at: float) -> None:
+def count_outcome(pipe: Any, keys: Keys, outcome: Outcome, at: float) -> None:
     """Queue on `pipe` (sync or async) the count of one `outcome` at `at` (epoch seconds)."""
     key = keys.activity(int(at // 60))
     pipe.hincrby(key, outcome, 1)

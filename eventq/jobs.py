@@ -27,7 +27,7 @@ from typing import Any, Final, Literal, cast
 import redis
 import redis.asyncio as aioredis
 
-from eventq.activity import queue_outcome
+from eventq.activity import count_outcome
 from eventq.dead_letters import queue_add_entry
 from eventq.keys import Keys, event_identity
 from eventq.records import AttemptRecord, DeadLetter, JobStatus
@@ -513,7 +513,7 @@ class JobStore:
             pipe.expire(keys.job(envelope.jobId), self._job_ttl_s)
             pipe.expire(keys.job_history(envelope.jobId), self._job_ttl_s)
             pipe.hincrby(keys.counters, "delivered", 1)
-            queue_outcome(pipe, keys, "delivered", now)
+            count_outcome(pipe, keys, "delivered", now)
             pipe.zrem(keys.unfinished, envelope.jobId)
             pipe.delete(keys.job_lock(envelope.jobId))
             await pipe.execute()
@@ -541,7 +541,7 @@ class JobStore:
             _queue_retrying(pipe, keys, envelope, fields, due_at=due_at)
             self._append(pipe, envelope.jobId, record)
             if record.outcome == "retry":  # "waiting" (limiter, breaker) used no attempt
-                queue_outcome(pipe, keys, "retried", record.at)
+                count_outcome(pipe, keys, "retried", record.at)
             pipe.zrem(keys.unfinished, envelope.jobId)
             pipe.delete(keys.job_lock(envelope.jobId))
             await pipe.execute()
@@ -572,7 +572,7 @@ class JobStore:
             if dedupe:
                 pipe.delete(as_text(dedupe))
             pipe.hincrby(keys.counters, f"dead_lettered:{entry.reason}", 1)
-            queue_outcome(pipe, keys, "dead_lettered", record.at)
+            count_outcome(pipe, keys, "dead_lettered", record.at)
             pipe.zrem(keys.unfinished, job_id)
             pipe.delete(keys.job_lock(job_id))
             await pipe.execute()

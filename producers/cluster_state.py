@@ -127,15 +127,14 @@ class ClusterReader:
     async def read(self) -> ClusterState:
         """Return the cluster's state now; raises redis.RedisError when Redis is unreachable."""
         keys, now = self._keys, time.time()
-        shared = asyncio.gather(self._shared.buckets(), self._shared.breakers())
-        queues, schedule, counters, dead, minutes = await asyncio.gather(
+        queues, schedule, counters, dead, minutes, (buckets, breakers) = await asyncio.gather(
             self._queues(),
             cast(Awaitable[int], self._redis.zcard(keys.schedule)),
             cast(Awaitable[dict[bytes, bytes]], self._redis.hgetall(keys.counters)),
             read_counts_async(self._redis, keys, TOP_GROUPS),
             read_minutes(self._redis, keys, now=now, minutes=HOUR_MINUTES),
+            self._shared_state(),
         )
-        buckets, breakers = await shared
         return ClusterState(
             at=now,
             queues=queues,
@@ -146,6 +145,9 @@ class ClusterReader:
             buckets=buckets,
             breakers=breakers,
         )
+
+    async def _shared_state(self) -> tuple[Sequence[BucketView], Sequence[BreakerView]]:
+        return await asyncio.gather(self._shared.buckets(), self._shared.breakers())
 
     async def _queues(self) -> dict[str, int] | None:
         if self._broker is None:

@@ -10,10 +10,17 @@ import redis
 import redis.asyncio as aioredis
 
 from eventq.keys import Keys
-from eventq.settings import Settings
+from eventq.settings import Settings, settings_from_env
+from fake_hubspot.control import free_port
 from producers.enqueue import Producer
 from tests.conftest import Stack, valid_event
-from tests.integration.http_support import Api, seed_dead_letter
+from tests.integration.http_support import (
+    ADMIN_KEY,
+    KEY_ENV,
+    Api,
+    running_service,
+    seed_dead_letter,
+)
 from worker.circuit_breaker import CircuitBreaker
 from worker.rate_limit import RateLimiter, bucket_for_token
 
@@ -142,3 +149,16 @@ def test_eventq_dlq_recount_rebuilds_the_overview_counts_of_entries_stored_witho
     dead = admin.get("/v1/overview").json()["deadLetters"]
     assert dead["byReason"] == {"rejected": 2}
     assert dead["groups"] == [{"reason": "rejected", "message": ORGANIZER, "count": 2}]
+
+
+def test_the_overview_answers_503_when_redis_is_down() -> None:
+    # Given a service whose Redis and broker are a closed port
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    settings = settings_from_env(KEY_ENV, redis_url=dead)
+    with running_service(settings) as base_url:
+        # When an admin asks for the overview
+        response = Api(base_url, ADMIN_KEY).get("/v1/overview")
+    # Then it is the service's usual "unavailable" answer, without internals
+    assert response.status_code == 503
+    assert response.json()["error"] == "unavailable"
+    assert "Traceback" not in response.text
