@@ -1,5 +1,9 @@
 """Attempt outcomes per minute (delivered, retried, dead-lettered), counted on write.
 
+`retried` counts attempts that got an answer (or none) and were scheduled again, a 429 included
+(its attempt record says `retry` too); a job parked by the limiter or the breaker before it was
+sent (`waiting`) is not counted.
+
 The job record's transactions (`eventq.jobs.JobStore`) queue one HINCRBY on the minute's hash
 with `count_outcome`; the hash expires after `KEEP_S`, so the last hour is always there to
 read and nothing needs cleaning up. The overview reads an hour of minutes in one round trip.
