@@ -27,6 +27,7 @@ from typing import Any, Final, Literal, cast
 import redis
 import redis.asyncio as aioredis
 
+from eventq.activity import count_outcome
 from eventq.dead_letters import queue_add_entry
 from eventq.durable_writes import Durability
 from eventq.keys import Keys, event_identity, is_valid_id
@@ -553,6 +554,7 @@ class JobStore:
                 callback_url=envelope.callbackUrl,
                 max_len=self._outcome_max_len,
             )
+            count_outcome(pipe, keys, "delivered", now)
             pipe.zrem(keys.unfinished, envelope.jobId)
             pipe.delete(keys.job_lock(envelope.jobId))
             await pipe.execute()
@@ -580,6 +582,8 @@ class JobStore:
         async with self._redis.pipeline(transaction=True) as pipe:
             _queue_retrying(pipe, keys, envelope, fields, due_at=due_at)
             self._append(pipe, envelope.jobId, record)
+            if record.outcome == "retry":  # "waiting" (limiter, breaker) used no attempt
+                count_outcome(pipe, keys, "retried", record.at)
             pipe.zrem(keys.unfinished, envelope.jobId)
             pipe.delete(keys.job_lock(envelope.jobId))
             await pipe.execute()
@@ -619,6 +623,7 @@ class JobStore:
                 callback_url=entry.callbackUrl,
                 max_len=self._outcome_max_len,
             )
+            count_outcome(pipe, keys, "dead_lettered", record.at)
             pipe.zrem(keys.unfinished, job_id)
             pipe.delete(keys.job_lock(job_id))
             await pipe.execute()

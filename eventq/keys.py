@@ -100,6 +100,20 @@ class Keys:
         return f"{self.prefix}:dlq:entry:{entry_id}"
 
     @property
+    def dlq_reasons(self) -> str:
+        """Return the hash of DLQ entry counts by reason (kept on every add and removal)."""
+        return f"{self.prefix}:dlq:reasons"
+
+    @property
+    def dlq_groups(self) -> str:
+        """Return the sorted set of DLQ entry counts by reason and HubSpot message (score)."""
+        return f"{self.prefix}:dlq:groups"
+
+    def activity(self, minute: int) -> str:
+        """Return the hash of attempt outcomes counted in one minute (epoch seconds // 60)."""
+        return f"{self.prefix}:activity:{minute}"
+
+    @property
     def audit(self) -> str:
         """Return the stream of admin actions (one JSON field `entry` per action)."""
         return f"{self.prefix}:audit"

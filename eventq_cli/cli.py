@@ -233,8 +233,9 @@ def serve(host: str | None, port: int | None) -> None:
     settings = settings_or_exit()
     _redis_or_exit(settings)
     from producers.http_service import run_server
+    from worker.shared_state import shared_state_factory
 
-    run_server(settings, host=host, port=port)
+    run_server(settings, host=host, port=port, shared=shared_state_factory(settings))
 
 
 @main.command("fake-hubspot", context_settings={"ignore_unknown_options": True})

@@ -240,6 +240,19 @@ def purge(entry_ids: tuple[str, ...], all_: bool, yes: bool) -> None:
 
 
 @dlq.command()
+@friendly_errors
+def recount() -> None:
+    """Rebuild the DLQ counts the overview and /metrics show (once, after upgrading).
+
+    Reads every entry once; the counts are kept up to date on every change after that.
+    """
+    counts = _store().recount()
+    for reason, n in sorted(counts.by_reason.items()):
+        err.print(f"{reason}: {n}")
+    err.print(f"{counts.total} entries in {len(counts.groups)} groups counted")
+
+
+@dlq.command()
 @click.option("--reason", type=_REASONS, help="Only entries with this reason.")
 @click.option("--output", "-o", type=click.File("w"), default="-", help="File (default stdout).")
 @friendly_errors

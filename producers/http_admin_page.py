@@ -222,5 +222,7 @@ def admin_page_routes() -> list[Route]:
             {200: SessionInfo},
         ),
         _static("admin.js", "text/javascript"),
+        _static("overview.js", "text/javascript"),
+        _static("favicon.svg", "image/svg+xml"),
         _static("admin.css", "text/css"),
     ]

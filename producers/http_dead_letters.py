@@ -27,18 +27,20 @@ from producers.http_routes import Route
 from producers.http_state import state_of
 from producers.replay import Replayer
 
-__all__ = ["dead_letter_routes"]
+__all__ = ["dead_letter_routes", "selector_filter"]
 
 _ENTRY_ID = {"type": "string", "pattern": ID_PATTERN}
 
 
-def _filter(selector: DeadLetterSelector) -> DeadLetterFilter:
+def selector_filter(selector: DeadLetterSelector) -> DeadLetterFilter:
+    """Return the store's filter for an API selector."""
     return DeadLetterFilter(
         reason=selector.reason,
         http_status=selector.httpStatus,
         since=selector.since.timestamp() if selector.since else None,
         until=selector.until.timestamp() if selector.until else None,
         text=selector.text,
+        message=selector.message,
     )
 
 
@@ -53,7 +55,7 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     state = state_of(request)
     query = validate_query(DeadLetterQuery, request)
     page = await state.run(
-        state.replayer.store.page, _filter(query), limit=query.limit, cursor=query.cursor
+        state.replayer.store.page, selector_filter(query), limit=query.limit, cursor=query.cursor
     )
     return json_response(DeadLetterPageBody(entries=page.entries, nextCursor=page.next_cursor))
 
@@ -73,7 +75,7 @@ def _selected(replayer: Replayer, ask: ReplayRequest) -> list[tuple[str, DeadLet
     if ask.ids is not None:
         return [(entry_id, store.get(entry_id)) for entry_id in ask.ids[: ask.limit]]
     assert ask.filter is not None  # the model requires ids or filter
-    matching = islice(store.iter_matching(_filter(ask.filter)), ask.limit)
+    matching = islice(store.iter_matching(selector_filter(ask.filter)), ask.limit)
     return [(entry.id, entry) for entry in matching]
 
 

@@ -1,17 +1,17 @@
 """Prometheus metrics of the HTTP service and `GET /metrics`.
 
 Request and ingest counters live in this process; queue depths, the DLQ by reason and the
-delivered/dead-lettered totals are read from Redis (and the broker) per scrape. The retry
-schedule's depth is the workers' metric (`worker.metrics`), exported there only.
+delivered/dead-lettered totals are read from Redis (and the broker) per scrape, by the reader
+the admin overview uses too (`producers.cluster_state`). The retry schedule's depth is the
+workers' metric (`worker.metrics`), exported there only.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, cast, get_args
+from typing import Any, get_args
 
 import redis
 from aiohttp import web
@@ -20,11 +20,7 @@ from prometheus_client import generate_latest as render
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from eventq.dead_letters import DeadLetterStore
-from eventq.depths import queue_depths_async
-from eventq.keys import Keys
 from eventq.records import DeadLetterReason
-from eventq.redis_io import as_text
 from producers.http_routes import Reply, Route
 from producers.http_state import ServiceState, state_of
 
@@ -32,8 +28,6 @@ __all__ = ["ClusterSnapshot", "HttpMetrics", "metrics_routes"]
 
 log = logging.getLogger("eventq.http")
 
-DLQ_SCAN_EVERY_S = 5.0
-DLQ_SCAN_MAX = 100_000
 _REJECT_REASONS = {
     400: "malformed_json",
     401: "unauthorized",
@@ -103,7 +97,6 @@ class HttpMetrics:
 
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     cluster: ClusterCollector = field(default_factory=ClusterCollector)
-    _dlq_cache: tuple[float, dict[str, int]] = (0.0, {})
 
     def __post_init__(self) -> None:
         reg = self.registry
@@ -152,27 +145,14 @@ class HttpMetrics:
         if route.startswith(_INGEST_PREFIX) and status in _REJECT_REASONS:
             self.rejected(_REJECT_REASONS[status])
 
-    def dead_letters_by_reason(self, client: redis.Redis, keys: Keys) -> dict[str, int]:
-        """Return DLQ entries by reason (blocking; rescanned at most every few seconds)."""
-        scanned_at, counts = self._dlq_cache
-        if time.monotonic() - scanned_at < DLQ_SCAN_EVERY_S:
-            return counts
-        counts = DeadLetterStore(client, keys).count_by_reason(DLQ_SCAN_MAX)
-        self._dlq_cache = (time.monotonic(), counts)
-        return dict(counts)
-
 
 async def read_snapshot(state: ServiceState) -> ClusterSnapshot:
     """Return the cluster-wide numbers; raises redis.RedisError when Redis is unreachable."""
-    keys, settings = state.producer.keys, state.settings
-    counters = await cast(Awaitable[dict[bytes, bytes]], state.redis.hgetall(keys.counters))
-    broker, names = state.broker_redis, [settings.queue, settings.bulk_queue]
-    queues = None if broker is None else await queue_depths_async(broker, names)
-    dead = await state.run(state.metrics.dead_letters_by_reason, state.producer.redis, keys)
+    cluster = await state.cluster.read()
     return ClusterSnapshot(
-        queues=queues,
-        dead_letters=dead,
-        counters={as_text(k): int(v) for k, v in counters.items()},
+        queues=cluster.queues,
+        dead_letters=cluster.dead_letters.by_reason,
+        counters=cluster.counters,
     )
 
 

@@ -185,6 +185,11 @@ class DeadLetterSelector(_Body):
     since: datetime | None = Field(None, description="Dead-lettered at or after (ISO-8601).")
     until: datetime | None = Field(None, description="Dead-lettered at or before (ISO-8601).")
     text: str | None = Field(None, min_length=1, max_length=200, description="Substring.")
+    message: str | None = Field(
+        None,
+        max_length=200,
+        description="A group's message (as the overview lists it), matched whole.",
+    )
 
     @field_validator("since", "until")
     @classmethod

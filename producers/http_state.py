@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from eventq.jobs import JobStore
     from eventq.settings import Settings
+    from producers.cluster_state import ClusterReader
     from producers.enqueue import Producer
     from producers.http_audit import AuditLog
     from producers.http_auth import KeyRing
@@ -44,6 +45,7 @@ class ServiceState:
     sessions: SessionStore
     keyring: KeyRing
     metrics: HttpMetrics
+    cluster: ClusterReader
     routes: dict[tuple[str, str], Route]
 
     async def run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -1,4 +1,5 @@
-"""Take the README's screenshots: Flower's tasks and broker pages, and the admin page.
+"""Take the README's screenshots: Flower's tasks and broker pages, and the admin page (its
+overview, the grouped dead-letter list, a job's attempt timeline, and the overview in dark mode).
 
 Starts a throwaway stack (the fake HubSpot, a worker, Flower, `eventq serve`) on an existing
 Redis (EVENTQ_REDIS_URL, default redis://localhost:6379/9) under a unique key prefix and queue
@@ -190,8 +191,9 @@ def job_state(client: redis.Redis, prefix: str, job_id: str) -> str:
     return jobs.job_state(client, Keys(prefix), job_id) or ""
 
 
-def enqueue_jobs(env: dict[str, str], fake: FakeHubSpot) -> None:
-    """Create a history worth looking at: delivered, retried, rate-limited and dead-lettered."""
+def enqueue_jobs(env: dict[str, str], fake: FakeHubSpot) -> str:
+    """Create a history worth looking at: delivered, retried, rate-limited and dead-lettered;
+    returns the id of a job dead-lettered after its retries ran out (for its timeline)."""
     settings = settings_from_env(env)
     producer = Producer(settings)
     client = redis.Redis.from_url(settings.redis_url)
@@ -213,10 +215,30 @@ def enqueue_jobs(env: dict[str, str], fake: FakeHubSpot) -> None:
     )
     settle(producer.enqueue(event(*WEBINARS[1]))[0], "dead_lettered")
     fake.set_failure_rate(1.0, 503)
-    settle(producer.enqueue(event(*WEBINARS[2]))[0], "dead_lettered")
+    exhausted = producer.enqueue(event(*WEBINARS[2]))[0]
+    settle(exhausted, "dead_lettered")
     fake.set_failure_rate(0.0)
     for webinar in WEBINARS[3:]:
         settle(producer.enqueue(event(*webinar))[0], "delivered")
+    dead_letter_a_group(producer, fake, settle)
+    return exhausted
+
+
+def dead_letter_a_group(producer: Producer, fake: FakeHubSpot, settle: Callable[..., Any]) -> None:
+    """Have HubSpot reject a dozen events with one message and three with another, so the
+    dead-letter list has groups to show."""
+    for count, message in ((12, "eventOrganizer is not allowed here"), (3, "Invalid eventUrl")):
+        fake.fail_next(
+            count,
+            400,
+            body={"status": "error", "message": message, "category": "VALIDATION_ERROR"},
+        )
+        job_ids = [
+            producer.enqueue(event("acme-emea", f"{message[:7]}-{n}", f"Regional meetup {n}"))[0]
+            for n in range(count)
+        ]
+        for job_id in job_ids:
+            settle(job_id, "dead_lettered")
 
 
 def make_backlog(env: dict[str, str], fake: FakeHubSpot) -> None:
@@ -233,7 +255,7 @@ def make_backlog(env: dict[str, str], fake: FakeHubSpot) -> None:
 
 
 def photograph(
-    flower_url: str, admin_url: str, env: dict[str, str], fake: FakeHubSpot
+    flower_url: str, admin_url: str, env: dict[str, str], fake: FakeHubSpot, job_id: str
 ) -> list[Path]:
     """Open each page in headless Chromium and save a PNG; return the files written."""
     from playwright.sync_api import sync_playwright  # noqa: PLC0415 - a browser tool, only here
@@ -257,24 +279,48 @@ def photograph(
         page.wait_for_load_state("networkidle")
         written.append(OUT / "flower-broker.png")
         page.screenshot(path=str(written[-1]))
-        written.append(photograph_admin(browser, admin_url))
+        written += photograph_admin(browser, admin_url, job_id)
         browser.close()
     return written
 
 
-def photograph_admin(browser: Any, admin_url: str) -> Path:
-    """Log in to /admin/ with the admin key and photograph the dead-letter list."""
-    context = browser.new_context(viewport={"width": 1400, "height": 760})
+def admin_page(browser: Any, admin_url: str, scheme: str) -> Any:
+    """Return a logged-in admin page at 1280x800 in the `light` or `dark` color scheme."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, color_scheme=scheme)
     page = context.new_page()
     page.goto(f"{admin_url}/admin/login")
     page.fill("#key", ADMIN_KEY)
     page.click("#login")
     page.wait_for_url(f"{admin_url}/admin/", timeout=10_000)
-    page.wait_for_load_state("networkidle")
-    page.wait_for_timeout(800)
-    path = OUT / "admin-dead-letters.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
+    page.wait_for_selector("#ov-chart svg", timeout=10_000)
+    page.wait_for_selector("#group-rows tr", timeout=10_000)
+    page.wait_for_timeout(500)
+    return page
+
+
+def photograph_admin(browser: Any, admin_url: str, job_id: str) -> list[Path]:
+    """Log in to /admin/ and photograph the overview (light and dark), the grouped dead-letter
+    list and the attempt timeline of `job_id`."""
+    page = admin_page(browser, admin_url, "light")
+    shots = [OUT / "admin-overview.png"]
+    page.screenshot(path=str(shots[-1]))
+    page.locator("#group-rows tr").first.get_by_role("button", name="Show").click()
+    page.wait_for_selector("#dlq-rows tr", timeout=10_000)
+    page.wait_for_timeout(300)
+    shots.append(OUT / "admin-dead-letters.png")
+    page.locator("section", has=page.locator("#dlq-title")).screenshot(path=str(shots[-1]))
+    page.fill("#job-id", job_id)
+    page.click("#job-lookup")
+    page.wait_for_selector("#job-timeline svg circle", timeout=10_000)
+    page.wait_for_timeout(300)
+    shots.append(OUT / "admin-job-timeline.png")
+    page.locator("section", has=page.locator("#jobs-title")).screenshot(path=str(shots[-1]))
+    page.context.close()
+    dark = admin_page(browser, admin_url, "dark")
+    shots.append(OUT / "admin-overview-dark.png")
+    dark.screenshot(path=str(shots[-1]))
+    dark.context.close()
+    return shots
 
 
 def clean_up(env: dict[str, str]) -> None:
@@ -298,10 +344,10 @@ def main() -> int:
     try:
         with ExitStack() as stack:
             flower_url, admin_url = start_services(stack, env, logs)
-            enqueue_jobs(env, FakeHubSpot(fake_url))
+            job_id = enqueue_jobs(env, FakeHubSpot(fake_url))
             time.sleep(1.5)  # Flower receives the last task events
             fake = FakeHubSpot(fake_url)
-            for path in photograph(flower_url, admin_url, env, fake):
+            for path in photograph(flower_url, admin_url, env, fake, job_id):
                 log(f"wrote {path.relative_to(ROOT)}")
         leaked = [p for p in OUT.glob("*.png") if TOKEN.encode() in p.read_bytes()]
         if leaked:

@@ -15,7 +15,15 @@ from worker.attempts import AttemptResult, HttpFailure, NetworkFailure
 if TYPE_CHECKING:
     import redis.asyncio
 
-__all__ = ["Breaker", "BreakerDecision", "CircuitBreaker", "breaker_state_key", "is_struggling"]
+__all__ = [
+    "Breaker",
+    "BreakerDecision",
+    "BreakerView",
+    "CircuitBreaker",
+    "breaker_state_key",
+    "is_struggling",
+    "read_breaker",
+]
 
 logger = logging.getLogger("eventq.breaker")
 
@@ -37,6 +45,16 @@ class BreakerDecision:
     def clean(self) -> bool:
         """Return True when closed with no failure on record: a success changes nothing."""
         return self.state == "closed" and self.failures == 0
+
+
+@dataclass(frozen=True)
+class BreakerView:
+    """The stored state of one target's breaker, for the overview."""
+
+    target: str
+    state: str  # "closed" | "open" | "half_open"
+    failures: int  # consecutive failures recorded (closed state)
+    open_until: float | None  # epoch seconds the cooldown ends (open state)
 
 
 class Breaker(Protocol):
@@ -66,6 +84,18 @@ def breaker_state_key(keys: Keys, target: str) -> str:
     """Return the Redis hash holding the breaker state of `target` (a HubSpot base URL)."""
     digest = hashlib.sha1(target.encode(), usedforsecurity=False).hexdigest()[:12]
     return keys.breaker(digest)
+
+
+async def read_breaker(client: redis.asyncio.Redis, keys: Keys, target: str) -> BreakerView:
+    """Return the stored state of `target`'s breaker (no key: closed); raises redis errors."""
+    pending = client.hmget(breaker_state_key(keys, target), ["state", "failures", "open_until_ms"])
+    state, failures, open_until_ms = await cast("Awaitable[list[bytes | None]]", pending)
+    return BreakerView(
+        target=target,
+        state="closed" if state is None else as_text(state),
+        failures=int(failures or 0),
+        open_until=None if open_until_ms is None else int(open_until_ms) / 1000,
+    )
 
 
 class CircuitBreaker:

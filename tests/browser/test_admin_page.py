@@ -4,12 +4,9 @@ invalid entry until it is delivered; an event named `<script>…` shows as text 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 import redis
-from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
+from playwright.sync_api import Dialog, Page, expect
 
 from eventq.settings import Settings
 from fake_hubspot.control import FakeHubSpot
@@ -18,40 +15,7 @@ from tests.conftest import Stack, valid_event, wait_for
 from tests.integration.helpers import send_raw
 from tests.integration.http_support import ADMIN_KEY
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCRIPT_NAME = "<script>alert(1)</script>"
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="needs Chromium at /usr/bin/chromium: apt-get install -y chromium chromium-driver",
-)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context()
-    opened = context.new_page()
-    opened.set_default_timeout(20_000)
-    yield opened
-    context.close()
 
 
 def without_organizer(n: str, **changes: str) -> dict[str, object]:

@@ -23,6 +23,7 @@ from eventq.settings import Settings
 from producers.http_protocol import ServiceRunner
 from producers.http_service import create_app
 from tests.conftest import dead_letter_entry
+from worker.shared_state import shared_state_factory
 
 PRODUCER_KEY = "pk-" + uuid.uuid4().hex  # unique, so a leak into a log is easy to find
 ADMIN_KEY = "ak-" + uuid.uuid4().hex
@@ -38,7 +39,7 @@ class ServiceThread:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.loop = asyncio.new_event_loop()
-        self.app = create_app(settings)
+        self.app = create_app(settings, shared_state_factory(settings))
         self.runner = ServiceRunner(self.app, access_log=None)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))

@@ -90,6 +90,8 @@ PROMISED_ROUTES = {
     ("post", "/v1/dead-letters/replay"),
     ("delete", "/v1/dead-letters/{id}"),
     ("get", "/v1/audit"),
+    ("get", "/v1/overview"),
+    ("post", "/v1/dead-letters/delete"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -101,6 +103,8 @@ PROMISED_ROUTES = {
     ("post", "/admin/logout"),
     ("get", "/admin/session"),
     ("get", "/admin/static/admin.js"),
+    ("get", "/admin/static/overview.js"),
+    ("get", "/admin/static/favicon.svg"),
     ("get", "/admin/static/admin.css"),
 }
 
