@@ -146,7 +146,7 @@ def create_jobs(
                     envelope.summary(),
                     dedupe_ttl_s,
                     keys.job(""),
-                    envelope.model_dump_json(),
+                    envelope.to_json(),
                     PUBLISH_GRACE_S,
                 ],
                 client=pipe,
@@ -223,7 +223,7 @@ def reopen_job(
             envelope.summary(),
             dedupe_ttl_s,
             keys.job(""),
-            envelope.model_dump_json(),
+            envelope.to_json(),
             envelope.attempt,
             record.model_dump_json(exclude_none=True),
         ],
@@ -294,7 +294,7 @@ def record_republished(client: redis.Redis, keys: Keys, envelope: JobEnvelope) -
             keys.job(envelope.jobId),
             mapping={
                 F.ATTEMPT: envelope.attempt,
-                F.ENVELOPE: envelope.model_dump_json(),
+                F.ENVELOPE: envelope.to_json(),
                 F.UPDATED_AT: now,
             },
         )
@@ -326,7 +326,7 @@ def _queue_retrying(
         mapping={
             F.STATE: "retrying",
             F.ATTEMPT: envelope.attempt,
-            F.ENVELOPE: envelope.model_dump_json(),
+            F.ENVELOPE: envelope.to_json(),
             F.NEXT_ATTEMPT_AT: due_at,
             **fields,
         },
@@ -537,6 +537,16 @@ class JobStore:
         """Return the job's attempt records, oldest first."""
         rows = await wait(self._redis.lrange(self._keys.job_history(job_id), 0, -1))
         return _parse_history(rows)
+
+    async def stored_envelopes(self, job_ids: Sequence[str]) -> list[JobEnvelope | None]:
+        """Return the jobs' stored envelopes, in order (None for a job whose record is gone)."""
+        if not job_ids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hget(self._keys.job(job_id), F.ENVELOPE)
+            raws = await pipe.execute()
+        return [None if raw is None else JobEnvelope.model_validate_json(raw) for raw in raws]
 
     async def get(self, job_id: str) -> JobStatus | None:
         """Return the job's status with its history, or None for an unknown job id."""

@@ -34,7 +34,7 @@ from celery.concurrency.base import BasePool
 from celery.exceptions import WorkerShutdown, WorkerTerminate
 from kombu.serialization import loads
 
-from eventq.messaging import TASK_NAME
+from eventq.messaging import PACK_TASK_NAME, TASK_NAME
 from worker.handoff import Handoff
 
 __all__ = ["AsyncioPool"]
@@ -54,6 +54,7 @@ class _Job:
     callback: Callable[[Any], Any] | None
     task_id: str
     job: Any
+    packed: bool  # an `eventq.create_marketing_events` message: many jobs
     result: Any = None  # the attempt's Outcome, or the exception it raised (Handoff.attempt)
 
 
@@ -63,12 +64,12 @@ def _decode(args: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
     if content_type:
         body = loads(body, content_type, content_encoding, accept=_ACCEPT)  # type: ignore[no-untyped-call]
     positional, named, _ = body
-    job = positional[0] if positional else named.get("job")
+    job = positional[0] if positional else named.get("job", named.get("jobs"))
     return (task_name, task_id, request, body, None, None), job
 
 
 class AsyncioPool(BasePool):  # type: ignore[misc]
-    """Run `eventq.create_marketing_event` on the hand-off's event loop (`worker.handoff`)."""
+    """Run eventq's delivery tasks (single and packed) on the hand-off's loop (`worker.handoff`)."""
 
     body_can_be_buffer = True
     signal_safe = False
@@ -114,7 +115,8 @@ class AsyncioPool(BasePool):  # type: ignore[misc]
             trace_args, job = _decode(tuple(args or ()))
         except Exception:  # let the tracer report a body it cannot decode, as Celery would
             trace_args, job = tuple(args or ()), None
-        item = _Job(target, trace_args, kwargs or {}, callback, str(trace_args[1]), job)
+        packed = trace_args[0] == PACK_TASK_NAME if trace_args else False
+        item = _Job(target, trace_args, kwargs or {}, callback, str(trace_args[1]), job, packed)
         self._active += 1
         self._inbox.append(item)
         if not self._loop_wake_pending:
@@ -135,7 +137,8 @@ class AsyncioPool(BasePool):  # type: ignore[misc]
             self.handoff.keep(task)
 
     async def _run(self, item: _Job) -> None:
-        item.result = await self.handoff.attempt(item.job, item.task_id)  # never raises
+        # never raises
+        item.result = await self.handoff.attempt(item.job, item.task_id, packed=item.packed)
         self._running -= 1
         self._start_pending()
         self._outbox.append(item)
