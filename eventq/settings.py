@@ -185,6 +185,11 @@ class Settings(BaseSettings):
         description="Most jobs sent in one batch upsert; a batch HubSpot refuses as too large "
         "halves it for that bucket for the life of the worker process.",
     )
+    batch_wait_ms: NonNegativeFloat = Field(
+        200.0,
+        description="Longest a job waits for others of its rate-limit bucket before its batch "
+        "is sent (a full batch goes at once).",
+    )
     pack_size: int = Field(
         50,
         ge=1,
@@ -192,11 +197,6 @@ class Settings(BaseSettings):
         description="Most events a producer handing over many at once (`enqueue_many`, "
         "`eventq enqueue FILE`, POST /v1/events/batch) publishes in one Celery message "
         "(`eventq.create_marketing_events`); each event keeps its own job. 1: one message each.",
-    )
-    batch_wait_ms: NonNegativeFloat = Field(
-        200.0,
-        description="Longest a job waits for others of its rate-limit bucket before its batch "
-        "is sent (a full batch goes at once).",
     )
     key_prefix: str = Field(
         "eventq",
