@@ -1,4 +1,8 @@
-"""The job record: one Redis hash per job, its history list, and every command and Lua call on it.
+"""The job record: a Redis hash per job, its envelope and history, and every command on them.
+
+A job is its hash of short fields (state, attempts, …; small enough for Redis to keep it as a
+listpack), the JSON envelope its next attempt carries (its own string key, deleted once the job
+ends) and its attempt history (a list).
 
 This module is the record's only home. It owns the hash's field names (`JobField`; the Lua
 scripts in `eventq/lua/` spell the same names, and `tests/unit/test_job_record.py` checks that no
@@ -69,7 +73,6 @@ class JobField:
     VERIFY: Final = "verify"  # 1: an earlier attempt may have landed; do not blindly POST
     SOURCE: Final = "source"
     SUMMARY: Final = "summary"
-    ENVELOPE: Final = "envelope"  # JSON of the envelope the next attempt carries
     OBJECT_ID: Final = "objectId"
     LAST_ERROR: Final = "lastError"
     DEAD_LETTER_ID: Final = "deadLetterId"
@@ -95,6 +98,11 @@ F = JobField
 def _identity(envelope: JobEnvelope) -> str:
     event = envelope.event
     return event_identity(envelope.portalId, event.externalAccountId, event.externalEventId)
+
+
+def _envelope_suffix(keys: Keys) -> str:
+    """Return what follows a job's id in its envelope key (the Lua scripts build that key)."""
+    return keys.job_envelope("").removeprefix(keys.job(""))
 
 
 def _text_or_none(value: Any) -> str | None:
@@ -138,6 +146,7 @@ def create_jobs(
                     keys.dedupe(_identity(envelope)),
                     keys.idempotency(idempotency_hash) if idempotency_hash else "",
                     keys.unfinished,
+                    keys.job_envelope(envelope.jobId),
                 ],
                 args=[
                     envelope.jobId,
@@ -181,7 +190,7 @@ def stored_envelopes(client: redis.Redis, keys: Keys, job_ids: Sequence[str]) ->
         return []
     with client.pipeline(transaction=False) as pipe:
         for job_id in job_ids:
-            pipe.hget(keys.job(job_id), F.ENVELOPE)
+            pipe.get(keys.job_envelope(job_id))
         raws = pipe.execute()
     return [JobEnvelope.model_validate_json(raw) for raw in raws if raw is not None]
 
@@ -216,6 +225,7 @@ def reopen_job(
             keys.dedupe_for(envelope),
             keys.unfinished,
             keys.job_history(envelope.jobId),
+            keys.job_envelope(envelope.jobId),
         ],
         args=[
             envelope.jobId,
@@ -243,7 +253,7 @@ def claim_due(
     `lease` is the score (decimal text) the jobs now hold until `confirm_moved`.
     """
     rest = client.register_script(load_lua("claim_due"))(
-        keys=[keys.schedule], args=[now, lease, limit, keys.job("")]
+        keys=[keys.schedule], args=[now, lease, limit, keys.job(""), _envelope_suffix(keys)]
     )
     return [(as_text(i), as_text(raw)) for i, raw in zip(rest[::2], rest[1::2], strict=True)]
 
@@ -278,10 +288,11 @@ class RecoveryView:
 def recovery_view(client: redis.Redis, keys: Keys, job_id: str) -> RecoveryView:
     """Return the job's state, stored envelope, lock and schedule presence (one round trip)."""
     with client.pipeline(transaction=False) as pipe:
-        pipe.hmget(keys.job(job_id), [F.STATE, F.ENVELOPE])
+        pipe.hget(keys.job(job_id), F.STATE)
+        pipe.get(keys.job_envelope(job_id))
         pipe.exists(keys.job_lock(job_id))
         pipe.zscore(keys.schedule, job_id)
-        (state, raw), locked, scheduled = pipe.execute()
+        state, raw, locked, scheduled = pipe.execute()
     envelope = None if raw is None else JobEnvelope.model_validate_json(raw)
     return RecoveryView(_text_or_none(state), envelope, bool(locked), scheduled is not None)
 
@@ -292,12 +303,9 @@ def record_republished(client: redis.Redis, keys: Keys, envelope: JobEnvelope) -
     with client.pipeline(transaction=True) as pipe:
         pipe.hset(
             keys.job(envelope.jobId),
-            mapping={
-                F.ATTEMPT: envelope.attempt,
-                F.ENVELOPE: envelope.to_json(),
-                F.UPDATED_AT: now,
-            },
+            mapping={F.ATTEMPT: envelope.attempt, F.UPDATED_AT: now},
         )
+        pipe.set(keys.job_envelope(envelope.jobId), envelope.to_json())
         pipe.zadd(keys.unfinished, {envelope.jobId: now})
         pipe.execute()
 
@@ -326,11 +334,11 @@ def _queue_retrying(
         mapping={
             F.STATE: "retrying",
             F.ATTEMPT: envelope.attempt,
-            F.ENVELOPE: envelope.to_json(),
             F.NEXT_ATTEMPT_AT: due_at,
             **fields,
         },
     )
+    pipe.set(keys.job_envelope(envelope.jobId), envelope.to_json())
     pipe.zadd(keys.schedule, {envelope.jobId: due_at})
 
 
@@ -418,6 +426,7 @@ class JobStore:
                 self._keys.job_lock(envelope.jobId),
                 self._keys.unfinished,
                 self._keys.ledger(_identity(envelope)),
+                self._keys.job_envelope(envelope.jobId),
             ],
             args=[
                 envelope.jobId,
@@ -466,7 +475,8 @@ class JobStore:
             pipe.expire(keys.job_history(envelope.jobId), self._job_ttl_s)
             pipe.hincrby(keys.counters, "delivered", 1)
             pipe.zrem(keys.unfinished, envelope.jobId)
-            pipe.delete(keys.job_lock(envelope.jobId))
+            # a delivered job is never sent again: its envelope is not needed any more
+            pipe.delete(keys.job_lock(envelope.jobId), keys.job_envelope(envelope.jobId))
             await pipe.execute()
 
     async def reschedule(
@@ -522,7 +532,8 @@ class JobStore:
                 pipe.delete(as_text(dedupe))
             pipe.hincrby(keys.counters, f"dead_lettered:{entry.reason}", 1)
             pipe.zrem(keys.unfinished, job_id)
-            pipe.delete(keys.job_lock(job_id))
+            # the DLQ entry holds the event now (a replay reopens the job with a new envelope)
+            pipe.delete(keys.job_lock(job_id), keys.job_envelope(job_id))
             await pipe.execute()
 
     async def schedule_only(self, job_id: str, due_at: float) -> None:
@@ -544,7 +555,7 @@ class JobStore:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.hget(self._keys.job(job_id), F.ENVELOPE)
+                pipe.get(self._keys.job_envelope(job_id))
             raws = await pipe.execute()
         return [None if raw is None else JobEnvelope.model_validate_json(raw) for raw in raws]
 

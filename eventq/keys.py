@@ -36,6 +36,14 @@ class Keys:
         """Return the list of one job's attempt records (JSON)."""
         return f"{self.prefix}:job:{job_id}:history"
 
+    def job_envelope(self, job_id: str) -> str:
+        """Return the string holding the JSON envelope a job's next attempt carries.
+
+        Beside the job's hash rather than in it: a hash of short fields stays small (Redis
+        keeps it as a listpack), which the envelope's few hundred bytes would prevent.
+        """
+        return f"{self.prefix}:job:{job_id}:envelope"
+
     def job_lock(self, job_id: str) -> str:
         """Return the lock a worker holds while it runs one attempt of a job."""
         return f"{self.prefix}:job:{job_id}:lock"

@@ -243,7 +243,7 @@ class Delivery:
             job_id, attempt = item
             envelope = found[index]
             if envelope is None:
-                runs.append(_skipped(job_id, "job record is gone"))
+                runs.append(_skipped(job_id, "job is finished or gone"))
             elif envelope.attempt != attempt:
                 runs.append(_skipped(job_id, "job is stale"))
             else:

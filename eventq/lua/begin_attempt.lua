@@ -1,5 +1,5 @@
 -- Claim one attempt of a job for this worker, or say why not.
--- KEYS: job, lock, unfinished, ledger   ARGV: jobId, attempt, now, lock_ttl_ms, source, summary,
+-- KEYS: job, lock, unfinished, ledger, envelope   ARGV: jobId, attempt, now, lock_ttl_ms, source, summary,
 -- envelope JSON
 -- Returns {status, verify, attempts, ledger value or ''}: status is ok | done | stale | locked
 -- (the ledger value is the objectId, or '-' for an event delivered without one).
@@ -7,7 +7,8 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   -- a raw Celery message nobody registered: adopt it
   redis.call('HSET', KEYS[1], 'jobId', ARGV[1], 'state', 'queued', 'attempt', ARGV[2],
     'attempts', 0, 'source', ARGV[5], 'summary', ARGV[6], 'createdAt', ARGV[3],
-    'updatedAt', ARGV[3], 'envelope', ARGV[7])
+    'updatedAt', ARGV[3])
+  redis.call('SET', KEYS[5], ARGV[7])
 end
 local job = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'attempts', 'verify')
 local state, attempts = job[1], tonumber(job[3] or '0')

@@ -1,6 +1,7 @@
 -- Reserve a job atomically: answer the existing job when the same event (or idempotency key)
 -- is already queued, retrying or delivered; else record the new job as queued.
--- KEYS: job, dedupe, idempotency ("" when none), unfinished   ARGV: jobId, now, source, summary,
+-- KEYS: job, dedupe, idempotency ("" when none), unfinished, envelope   ARGV: jobId, now, source,
+-- summary,
 -- dedupe_ttl_s, job key prefix, envelope JSON, publish grace (s)
 -- Returns {jobId, duplicate (0|1), needs_publish (0|1)}. A duplicate needs publishing when its
 -- job is queued, was never marked published and is older than the grace period (its producer
@@ -23,6 +24,7 @@ redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[5])
 if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[5]) end
 redis.call('HSET', KEYS[1], 'jobId', ARGV[1], 'state', 'queued', 'attempt', 1, 'attempts', 0,
   'source', ARGV[3], 'summary', ARGV[4], 'createdAt', ARGV[2], 'updatedAt', ARGV[2],
-  'envelope', ARGV[7], 'dedupeKey', KEYS[2], 'published', 0)
+  'dedupeKey', KEYS[2], 'published', 0)
+redis.call('SET', KEYS[5], ARGV[7])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
 return {ARGV[1], 0, 1}

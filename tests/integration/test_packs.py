@@ -6,7 +6,6 @@ keeps its own record, attempts and outcome.
 
 from __future__ import annotations
 
-import base64
 import json
 import signal
 from typing import Any
@@ -18,17 +17,13 @@ from eventq.schema import JobEnvelope, MarketingEvent
 from fake_hubspot.control import FakeHubSpot
 from producers.enqueue import Producer
 from tests.conftest import Stack, valid_event, wait_for
-from tests.integration.helpers import states_of, status_of, wait_state, writes
-
-
-def queued_messages(stack: Stack, redis_client: Any) -> list[dict[str, Any]]:
-    """Return the messages waiting in the live queue: headers and decoded args."""
-    found = []
-    for raw in redis_client.lrange(stack.settings.queue, 0, -1):
-        message = json.loads(raw)
-        args, _, _ = json.loads(base64.b64decode(message["body"]))
-        found.append({"headers": message["headers"], "args": args})
-    return found
+from tests.integration.helpers import (
+    queued_messages,
+    states_of,
+    status_of,
+    wait_state,
+    writes,
+)
 
 
 def job_ids_of(results: list[Any]) -> list[str]:
@@ -41,7 +36,7 @@ def test_a_pack_of_5_events_is_one_message_named_for_flower_and_each_job_gets_it
     # Given 5 events handed over at once (EVENTQ_PACK_SIZE defaults to 50)
     job_ids = job_ids_of(Producer(stack.settings).enqueue_many([valid_event(i) for i in range(5)]))
     # Then they wait as one pack message naming each job, summarised for Flower
-    [message] = queued_messages(stack, redis_client)
+    [message] = queued_messages(redis_client, stack.settings.queue)
     assert message["headers"]["task"] == PACK_TASK_NAME
     assert message["headers"]["argsrepr"] == "5 events: acct-1/evt-0 … acct-1/evt-4"
     assert message["args"] == [[[job_id, 1] for job_id in job_ids]]
@@ -65,7 +60,7 @@ def test_a_single_event_is_still_the_single_event_message(stack: Stack, redis_cl
     unpacked = stack.settings.model_copy(update={"pack_size": 1})
     Producer(unpacked).enqueue_many([valid_event(2), valid_event(3)])
     # Then each is today's single-event message, carrying its envelope
-    messages = queued_messages(stack, redis_client)
+    messages = queued_messages(redis_client, stack.settings.queue)
     assert [m["headers"]["task"] for m in messages] == [TASK_NAME] * 3
     assert sorted(m["args"][0]["event"]["externalEventId"] for m in messages) == [
         "evt-1",
