@@ -7,11 +7,11 @@ ends) and its attempt history (a list).
 This module is the record's only home. It owns the hash's field names (`JobField`; the Lua
 scripts in `eventq/lua/` spell the same names, and `tests/unit/test_job_record.py` checks that no
 other Python module does), every script that changes a job (`create_job`, `begin_attempt`,
-`reopen_job`, `claim_due`, `confirm_moved`) and every read of a job's fields. Producers, the
-CLI and the recovery sweep call the synchronous functions; workers and the HTTP service use the
-asyncio `JobStore`. Where both need an operation, its commands are written once (a `_queue_*`
-function that queues them on a sync or async pipeline, a `_parse_*` function that reads the
-replies) and the two wrappers only execute. A dead-lettered job's entry is written by
+`mark_delivered`, `reopen_job`, `claim_due`, `confirm_moved`) and every read of a job's fields.
+Producers, the CLI and the recovery sweep call the synchronous functions; workers and the HTTP
+service use the asyncio `JobStore`. Where both need an operation, its commands are written once
+(a `_queue_*` function that queues them on a sync or async pipeline, a `_parse_*` function that
+reads the replies) and the two wrappers only execute. A dead-lettered job's entry is written by
 `JobStore.mark_dead_lettered` through the DLQ's own command builder (`eventq.dead_letters`),
 in the same transaction as the job's state change.
 
@@ -410,6 +410,7 @@ class JobStore:
         self._ledger_ttl_s = ledger_ttl_s
         self._job_ttl_s = job_ttl_s
         self._begin = client.register_script(load_lua("begin_attempt"))
+        self._delivered = client.register_script(load_lua("mark_delivered"))
 
     @property
     def keys(self) -> Keys:
@@ -456,28 +457,28 @@ class JobStore:
         `object_id` None: HubSpot's answer gave none; the job shows no objectId. An error of an
         earlier attempt is cleared: the last attempt succeeded.
         """
-        keys, now = self._keys, record.at
-        fields: dict[str, Any] = {
-            F.STATE: "delivered",
-            F.ATTEMPTS: attempts,
-            F.UPDATED_AT: now,
-            F.VERIFY: 0,
-        }
-        if object_id is not None:
-            fields[F.OBJECT_ID] = object_id
-        ledger_value = object_id or _LEDGER_NO_OBJECT_ID
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(keys.ledger(_identity(envelope)), ledger_value, ex=self._ledger_ttl_s)
-            pipe.hdel(keys.job(envelope.jobId), F.NEXT_ATTEMPT_AT, F.OBJECT_ID, F.LAST_ERROR)
-            pipe.hset(keys.job(envelope.jobId), mapping=fields)
-            self._append(pipe, envelope.jobId, record)
-            pipe.expire(keys.job(envelope.jobId), self._job_ttl_s)
-            pipe.expire(keys.job_history(envelope.jobId), self._job_ttl_s)
-            pipe.hincrby(keys.counters, "delivered", 1)
-            pipe.zrem(keys.unfinished, envelope.jobId)
-            # a delivered job is never sent again: its envelope is not needed any more
-            pipe.delete(keys.job_lock(envelope.jobId), keys.job_envelope(envelope.jobId))
-            await pipe.execute()
+        keys, job_id = self._keys, envelope.jobId
+        await self._delivered(
+            keys=[
+                keys.ledger(_identity(envelope)),
+                keys.job(job_id),
+                keys.job_history(job_id),
+                keys.counters,
+                keys.unfinished,
+                keys.job_lock(job_id),
+                keys.job_envelope(job_id),
+            ],
+            args=[
+                object_id or _LEDGER_NO_OBJECT_ID,
+                self._ledger_ttl_s,
+                attempts,
+                record.at,
+                object_id or "",
+                record.model_dump_json(exclude_none=True),
+                self._job_ttl_s,
+                job_id,
+            ],
+        )
 
     async def reschedule(
         self,
@@ -553,10 +554,7 @@ class JobStore:
         """Return the jobs' stored envelopes, in order (None for a job whose record is gone)."""
         if not job_ids:
             return []
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for job_id in job_ids:
-                pipe.get(self._keys.job_envelope(job_id))
-            raws = await pipe.execute()
+        raws = await self._redis.mget([self._keys.job_envelope(job_id) for job_id in job_ids])
         return [None if raw is None else JobEnvelope.model_validate_json(raw) for raw in raws]
 
     async def get(self, job_id: str) -> JobStatus | None:

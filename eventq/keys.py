@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -13,10 +14,12 @@ if TYPE_CHECKING:
 __all__ = ["Keys", "event_identity"]
 
 
+@functools.lru_cache(maxsize=4096)
 def event_identity(portal_id: str | None, external_account_id: str, external_event_id: str) -> str:
     """Return a short stable hash naming one HubSpot event (portal, account id, event id).
 
     Hashed so that ids containing `:` cannot collide and user data never shapes key names.
+    Cached: an attempt names its event's dedupe and ledger keys several times.
     """
     raw = json.dumps([portal_id or "", external_account_id, external_event_id])
     return hashlib.sha256(raw.encode()).hexdigest()[:32]

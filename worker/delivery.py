@@ -246,14 +246,14 @@ class Delivery:
                 runs.append(_skipped(job_id, "job is finished or gone"))
             elif envelope.attempt != attempt:
                 runs.append(_skipped(job_id, "job is stale"))
-            else:
-                runs.append(self._attempt(envelope))
+            else:  # recorded: begin has no raw message to adopt
+                runs.append(self._attempt(envelope, raw_envelope=""))
         return runs
 
-    async def _attempt(self, envelope: JobEnvelope) -> Outcome:
+    async def _attempt(self, envelope: JobEnvelope, *, raw_envelope: str | None = None) -> Outcome:
         begun = await self.jobs.begin(
             envelope,
-            raw_envelope=envelope.to_json(),
+            raw_envelope=envelope.to_json() if raw_envelope is None else raw_envelope,
             lock_ttl_ms=self.lock_ttl_ms,
             now=time.time(),
         )
