@@ -203,6 +203,10 @@ class Delivery:
     max_limiter_wait_s: float
     lock_ttl_ms: int
     batcher: Batcher | None = None  # bulk upsert on (EVENTQ_BULK_MODE=upsert)
+    # most attempts of packs' jobs in flight at once (EVENTQ_CONCURRENCY): the pool counts a
+    # pack as one message, so its jobs are bounded here
+    pack_concurrency: int = 64
+    _pack_slots: asyncio.Semaphore | None = None
 
     async def run(self, raw: object, task_id: str) -> Outcome:
         """Run one attempt of the job in `raw` (the message's first argument)."""
@@ -248,7 +252,14 @@ class Delivery:
                 runs.append(_skipped(job_id, "job is stale"))
             else:  # recorded: begin has no raw message to adopt
                 runs.append(self._attempt(envelope, raw_envelope=""))
-        return runs
+        return [self._in_pack_slot(run) for run in runs]
+
+    async def _in_pack_slot(self, run: Coroutine[Any, Any, Outcome]) -> Outcome:
+        """Run one job of a pack once fewer than `pack_concurrency` are running."""
+        if self._pack_slots is None:  # made on the loop that runs the attempts
+            self._pack_slots = asyncio.Semaphore(self.pack_concurrency)
+        async with self._pack_slots:
+            return await run
 
     async def _attempt(self, envelope: JobEnvelope, *, raw_envelope: str | None = None) -> Outcome:
         begun = await self.jobs.begin(
