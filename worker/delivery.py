@@ -203,9 +203,6 @@ class Delivery:
     max_limiter_wait_s: float
     lock_ttl_ms: int
     batcher: Batcher | None = None  # bulk upsert on (EVENTQ_BULK_MODE=upsert)
-    # most attempts of packs' jobs in flight at once (EVENTQ_CONCURRENCY): the pool counts a
-    # pack as one message, so its jobs are bounded here
-    pack_concurrency: int = 64
     _pack_slots: asyncio.Semaphore | None = None
 
     async def run(self, raw: object, task_id: str) -> Outcome:
@@ -216,16 +213,20 @@ class Delivery:
             return await self._dead_letter_invalid(invalid)
         return await self._attempt(envelope)
 
-    async def run_pack(self, raw: object, task_id: str) -> PackOutcome:
+    async def run_pack(self, raw: object, task_id: str, *, concurrency: int) -> PackOutcome:
         """Run one attempt of each job of a pack (`eventq.create_marketing_events`), together.
 
         An item is a recorded job as `[jobId, attempt]` (its envelope is read from the record)
         or a job envelope as a single message carries it. Each job has its own attempt and
         outcome: a retry waits in the retry schedule as that job alone, an invalid item is
-        dead-lettered alone. Raises the first error an attempt raised (e.g. Redis out of reach)
-        once every attempt has finished: the pack is then redelivered, and the jobs that ended
-        meanwhile are skipped.
+        dead-lettered alone. At most `concurrency` jobs of all packs run at once (the pool
+        counts a pack as one message, so its jobs are bounded here; the first call sets it).
+        Raises the first error an attempt raised (e.g. Redis out of reach) once every attempt
+        has finished: the pack is then redelivered, and the jobs that ended meanwhile are
+        skipped.
         """
+        if self._pack_slots is None:  # made on the loop that runs the attempts
+            self._pack_slots = asyncio.Semaphore(concurrency)
         items = raw if isinstance(raw, list) else [raw]
         runs = await self._unpack(items, task_id)
         results = await asyncio.gather(*runs, return_exceptions=True)
@@ -255,9 +256,9 @@ class Delivery:
         return [self._in_pack_slot(run) for run in runs]
 
     async def _in_pack_slot(self, run: Coroutine[Any, Any, Outcome]) -> Outcome:
-        """Run one job of a pack once fewer than `pack_concurrency` are running."""
-        if self._pack_slots is None:  # made on the loop that runs the attempts
-            self._pack_slots = asyncio.Semaphore(self.pack_concurrency)
+        """Run one job of a pack once a slot is free (see `run_pack`)."""
+        if self._pack_slots is None:
+            raise RuntimeError("run_pack sets the slots first")
         async with self._pack_slots:
             return await run
 

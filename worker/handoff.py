@@ -79,6 +79,8 @@ class Handoff:
         )
         self._thread.start()
         self.pid = os.getpid()
+        # most jobs of packs in flight at once; the asyncio pool sets its own limit (`-c`)
+        self.pack_concurrency = settings.concurrency
         self.runtime = Runtime(settings, app, self.call)
         log.info("delivery runtime started in pid %s", self.pid)
 
@@ -95,7 +97,8 @@ class Handoff:
         error it raised (never raises)."""
         try:
             if packed:
-                return await self.runtime.delivery.run_pack(job, task_id)
+                delivery = self.runtime.delivery
+                return await delivery.run_pack(job, task_id, concurrency=self.pack_concurrency)
             return await self.runtime.delivery.run(job, task_id)
         except BaseException as error:  # the task re-raises it, as if the attempt ran there
             return error

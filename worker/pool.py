@@ -94,6 +94,8 @@ class AsyncioPool(BasePool):  # type: ignore[misc]
     def on_start(self) -> None:
         """Take this process's hand-off from the delivery task that owns it."""
         self.handoff: Handoff = self.app.tasks[TASK_NAME].handoff
+        # a pack is one message here: its jobs share this same limit on the loop
+        self.handoff.pack_concurrency = self.limit
 
     def register_with_event_loop(self, loop: Any) -> None:
         """Remember the hub: finished attempts are reported from its thread."""

@@ -143,7 +143,6 @@ class Runtime:
             max_limiter_wait_s=s.max_limiter_wait_s,
             lock_ttl_ms=lock_ttl_ms(s),
             batcher=_batcher(s, hubspot, limiter, breaker),
-            pack_concurrency=s.concurrency,
         )
 
     def _publish(self, envelope: JobEnvelope) -> None:
