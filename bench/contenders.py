@@ -4,10 +4,9 @@ All three at 50 ms fake latency, no rate limit, on the same Redis server, measur
 state: the rate between the 10th and the 90th percentile of completions (the start-up, the
 first connections and the tail are left out). eventq runs as a user runs it: one
 `eventq worker` command with its default processes (one per CPU). Its work is enqueued either one
-event per call (`Producer.enqueue`, "unpacked") or in one call (`Producer.enqueue_many`,
-"packed": today one message per event too; once `enqueue_many` packs several events per message,
-this run measures that without a change here). Also: Redis memory per job queued by
-`enqueue_many`, and each worker process's peak RSS.
+event per call (`Producer.enqueue`, "unpacked": one message each) or in one call
+(`Producer.enqueue_many`, "packed": `EVENTQ_PACK_SIZE` jobs, default 50, to a message). Also:
+Redis memory per job queued by `enqueue_many`, and each worker process's peak RSS.
 """
 
 from __future__ import annotations
@@ -160,7 +159,8 @@ def eventq_worker(events: int, redis_url: str, *, packed: bool) -> Contender:
         names.cleanup(client)
     label = "unpacked (enqueue, one by one)"
     if packed:
-        label = "enqueue_many (one message per event: packing is not built yet)"
+        pack_size = settings_from_env(env).pack_size
+        label = f"packed (enqueue_many, {pack_size} events per message)"
     return _result(f"eventq worker ({processes} processes), {label}", times, used, rss, processes)
 
 

@@ -1,13 +1,17 @@
-"""The job record: one Redis hash per job, its history list, and every command and Lua call on it.
+"""The job record: a Redis hash per job, its envelope and history, and every command on them.
+
+A job is its hash of short fields (state, attempts, …; small enough for Redis to keep it as a
+listpack), the JSON envelope its next attempt carries (its own string key, deleted once the job
+ends) and its attempt history (a list).
 
 This module is the record's only home. It owns the hash's field names (`JobField`; the Lua
 scripts in `eventq/lua/` spell the same names, and `tests/unit/test_job_record.py` checks that no
 other Python module does), every script that changes a job (`create_job`, `begin_attempt`,
-`reopen_job`, `claim_due`, `confirm_moved`) and every read of a job's fields. Producers, the
-CLI and the recovery sweep call the synchronous functions; workers and the HTTP service use the
-asyncio `JobStore`. Where both need an operation, its commands are written once (a `_queue_*`
-function that queues them on a sync or async pipeline, a `_parse_*` function that reads the
-replies) and the two wrappers only execute. A dead-lettered job's entry is written by
+`mark_delivered`, `reopen_job`, `claim_due`, `confirm_moved`) and every read of a job's fields.
+Producers, the CLI and the recovery sweep call the synchronous functions; workers and the HTTP
+service use the asyncio `JobStore`. Where both need an operation, its commands are written once
+(a `_queue_*` function that queues them on a sync or async pipeline, a `_parse_*` function that
+reads the replies) and the two wrappers only execute. A dead-lettered job's entry is written by
 `JobStore.mark_dead_lettered` through the DLQ's own command builder (`eventq.dead_letters`),
 in the same transaction as the job's state change.
 
@@ -19,6 +23,7 @@ from the job's first enqueue, replays included. `JobStatus.lastError`, `lastStat
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,11 +32,17 @@ from typing import Any, Final, Literal, cast
 import redis
 import redis.asyncio as aioredis
 
+from eventq.activity import KEEP_S as ACTIVITY_KEEP_S
 from eventq.activity import count_outcome
 from eventq.dead_letters import queue_add_entry
 from eventq.durable_writes import Durability
 from eventq.keys import Keys, event_identity, is_valid_id
-from eventq.outcomes import dead_lettered_outcome, delivered_outcome, queue_outcome
+from eventq.outcomes import (
+    dead_lettered_outcome,
+    delivered_outcome,
+    outcome_fields,
+    queue_outcome,
+)
 from eventq.records import AttemptRecord, DeadLetter, JobStatus
 from eventq.redis_io import as_text, glob_escape, load_lua, wait
 from eventq.schema import JobEnvelope
@@ -74,7 +85,6 @@ class JobField:
     VERIFY: Final = "verify"  # 1: an earlier attempt may have landed; do not blindly POST
     SOURCE: Final = "source"
     SUMMARY: Final = "summary"
-    ENVELOPE: Final = "envelope"  # JSON of the envelope the next attempt carries
     OBJECT_ID: Final = "objectId"
     LAST_ERROR: Final = "lastError"
     DEAD_LETTER_ID: Final = "deadLetterId"
@@ -100,6 +110,11 @@ F = JobField
 def _identity(envelope: JobEnvelope) -> str:
     event = envelope.event
     return event_identity(envelope.portalId, event.externalAccountId, event.externalEventId)
+
+
+def _envelope_suffix(keys: Keys) -> str:
+    """Return what follows a job's id in its envelope key (the Lua scripts build that key)."""
+    return keys.job_envelope("").removeprefix(keys.job(""))
 
 
 def _text_or_none(value: Any) -> str | None:
@@ -153,6 +168,7 @@ def create_jobs(
                     keys.idempotency(idempotency_hash) if idempotency_hash else "",
                     keys.unfinished,
                     keys.ledger(_identity(envelope)),
+                    keys.job_envelope(envelope.jobId),
                 ],
                 args=[
                     envelope.jobId,
@@ -161,7 +177,7 @@ def create_jobs(
                     envelope.summary(),
                     dedupe_ttl_s,
                     keys.job(""),
-                    envelope.model_dump_json(),
+                    envelope.to_json(),
                     PUBLISH_GRACE_S,
                     dedupe_window_s,
                 ],
@@ -215,7 +231,7 @@ def stored_envelopes(client: redis.Redis, keys: Keys, job_ids: Sequence[str]) ->
         return []
     with client.pipeline(transaction=False) as pipe:
         for job_id in job_ids:
-            pipe.hget(keys.job(job_id), F.ENVELOPE)
+            pipe.get(keys.job_envelope(job_id))
         raws = pipe.execute()
     return [JobEnvelope.model_validate_json(raw) for raw in raws if raw is not None]
 
@@ -267,6 +283,7 @@ def reopen_job(
             keys.dedupe_for(envelope),
             keys.unfinished,
             keys.job_history(envelope.jobId),
+            keys.job_envelope(envelope.jobId),
         ],
         args=[
             envelope.jobId,
@@ -274,7 +291,7 @@ def reopen_job(
             envelope.summary(),
             dedupe_ttl_s,
             keys.job(""),
-            envelope.model_dump_json(),
+            envelope.to_json(),
             envelope.attempt,
             record.model_dump_json(exclude_none=True),
         ],
@@ -294,7 +311,7 @@ def claim_due(
     `lease` is the score (decimal text) the jobs now hold until `confirm_moved`.
     """
     rest = client.register_script(load_lua("claim_due"))(
-        keys=[keys.schedule], args=[now, lease, limit, keys.job("")]
+        keys=[keys.schedule], args=[now, lease, limit, keys.job(""), _envelope_suffix(keys)]
     )
     return [(as_text(i), as_text(raw)) for i, raw in zip(rest[::2], rest[1::2], strict=True)]
 
@@ -329,10 +346,11 @@ class RecoveryView:
 def recovery_view(client: redis.Redis, keys: Keys, job_id: str) -> RecoveryView:
     """Return the job's state, stored envelope, lock and schedule presence (one round trip)."""
     with client.pipeline(transaction=False) as pipe:
-        pipe.hmget(keys.job(job_id), [F.STATE, F.ENVELOPE])
+        pipe.hget(keys.job(job_id), F.STATE)
+        pipe.get(keys.job_envelope(job_id))
         pipe.exists(keys.job_lock(job_id))
         pipe.zscore(keys.schedule, job_id)
-        (state, raw), locked, scheduled = pipe.execute()
+        state, raw, locked, scheduled = pipe.execute()
     envelope = None if raw is None else JobEnvelope.model_validate_json(raw)
     return RecoveryView(_text_or_none(state), envelope, bool(locked), scheduled is not None)
 
@@ -343,12 +361,9 @@ def record_republished(client: redis.Redis, keys: Keys, envelope: JobEnvelope) -
     with client.pipeline(transaction=True) as pipe:
         pipe.hset(
             keys.job(envelope.jobId),
-            mapping={
-                F.ATTEMPT: envelope.attempt,
-                F.ENVELOPE: envelope.model_dump_json(),
-                F.UPDATED_AT: now,
-            },
+            mapping={F.ATTEMPT: envelope.attempt, F.UPDATED_AT: now},
         )
+        pipe.set(keys.job_envelope(envelope.jobId), envelope.to_json())
         pipe.zadd(keys.unfinished, {envelope.jobId: now})
         pipe.execute()
 
@@ -377,11 +392,11 @@ def _queue_retrying(
         mapping={
             F.STATE: "retrying",
             F.ATTEMPT: envelope.attempt,
-            F.ENVELOPE: envelope.model_dump_json(),
             F.NEXT_ATTEMPT_AT: due_at,
             **fields,
         },
     )
+    pipe.set(keys.job_envelope(envelope.jobId), envelope.to_json())
     pipe.zadd(keys.schedule, {envelope.jobId: due_at})
 
 
@@ -482,6 +497,7 @@ class JobStore:
         self._job_ttl_s = job_ttl_s
         self._outcome_max_len = outcome_max_len  # EVENTQ_OUTCOME_STREAM_MAX_LEN
         self._begin = client.register_script(load_lua("begin_attempt"))
+        self._delivered = client.register_script(load_lua("mark_delivered"))
 
     @property
     def keys(self) -> Keys:
@@ -498,6 +514,7 @@ class JobStore:
                 self._keys.job_lock(envelope.jobId),
                 self._keys.unfinished,
                 self._keys.ledger(_identity(envelope)),
+                self._keys.job_envelope(envelope.jobId),
             ],
             args=[
                 envelope.jobId,
@@ -523,41 +540,40 @@ class JobStore:
         attempts: int,
     ) -> None:
         """Record the job as delivered, remember it in the ledger, release its lock, and append
-        its outcome to the outcome stream (one transaction).
+        its outcome to the outcome stream (one script: mark_delivered.lua).
 
         `object_id` None: HubSpot's answer gave none; the job shows no objectId. An error of an
         earlier attempt is cleared: the last attempt succeeded.
         """
-        keys, now = self._keys, record.at
-        fields: dict[str, Any] = {
-            F.STATE: "delivered",
-            F.ATTEMPTS: attempts,
-            F.UPDATED_AT: now,
-            F.VERIFY: 0,
-        }
-        if object_id is not None:
-            fields[F.OBJECT_ID] = object_id
-        ledger_value = object_id or _LEDGER_NO_OBJECT_ID
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(keys.ledger(_identity(envelope)), ledger_value, ex=self._ledger_ttl_s)
-            pipe.hdel(keys.job(envelope.jobId), F.NEXT_ATTEMPT_AT, F.OBJECT_ID, F.LAST_ERROR)
-            pipe.hset(keys.job(envelope.jobId), mapping=fields)
-            self._append(pipe, envelope.jobId, record)
-            pipe.expire(keys.job(envelope.jobId), self._job_ttl_s)
-            pipe.expire(keys.job_history(envelope.jobId), self._job_ttl_s)
-            pipe.hincrby(keys.counters, "delivered", 1)
-            outcome = delivered_outcome(envelope, object_id, attempt=record.attempt, at=now)
-            queue_outcome(
-                pipe,
-                keys,
-                outcome,
-                callback_url=envelope.callbackUrl,
-                max_len=self._outcome_max_len,
-            )
-            count_outcome(pipe, keys, "delivered", now)
-            pipe.zrem(keys.unfinished, envelope.jobId)
-            pipe.delete(keys.job_lock(envelope.jobId))
-            await pipe.execute()
+        keys, job_id, now = self._keys, envelope.jobId, record.at
+        outcome = delivered_outcome(envelope, object_id, attempt=record.attempt, at=now)
+        entry = outcome_fields(outcome, envelope.callbackUrl)
+        await self._delivered(
+            keys=[
+                keys.ledger(_identity(envelope)),
+                keys.job(job_id),
+                keys.job_history(job_id),
+                keys.counters,
+                keys.unfinished,
+                keys.job_lock(job_id),
+                keys.job_envelope(job_id),
+                keys.activity(int(now // 60)),
+                keys.outcomes,
+            ],
+            args=[
+                object_id or _LEDGER_NO_OBJECT_ID,
+                self._ledger_ttl_s,
+                attempts,
+                now,
+                object_id or "",
+                record.model_dump_json(exclude_none=True),
+                self._job_ttl_s,
+                job_id,
+                ACTIVITY_KEEP_S,
+                self._outcome_max_len,
+                *itertools.chain.from_iterable(entry.items()),
+            ],
+        )
         await self._confirm()
 
     async def reschedule(
@@ -625,7 +641,8 @@ class JobStore:
             )
             count_outcome(pipe, keys, "dead_lettered", record.at)
             pipe.zrem(keys.unfinished, job_id)
-            pipe.delete(keys.job_lock(job_id))
+            # the DLQ entry holds the event now (a replay reopens the job with a new envelope)
+            pipe.delete(keys.job_lock(job_id), keys.job_envelope(job_id))
             await pipe.execute()
         await self._confirm()
 
@@ -646,6 +663,13 @@ class JobStore:
         """Return the job's attempt records, oldest first."""
         rows = await wait(self._redis.lrange(self._keys.job_history(job_id), 0, -1))
         return _parse_history(rows)
+
+    async def stored_envelopes(self, job_ids: Sequence[str]) -> list[JobEnvelope | None]:
+        """Return the jobs' stored envelopes, in order (None for a job whose record is gone)."""
+        if not job_ids:
+            return []
+        raws = await self._redis.mget([self._keys.job_envelope(job_id) for job_id in job_ids])
+        return [None if raw is None else JobEnvelope.model_validate_json(raw) for raw in raws]
 
     async def get(self, job_id: str) -> JobStatus | None:
         """Return the job's status with its history, or None for an unknown or malformed job id."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -26,10 +27,12 @@ def is_valid_id(text: str) -> bool:
     return _ID.fullmatch(text) is not None
 
 
+@functools.lru_cache(maxsize=4096)
 def event_identity(portal_id: str | None, external_account_id: str, external_event_id: str) -> str:
     """Return a short stable hash naming one HubSpot event (portal, account id, event id).
 
     Hashed so that ids containing `:` cannot collide and user data never shapes key names.
+    Cached: an attempt names its event's dedupe and ledger keys several times.
     """
     raw = json.dumps([portal_id or "", external_account_id, external_event_id])
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
@@ -53,6 +56,14 @@ class Keys:
     def job_history(self, job_id: str) -> str:
         """Return the list of one job's attempt records (JSON)."""
         return f"{self.prefix}:job:{job_id}:history"
+
+    def job_envelope(self, job_id: str) -> str:
+        """Return the string holding the JSON envelope a job's next attempt carries.
+
+        Beside the job's hash rather than in it: a hash of short fields stays small (Redis
+        keeps it as a listpack), which the envelope's few hundred bytes would prevent.
+        """
+        return f"{self.prefix}:job:{job_id}:envelope"
 
     def job_lock(self, job_id: str) -> str:
         """Return the lock a worker holds while it runs one attempt of a job."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
@@ -13,17 +14,22 @@ from eventq.schema import JobEnvelope
 from eventq.settings import Settings
 
 __all__ = [
+    "PACK_TASK_NAME",
     "TASK_NAME",
     "callback_worker_argv",
     "celery_argv",
     "make_celery",
+    "pack_summary",
     "queue_for",
     "send_callback",
     "send_job",
+    "send_pack",
     "worker_argv",
 ]
 
 TASK_NAME = "eventq.create_marketing_event"
+# one message, many recorded jobs: what a producer handing over many events at once publishes
+PACK_TASK_NAME = "eventq.create_marketing_events"
 
 
 def _transport_options(settings: Settings) -> dict[str, Any]:
@@ -68,6 +74,7 @@ def make_celery(settings: Settings, name: str = "eventq") -> Celery:
         task_routes={
             TASK_NAME: {"queue": settings.queue},
             CALLBACK_TASK_NAME: {"queue": settings.callback_queue},
+            PACK_TASK_NAME: {"queue": settings.queue},
         },
         enable_utc=True,
     )
@@ -95,9 +102,44 @@ def send_job(
     options: dict[str, Any] = {} if declare else {"declare": []}
     app.send_task(
         TASK_NAME,
-        args=[envelope.model_dump(mode="json")],
+        args=[envelope.to_message()],
         queue=queue_for(envelope, settings),
         argsrepr=envelope.summary(),
+        kwargsrepr="{}",
+        producer=producer,
+        **options,
+    )
+
+
+def pack_summary(envelopes: Sequence[JobEnvelope]) -> str:
+    """Return a pack's summary for Flower: `3 events: acct/ext-1 … acct/ext-3`."""
+    first, last = envelopes[0].event, envelopes[-1].event
+    head = f"{len(envelopes)} events: {first.externalAccountId}/{first.externalEventId}"
+    if len(envelopes) == 1:
+        return head
+    return f"{head} … {last.externalAccountId}/{last.externalEventId}"
+
+
+def send_pack(
+    app: Celery,
+    envelopes: Sequence[JobEnvelope],
+    settings: Settings,
+    *,
+    producer: Any = None,
+    declare: bool = True,
+) -> None:
+    """Publish recorded jobs of one queue as one `eventq.create_marketing_events` message.
+
+    The message names each job and the attempt it carries (`[jobId, attempt]`); the worker
+    reads each envelope from its job record, so the event is stored once. `producer` and
+    `declare` as for `send_job`.
+    """
+    options: dict[str, Any] = {} if declare else {"declare": []}
+    app.send_task(
+        PACK_TASK_NAME,
+        args=[[[envelope.jobId, envelope.attempt] for envelope in envelopes]],
+        queue=queue_for(envelopes[0], settings),
+        argsrepr=pack_summary(envelopes),
         kwargsrepr="{}",
         producer=producer,
         **options,

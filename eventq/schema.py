@@ -300,6 +300,14 @@ class JobEnvelope(BaseModel):
         portal = f"portal {self.portalId} " if self.portalId else ""
         return f"{portal}{self.event.summary()} attempt {self.attempt}"
 
+    def to_message(self) -> dict[str, Any]:
+        """Return the envelope as a message's JSON (unset optionals left out: smaller in Redis)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def to_json(self) -> str:
+        """Return the envelope as compact JSON text (unset optionals left out), as stored."""
+        return self.model_dump_json(exclude_none=True)
+
     def next_attempt(self) -> JobEnvelope:
         """Return a copy carrying the next attempt number."""
         return self.model_copy(update={"attempt": self.attempt + 1})

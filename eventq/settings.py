@@ -239,6 +239,14 @@ class Settings(BaseSettings):
         description="Longest a job waits for others of its rate-limit bucket before its batch "
         "is sent (a full batch goes at once).",
     )
+    pack_size: int = Field(
+        50,
+        ge=1,
+        le=100,
+        description="Most events a producer handing over many at once (`enqueue_many`, "
+        "`eventq enqueue FILE`, POST /v1/events/batch) publishes in one Celery message "
+        "(`eventq.create_marketing_events`); each event keeps its own job. 1: one message each.",
+    )
     key_prefix: str = Field(
         "eventq",
         description="Prefix of every Redis key eventq writes; one per deployment (token, queues).",

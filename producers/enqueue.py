@@ -19,7 +19,7 @@ from eventq.errors import InvalidInput
 from eventq.event_warnings import FieldWarning, event_warnings
 from eventq.jobs import Created, create_jobs, mark_published, stored_envelopes
 from eventq.keys import Keys
-from eventq.messaging import make_celery, queue_for, send_job
+from eventq.messaging import make_celery, queue_for, send_job, send_pack
 from eventq.redis_conn import sync_client
 from eventq.schema import (
     JobEnvelope,
@@ -244,20 +244,23 @@ class Producer:
         return created
 
     def _publish(self, envelopes: list[JobEnvelope]) -> None:
-        """Publish through one held kombu producer (one pipeline), then mark them published."""
+        """Publish through one held kombu producer (one pipeline), then mark them published.
+
+        Jobs of one queue go `EVENTQ_PACK_SIZE` to a message (`send_pack`); a message that
+        would carry one job is the single-event message (`send_job`).
+        """
         if not envelopes:
             return
         declared: set[str] = set()
-        with self.app.producer_or_acquire() as producer, producer.batch(3 * len(envelopes)):
-            for envelope in envelopes:
-                queue = queue_for(envelope, self.settings)
-                send_job(
-                    self.app,
-                    envelope,
-                    self.settings,
-                    producer=producer,
-                    declare=queue not in declared and queue not in self._declared,
-                )
+        messages = _packs(envelopes, self.settings)
+        with self.app.producer_or_acquire() as producer, producer.batch(3 * len(messages)):
+            for pack in messages:
+                queue = queue_for(pack[0], self.settings)
+                declare = queue not in declared and queue not in self._declared
+                if len(pack) == 1:
+                    send_job(self.app, pack[0], self.settings, producer=producer, declare=declare)
+                else:
+                    send_pack(self.app, pack, self.settings, producer=producer, declare=declare)
                 declared.add(queue)
         self._declared |= declared
         mark_published(self.redis, self.keys, [e.jobId for e in envelopes])
@@ -349,6 +352,19 @@ def _result(index: int, created: Created, warnings: list[FieldWarning]) -> Enque
         existing_state=created.state,
         delivered_at=created.updated_at if delivered else None,
     )
+
+
+def _packs(envelopes: Sequence[JobEnvelope], settings: Settings) -> list[list[JobEnvelope]]:
+    """Return the envelopes grouped by queue, in order, `settings.pack_size` to a message."""
+    by_queue: dict[str, list[JobEnvelope]] = {}
+    for envelope in envelopes:
+        by_queue.setdefault(queue_for(envelope, settings), []).append(envelope)
+    size = settings.pack_size
+    return [
+        group[start : start + size]
+        for group in by_queue.values()
+        for start in range(0, len(group), size)
+    ]
 
 
 def idempotency_hash(key: str | None, index: int | None = None) -> str | None:

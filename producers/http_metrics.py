@@ -66,7 +66,9 @@ class ClusterCollector(Collector):
             return
         if snap.queues is not None:
             queues = GaugeMetricFamily(
-                "eventq_queue_depth", "Messages waiting in each Celery queue.", labels=["queue"]
+                "eventq_queue_depth",
+                "Messages waiting in each Celery queue (a pack of jobs is one message).",
+                labels=["queue"],
             )
             for name, depth in snap.queues.items():
                 queues.add_metric([name], depth)

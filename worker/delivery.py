@@ -16,7 +16,8 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
@@ -59,7 +60,7 @@ from worker.retry_policy import (
     decide,
 )
 
-__all__ = ["AttemptStore", "Delivery", "Outcome", "decode_envelope"]
+__all__ = ["AttemptStore", "Delivery", "Outcome", "PackOutcome", "decode_envelope"]
 
 log = logging.getLogger("eventq.delivery")
 attempt_log = logging.getLogger("eventq.attempt")
@@ -68,6 +69,17 @@ _RELEASING: set[asyncio.Task[None]] = set()  # the loop holds tasks weakly
 
 OutcomeKind = Literal["delivered", "retrying", "dead_lettered", "skipped"]
 _Send = Callable[[Mapping[str, Any], str], Awaitable[AttemptResult]]
+
+
+@dataclass(frozen=True)
+class PackOutcome:
+    """What the pack task reports: how its events ended, one outcome per event."""
+
+    outcomes: tuple[Outcome, ...]
+
+    def counts(self) -> dict[str, int]:
+        """Return the number of events per outcome kind (`delivered`, `retrying`, …)."""
+        return dict(Counter(outcome.kind for outcome in self.outcomes))
 
 
 @dataclass(frozen=True)
@@ -115,6 +127,21 @@ def _record_id(job_id: object, task_id: str) -> str:
         if isinstance(candidate, str) and is_valid_id(candidate):
             return candidate
     return new_job_id()
+
+
+def _is_reference(item: object) -> bool:
+    """True for a pack item naming a recorded job: `[jobId, attempt]`."""
+    return (
+        isinstance(item, list)
+        and len(item) == 2
+        and isinstance(item[0], str)
+        and isinstance(item[1], int)
+        and not isinstance(item[1], bool)
+    )
+
+
+async def _skipped(job_id: str, why: str) -> Outcome:
+    return Outcome("skipped", job_id, why)
 
 
 def _field_errors(error: ValidationError) -> str:
@@ -174,6 +201,10 @@ class AttemptStore(Protocol):
         """Return the job's attempt records."""
         ...
 
+    async def stored_envelopes(self, job_ids: Sequence[str]) -> list[JobEnvelope | None]:
+        """Return the jobs' stored envelopes, in order (None for a job whose record is gone)."""
+        ...
+
 
 @dataclass
 class Delivery:
@@ -188,6 +219,7 @@ class Delivery:
     max_limiter_wait_s: float
     lock_ttl_ms: int
     batcher: Batcher | None = None  # bulk upsert on (EVENTQ_BULK_MODE=upsert)
+    _pack_slots: asyncio.Semaphore | None = None
 
     async def run(self, raw: object, task_id: str) -> Outcome:
         """Run one attempt of the job in `raw` (the message's first argument)."""
@@ -195,9 +227,61 @@ class Delivery:
             envelope = decode_envelope(raw, task_id)
         except _Invalid as invalid:
             return await self._dead_letter_invalid(invalid)
+        return await self._attempt(envelope)
+
+    async def run_pack(self, raw: object, task_id: str, *, concurrency: int) -> PackOutcome:
+        """Run one attempt of each job of a pack (`eventq.create_marketing_events`), together.
+
+        An item is a recorded job as `[jobId, attempt]` (its envelope is read from the record)
+        or a job envelope as a single message carries it. Each job has its own attempt and
+        outcome: a retry waits in the retry schedule as that job alone, an invalid item is
+        dead-lettered alone. At most `concurrency` jobs of all packs run at once (the pool
+        counts a pack as one message, so its jobs are bounded here; the first call sets it).
+        Raises the first error an attempt raised (e.g. Redis out of reach) once every attempt
+        has finished: the pack is then redelivered, and the jobs that ended meanwhile are
+        skipped.
+        """
+        if self._pack_slots is None:  # made on the loop that runs the attempts
+            self._pack_slots = asyncio.Semaphore(concurrency)
+        items = raw if isinstance(raw, list) else [raw]
+        runs = await self._unpack(items, task_id)
+        results = await asyncio.gather(*runs, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return PackOutcome(tuple(r for r in results if isinstance(r, Outcome)))
+
+    async def _unpack(self, items: list[Any], task_id: str) -> list[Coroutine[Any, Any, Outcome]]:
+        """Return one coroutine per item of a pack: its attempt, or its refusal."""
+        refs = {i: item for i, item in enumerate(items) if _is_reference(item)}
+        stored = await self.jobs.stored_envelopes([job_id for job_id, _ in refs.values()])
+        found = dict(zip(refs, stored, strict=True))
+        runs = []
+        for index, item in enumerate(items):
+            if index not in refs:
+                runs.append(self.run(item, f"{task_id}-{index}"))
+                continue
+            job_id, attempt = item
+            envelope = found[index]
+            if envelope is None:
+                runs.append(_skipped(job_id, "job is finished or gone"))
+            elif envelope.attempt != attempt:
+                runs.append(_skipped(job_id, "job is stale"))
+            else:  # recorded: begin has no raw message to adopt
+                runs.append(self._attempt(envelope, raw_envelope=""))
+        return [self._in_pack_slot(run) for run in runs]
+
+    async def _in_pack_slot(self, run: Coroutine[Any, Any, Outcome]) -> Outcome:
+        """Run one job of a pack once a slot is free (see `run_pack`)."""
+        if self._pack_slots is None:
+            raise RuntimeError("run_pack sets the slots first")
+        async with self._pack_slots:
+            return await run
+
+    async def _attempt(self, envelope: JobEnvelope, *, raw_envelope: str | None = None) -> Outcome:
         begun = await self.jobs.begin(
             envelope,
-            raw_envelope=envelope.model_dump_json(),
+            raw_envelope=envelope.to_json() if raw_envelope is None else raw_envelope,
             lock_ttl_ms=self.lock_ttl_ms,
             now=time.time(),
         )

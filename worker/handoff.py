@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from celery import Celery
 
 from eventq.settings import Settings
-from worker.delivery import Outcome
+from worker.delivery import Outcome, PackOutcome
 from worker.runtime import Runtime
 
 __all__ = ["Handoff"]
@@ -71,7 +71,7 @@ class Handoff:
     """
 
     def __init__(self, settings: Settings, app: Celery) -> None:
-        self._held: dict[str, Outcome | BaseException] = {}
+        self._held: dict[str, Outcome | PackOutcome | BaseException] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -79,6 +79,8 @@ class Handoff:
         )
         self._thread.start()
         self.pid = os.getpid()
+        # most jobs of packs in flight at once; the asyncio pool sets its own limit (`-c`)
+        self.pack_concurrency = settings.concurrency
         self.runtime = Runtime(settings, app, self.call)
         log.info("delivery runtime started in pid %s", self.pid)
 
@@ -88,9 +90,15 @@ class Handoff:
 
     # -- loop thread ---------------------------------------------------------------------------
 
-    async def attempt(self, job: object, task_id: str) -> Outcome | BaseException:
-        """Run one attempt; return its recorded outcome, or the error it raised (never raises)."""
+    async def attempt(
+        self, job: object, task_id: str, *, packed: bool = False
+    ) -> Outcome | PackOutcome | BaseException:
+        """Run one message's attempt (each job's of a pack); return its recorded outcome, or the
+        error it raised (never raises)."""
         try:
+            if packed:
+                delivery = self.runtime.delivery
+                return await delivery.run_pack(job, task_id, concurrency=self.pack_concurrency)
             return await self.runtime.delivery.run(job, task_id)
         except BaseException as error:  # the task re-raises it, as if the attempt ran there
             return error
@@ -102,18 +110,31 @@ class Handoff:
 
     # -- the thread that runs Celery's tracer --------------------------------------------------
 
-    def hold(self, task_id: str, result: Outcome | BaseException) -> None:
+    def hold(self, task_id: str, result: Outcome | PackOutcome | BaseException) -> None:
         """Hold an attempt that already ran on the loop, for the task's `outcome` to report."""
         self._held[task_id] = result
 
     def outcome(self, job: object, task_id: str) -> Outcome:
-        """Return the outcome of the message's attempt: the held one, or one run now.
+        """Return the outcome of a single message's attempt: the held one, or one run now.
 
         Raises the attempt's error (e.g. `redis.ConnectionError`) when it raised one.
         """
+        held = self._take(job, task_id, packed=False)
+        if not isinstance(held, Outcome):
+            raise TypeError(f"message {task_id} was run as a pack")
+        return held
+
+    def pack_outcome(self, job: object, task_id: str) -> PackOutcome:
+        """Return the outcome of a pack's attempts: the held one, or one run now (see outcome)."""
+        held = self._take(job, task_id, packed=True)
+        if not isinstance(held, PackOutcome):
+            raise TypeError(f"message {task_id} was run as a single job")
+        return held
+
+    def _take(self, job: object, task_id: str, *, packed: bool) -> Outcome | PackOutcome:
         held = self._held.pop(task_id, None)
         if held is None:  # not the asyncio pool: run it on the loop now, blocking this thread
-            held = self.call(self.attempt(job, task_id))
+            held = self.call(self.attempt(job, task_id, packed=packed))
         if isinstance(held, BaseException):
             raise held
         return held

@@ -46,7 +46,7 @@ from celery.concurrency.base import BasePool
 from celery.exceptions import WorkerShutdown, WorkerTerminate
 from kombu.serialization import loads
 
-from eventq.messaging import TASK_NAME
+from eventq.messaging import PACK_TASK_NAME, TASK_NAME
 from worker.batcher import is_batched
 from worker.handoff import Handoff
 
@@ -128,6 +128,7 @@ class _Job:
     task_id: str
     job: Any
     cancel: Callable[[_Job], None]
+    packed: bool  # an `eventq.create_marketing_events` message: many jobs
     result: Any = None  # the attempt's Outcome, or the exception it raised (Handoff.attempt)
     task: asyncio.Task[None] | None = None  # loop thread only: once started
     cancelled: bool = False  # loop thread only
@@ -144,12 +145,12 @@ def _decode(args: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
     if content_type:
         body = loads(body, content_type, content_encoding, accept=_ACCEPT)  # type: ignore[no-untyped-call]
     positional, named, _ = body
-    job = positional[0] if positional else named.get("job")
+    job = positional[0] if positional else named.get("job", named.get("jobs"))
     return (task_name, task_id, request, body, None, None), job
 
 
 class AsyncioPool(BasePool):  # type: ignore[misc]
-    """Run `eventq.create_marketing_event` on the hand-off's event loop (`worker.handoff`)."""
+    """Run eventq's delivery tasks (single and packed) on the hand-off's loop (`worker.handoff`)."""
 
     body_can_be_buffer = True
     signal_safe = False
@@ -177,6 +178,8 @@ class AsyncioPool(BasePool):  # type: ignore[misc]
         self.handoff: Handoff = self.app.tasks[TASK_NAME].handoff
         self._settings = self.handoff.runtime.settings
         self._lanes = Lanes(self.limit, self._settings.concurrency)
+        # a pack is one message here: its jobs share this same limit on the loop
+        self.handoff.pack_concurrency = self.limit
 
     def register_with_event_loop(self, loop: Any) -> None:
         """Remember the hub: finished attempts are reported from its thread."""
@@ -199,8 +202,16 @@ class AsyncioPool(BasePool):  # type: ignore[misc]
             trace_args, job = _decode(tuple(args or ()))
         except Exception:  # let the tracer report a body it cannot decode, as Celery would
             trace_args, job = tuple(args or ()), None
+        packed = trace_args[0] == PACK_TASK_NAME if trace_args else False
         item = _Job(
-            target, trace_args, kwargs or {}, callback, str(trace_args[1]), job, self._cancel_soon
+            target,
+            trace_args,
+            kwargs or {},
+            callback,
+            str(trace_args[1]),
+            job,
+            self._cancel_soon,
+            packed,
         )
         self._active += 1
         self._inbox.append(item)
@@ -257,7 +268,8 @@ class AsyncioPool(BasePool):  # type: ignore[misc]
         )
 
     async def _run(self, item: _Job) -> None:
-        item.result = await self.handoff.attempt(item.job, item.task_id)  # never raises
+        # never raises
+        item.result = await self.handoff.attempt(item.job, item.task_id, packed=item.packed)
         self._lanes.finished(batched=item.batched)
         self._start_pending()
         self._finish(item)

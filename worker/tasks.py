@@ -1,7 +1,9 @@
 """The Celery task, a thin view: take the message's outcome from the hand-off, report it.
 
 Flower sees SUCCESS (delivered or nothing to do), RETRY (parked in the retry schedule) or
-FAILURE (dead-lettered); the job's own status and the DLQ hold the details. The whole protocol
+FAILURE (dead-lettered); the job's own status and the DLQ hold the details. A pack
+(`eventq.create_marketing_events`, many recorded jobs in one message) is SUCCESS with how many of
+its jobs ended each way: each job's own outcome is in its record. The whole protocol
 between the pool, this task and Celery is told in `worker.handoff.Handoff`.
 """
 
@@ -18,11 +20,17 @@ from celery import Task, signals
 from celery.exceptions import Reject, Retry
 
 from eventq.errors import JobEnded
-from eventq.messaging import TASK_NAME
+from eventq.messaging import PACK_TASK_NAME, TASK_NAME
 from worker.celery_app import app, settings
 from worker.handoff import Handoff
 
-__all__ = ["DeadLettered", "DeliveryTask", "Parked", "create_marketing_event"]
+__all__ = [
+    "DeadLettered",
+    "DeliveryTask",
+    "Parked",
+    "create_marketing_event",
+    "create_marketing_events",
+]
 
 log = logging.getLogger("eventq.task")
 
@@ -90,11 +98,7 @@ def create_marketing_event(
     try:
         outcome = self.handoff.outcome(job, self.request.id)
     except (redis.ConnectionError, redis.TimeoutError) as error:
-        # our state is out of reach, so the attempt did not finish: the message must not be
-        # acked as done; requeued now (or redelivered after the visibility timeout)
-        # INFO: one per job in flight; the outage itself is announced once (consumer, pool)
-        log.info("Redis unavailable, message requeued: %s", type(error).__name__)
-        raise Reject(f"Redis unavailable: {type(error).__name__}", requeue=True) from None
+        raise _requeue(error) from None
     # the attempt's own line is eventq.attempt's (worker/delivery.py), Celery's trace logs the
     # result: this one is for debugging the task wrapper only
     log.debug(
@@ -107,6 +111,37 @@ def create_marketing_event(
     if outcome.kind == "dead_lettered":
         raise DeadLettered(outcome.detail)
     return {"jobId": outcome.job_id, "outcome": outcome.kind, "objectId": outcome.object_id}
+
+
+@app.task(
+    name=PACK_TASK_NAME,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+)
+def create_marketing_events(
+    self: Task, jobs: Any = None, *args: Any, **kwargs: Any
+) -> dict[str, Any]:
+    """Deliver each job of a pack; return how many ended each way (`{"events": 50, ...}`).
+
+    Never Retry nor FAILURE for the whole message: each job's retry waits in the retry
+    schedule as that job alone, each dead-lettered job is in the DLQ alone, and `eventq status`
+    tells each job's story. The pack runs on the single task's hand-off (one per process).
+    """
+    try:
+        outcome = create_marketing_event.handoff.pack_outcome(jobs, self.request.id)
+    except (redis.ConnectionError, redis.TimeoutError) as error:
+        raise _requeue(error) from None
+    return {"events": len(outcome.outcomes), **outcome.counts()}
+
+
+def _requeue(error: Exception) -> Reject:
+    """Return the Reject that requeues a message whose attempt could not reach our Redis state."""
+    # our state is out of reach, so the attempt did not finish: the message must not be acked
+    # as done; requeued now (or redelivered after the visibility timeout)
+    # INFO: one per job in flight; the outage itself is announced once (consumer, pool)
+    log.info("Redis unavailable, message requeued: %s", type(error).__name__)
+    return Reject(f"Redis unavailable: {type(error).__name__}", requeue=True)
 
 
 @signals.worker_process_init.connect

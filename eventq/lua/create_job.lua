@@ -1,7 +1,8 @@
 -- Reserve a job atomically: answer the existing job when the same Idempotency-Key names a job
 -- that is not dead-lettered, or when the same event's job is live (queued, in progress,
 -- retrying) or was delivered within the dedupe window; else record the new job as queued.
--- KEYS: job, dedupe, idempotency ("" when none), unfinished, ledger
+-- KEYS: job, dedupe, idempotency ("" when none), unfinished, ledger, envelope (the job
+-- envelope's own key, beside the hash: the hash stays a listpack)
 -- ARGV: jobId, now, source, summary, dedupe_ttl_s, job key prefix, envelope JSON,
 -- publish grace (s), dedupe window (s)
 -- Returns {jobId, duplicate (0|1), needs_publish (0|1), existing job's state or '',
@@ -48,6 +49,7 @@ redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[5])
 if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[5]) end
 redis.call('HSET', KEYS[1], 'jobId', ARGV[1], 'state', 'queued', 'attempt', 1, 'attempts', 0,
   'source', ARGV[3], 'summary', ARGV[4], 'createdAt', ARGV[2], 'updatedAt', ARGV[2],
-  'envelope', ARGV[7], 'dedupeKey', KEYS[2], 'published', 0, 'verify', verify)
+  'dedupeKey', KEYS[2], 'published', 0, 'verify', verify)
+redis.call('SET', KEYS[6], ARGV[7])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
 return {ARGV[1], 0, 1, '', ''}

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections import Counter
 from typing import Any
 
 import redis
 from celery import Celery
 
-from eventq.messaging import TASK_NAME
+from eventq.messaging import PACK_TASK_NAME, TASK_NAME
 from eventq.records import JobStatus
 from eventq.settings import Settings
 from eventq_cli.job_status import job_status
@@ -50,3 +52,21 @@ def send_raw(settings: Settings, args: list[Any]) -> str:
 def writes(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Return the requests that can make an event: creates (POST) and upserts (PUT)."""
     return [r for r in requests if r["method"] in ("POST", "PUT")]
+
+
+def queued_messages(client: redis.Redis, queue: str) -> list[dict[str, Any]]:
+    """Return the messages waiting in `queue` (newest first): their headers and decoded args."""
+    found = []
+    for raw in client.lrange(queue, 0, -1):
+        message = json.loads(raw)
+        args, _, _ = json.loads(base64.b64decode(message["body"]))
+        found.append({"headers": message["headers"], "args": args})
+    return found
+
+
+def queued_jobs(client: redis.Redis, queue: str) -> int:
+    """Return how many jobs wait in `queue`: one per message, each job of a pack counted."""
+    return sum(
+        len(m["args"][0]) if m["headers"]["task"] == PACK_TASK_NAME else 1
+        for m in queued_messages(client, queue)
+    )

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from eventq.messaging import TASK_NAME, celery_argv
+from eventq.messaging import PACK_TASK_NAME, TASK_NAME, celery_argv
 from fake_hubspot.control import FakeHubSpot, free_port
 from producers.enqueue import Producer
 from tests.conftest import ROOT, TOKEN, Stack, valid_event, wait_for
@@ -191,3 +191,30 @@ def test_a_raw_celery_message_shows_no_custom_property_values_in_flower(
     # is above customProperties[].value; a client that sends no argsrepr shows an empty string.
     assert f"cp-value-raw-{tag}" not in json.dumps(ours)
     assert f"evt-raw-{tag}" in ours[0]["args"]
+
+
+def test_a_pack_shows_in_flower_as_one_task_summarising_its_events_and_their_outcomes(
+    stack: Stack, fake: FakeHubSpot, flower: Flower
+) -> None:
+    # Given a worker, When three events are handed over at once (one pack message)
+    tag = uuid.uuid4().hex[:8]
+    stack.start_worker()
+    results = Producer(stack.settings).enqueue_many(
+        [valid_event(f"pk-{tag}-{i}") for i in range(3)]
+    )
+    for result in results:
+        wait_state(stack, result.job_id or "", "delivered")
+
+    # Then Flower shows one task named eventq.create_marketing_events, its args naming the
+    # first and last events, its result counting how they ended
+    def seen() -> list[dict[str, Any]] | None:
+        ours = _ours(flower.get("/api/tasks"), f"pk-{tag}")
+        return ours if ours and ours[0]["state"] == "SUCCESS" else None
+
+    [task] = wait_for(seen, 20, "the pack's task in Flower", every_s=0.5)
+    assert task["name"] == PACK_TASK_NAME
+    assert task["args"] == f"3 events: acct-1/evt-pk-{tag}-0 … acct-1/evt-pk-{tag}-2"
+    assert "'delivered': 3" in task["result"]
+    detail = flower.get_text(f"/api/task/info/{task['uuid']}")
+    assert TOKEN not in detail
+    assert "cp-value" not in detail

@@ -215,7 +215,9 @@ def test_replaying_an_event_another_live_job_has_answers_that_job_and_makes_none
     job = client.hgetall(keys.job(entry.jobId))
     assert (job[b"state"], job[b"verify"], job[b"source"]) == (b"queued", b"1", b"replay")
     assert b"deadLetterId" not in job
-    assert client.get(keys.dedupe_for(JobEnvelope.model_validate_json(job[b"envelope"]))) == (
+    stored = client.get(keys.job_envelope(entry.jobId))
+    assert stored is not None
+    assert client.get(keys.dedupe_for(JobEnvelope.model_validate_json(stored))) == (
         entry.jobId.encode()
     )
     history = [

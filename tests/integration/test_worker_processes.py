@@ -97,15 +97,16 @@ def test_worker_with_two_processes_delivers_jobs_from_both_children(
     pids = child_pids(log)
     assert len(pids) == 2
     assert all(alive(pid) for pid in pids)
-    # When 400 jobs are enqueued
+    # When 400 jobs are enqueued, 10 to a message (so that both children take some)
+    stack.env["EVENTQ_PACK_SIZE"] = "10"
     job_ids = enqueue(stack, 400, "both")
     wait_for(lambda: states_of(stack, job_ids)["delivered"] == 400, 90, "400 delivered")
-    # Then both children delivered some of them, under their own node names, and each event
-    # was created once
+    # Then both children delivered some of the 40 messages, under their own node names, and each
+    # event was created once
     per_node = tasks_per_node(stack)
     assert set(per_node) == {node(stack) + "1", node(stack) + "2"}
     assert all(n > 0 for n in per_node.values()), per_node
-    assert sum(per_node.values()) == 400
+    assert sum(per_node.values()) == 40
     assert len(fake.events()) == 400
     # and the one metrics port shows both children's attempts added up
     scraped = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)

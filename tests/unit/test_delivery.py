@@ -7,7 +7,7 @@ credentials are small in-memory objects implementing the Protocols delivery asks
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +83,9 @@ class Store:
 
     async def history(self, job_id: str) -> list[AttemptRecord]:
         return []
+
+    async def stored_envelopes(self, job_ids: Sequence[str]) -> list[JobEnvelope | None]:
+        return [None for _ in job_ids]
 
 
 @dataclass

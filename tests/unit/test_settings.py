@@ -31,6 +31,8 @@ from worker.rate_limit import next_daily_reset
         ("EVENTQ_OAUTH_CLIENT_ID", "abc", "OAuth mode needs"),
         ("EVENTQ_HUBSPOT_TIMEZONE", "Mars/Olympus", "EVENTQ_HUBSPOT_TIMEZONE: unknown time zone"),
         ("EVENTQ_RATE_LIMIT_CEILING", "lots", "EVENTQ_RATE_LIMIT_CEILING: expected a rate"),
+        ("EVENTQ_PACK_SIZE", "0", "EVENTQ_PACK_SIZE: Input should be greater than or equal to 1"),
+        ("EVENTQ_PACK_SIZE", "101", "EVENTQ_PACK_SIZE: Input should be less than or equal to 100"),
     ],
 )
 def test_a_malformed_setting_is_named_in_one_line(

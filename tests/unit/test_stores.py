@@ -177,7 +177,7 @@ def test_the_mover_publishes_due_jobs_once_and_leaves_future_ones(
     published: list[str] = []
     for n, due in [(1, time.time() - 1), (2, time.time() - 1), (3, time.time() + 60)]:
         env = envelope(n)
-        redis_client.hset(keys.job(env.jobId), "envelope", env.model_dump_json())
+        redis_client.set(keys.job_envelope(env.jobId), env.to_json())
         redis_client.zadd(keys.schedule, {env.jobId: due})
     mover = ScheduleMover(redis_client, keys, lambda e: published.append(e.event.externalEventId))
     other = ScheduleMover(redis_client, keys, lambda e: published.append(e.event.externalEventId))
@@ -190,7 +190,7 @@ def test_a_mover_that_fails_to_publish_leaves_the_job_for_another(
     keys: Keys, redis_client: redis.Redis
 ) -> None:
     env = envelope(1)
-    redis_client.hset(keys.job(env.jobId), "envelope", env.model_dump_json())
+    redis_client.set(keys.job_envelope(env.jobId), env.to_json())
     redis_client.zadd(keys.schedule, {env.jobId: time.time() - 1})
 
     def broken(_: JobEnvelope) -> None:
