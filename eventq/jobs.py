@@ -251,7 +251,7 @@ def job_ids_starting(client: redis.Redis, keys: Keys, prefix: str, limit: int) -
     found: set[str] = set()
     for key in client.scan_iter(match=glob_escape(base + prefix) + "*", count=1000):
         job_id = as_text(key)[len(base) :]
-        if ":" not in job_id:  # not a job's history or lock
+        if ":" not in job_id:  # not a job's history, envelope or lock
             found.add(job_id)
             if len(found) >= limit:
                 break

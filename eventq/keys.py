@@ -50,7 +50,7 @@ class Keys:
         return f"{self.prefix}:durable-mark"
 
     def job(self, job_id: str) -> str:
-        """Return the hash holding one job's status and envelope."""
+        """Return the hash holding one job's status (its envelope is `job_envelope`)."""
         return f"{self.prefix}:job:{job_id}"
 
     def job_history(self, job_id: str) -> str:

@@ -40,6 +40,7 @@ from eventq.keys import Keys
 from eventq.messaging import send_callback as publish_callback
 from eventq.outcomes import parse_entry
 from eventq.records import AttemptRecord, DeadLetter, HubSpotErrorInfo
+from eventq.redis_conn import sync_client
 from eventq.settings import Settings
 from worker.callback_app import app, settings
 
@@ -184,20 +185,24 @@ def dead_letter(callback: Callback, answer: Answer, attempt: int, settings: Sett
         firstEnqueuedAt=callback.outcome.at,
         deadLetteredAt=now,
     )
-    client = _redis()
+    client = redis_client(settings)
     with client.pipeline(transaction=True) as pipe:
         queue_add_entry(pipe, Keys(settings.key_prefix), entry)
         pipe.execute()
     return entry.id
 
 
-_clients: dict[str, redis.Redis] = {}
+# by the id of the settings, which are kept too (so that id is never another's)
+_clients: dict[int, tuple[Settings, redis.Redis]] = {}
 
 
-def _redis() -> redis.Redis:
-    if settings.redis_url not in _clients:
-        _clients[settings.redis_url] = redis.Redis.from_url(settings.redis_url)
-    return _clients[settings.redis_url]
+def redis_client(settings: Settings) -> redis.Redis:
+    """Return this process's client of the settings' Redis, made once by the factory
+    (`eventq.redis_conn.sync_client`: Sentinel, TLS files, timeouts and retries as every
+    other eventq client)."""
+    if id(settings) not in _clients:
+        _clients[id(settings)] = (settings, sync_client(settings))
+    return _clients[id(settings)][1]
 
 
 @app.task(
@@ -236,7 +241,7 @@ class _Running:
 def _start_dispatcher(sender: Any = None, **_: Any) -> None:
     if settings.callback_secret is None:
         log.error("EVENTQ_CALLBACK_SECRET is not set: callbacks will be dead-lettered")
-    dispatcher = Dispatcher(_redis(), app, settings)
+    dispatcher = Dispatcher(redis_client(settings), app, settings)
     _Running.stop.clear()
     _Running.thread = threading.Thread(
         target=dispatcher.run, args=(_Running.stop,), name="eventq-callbacks", daemon=True

@@ -11,6 +11,7 @@ from types import ModuleType
 
 import pytest
 import redis
+from redis.sentinel import SentinelConnectionPool
 
 from eventq.callbacks import (
     Callback,
@@ -23,8 +24,8 @@ from eventq.keys import Keys
 from eventq.messaging import make_celery
 from eventq.outcomes import JobOutcome, queue_outcome
 from eventq.schema import check_callback_url
-from eventq.settings import settings_from_env
-from worker.callbacks import Dispatcher, backoff_s
+from eventq.settings import load_settings, settings_from_env
+from worker.callbacks import Dispatcher, backoff_s, redis_client
 
 ROOT = Path(__file__).resolve().parents[2]
 # Standard Webhooks' published test vector (the same in Svix's libraries)
@@ -201,3 +202,24 @@ def test_a_callback_body_is_the_outcome_json() -> None:
     outcome = _outcome("a")
     callback = Callback(id="1-0", url="http://127.0.0.1/h", outcome=outcome)
     assert JobOutcome.model_validate_json(callback.body()) == outcome
+
+
+def test_the_callback_worker_reaches_redis_through_the_factory_sentinel_and_tls_included(
+    tmp_path: Path,
+) -> None:
+    # Given settings that name Sentinels (and, apart, a rediss:// URL with a CA file)
+    sentinel = load_settings(
+        redis_url="redis://eventq:pw@ignored/4",
+        redis_sentinels="s1:26379",
+        redis_sentinel_master="events",
+    )
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read until a connection is made")
+    tls = load_settings(redis_url="rediss://cache:6380/0", redis_tls_ca_file=str(ca))
+    # When the callback worker asks for its client (the dispatcher's and the DLQ writer's)
+    client = redis_client(sentinel)
+    # Then it is the factory's: the primary found through the Sentinels, the CA file used
+    assert isinstance(client.connection_pool, SentinelConnectionPool)
+    assert client.connection_pool.service_name == "events"
+    assert redis_client(sentinel) is client  # one client per process
+    assert redis_client(tls).connection_pool.connection_kwargs["ssl_ca_certs"] == str(ca)
