@@ -219,7 +219,8 @@ class Delivery:
     max_limiter_wait_s: float
     lock_ttl_ms: int
     batcher: Batcher | None = None  # bulk upsert on (EVENTQ_BULK_MODE=upsert)
-    _pack_slots: asyncio.Semaphore | None = None
+    # a pack's jobs in flight, by lane: joining a batch upsert (True) or sent alone (False)
+    _pack_slots: dict[bool, asyncio.Semaphore] | None = None
 
     async def run(self, raw: object, task_id: str) -> Outcome:
         """Run one attempt of the job in `raw` (the message's first argument)."""
@@ -229,20 +230,28 @@ class Delivery:
             return await self._dead_letter_invalid(invalid)
         return await self._attempt(envelope)
 
-    async def run_pack(self, raw: object, task_id: str, *, concurrency: int) -> PackOutcome:
+    async def run_pack(
+        self, raw: object, task_id: str, *, concurrency: int, alone: int | None = None
+    ) -> PackOutcome:
         """Run one attempt of each job of a pack (`eventq.create_marketing_events`), together.
 
         An item is a recorded job as `[jobId, attempt]` (its envelope is read from the record)
         or a job envelope as a single message carries it. Each job has its own attempt and
         outcome: a retry waits in the retry schedule as that job alone, an invalid item is
-        dead-lettered alone. At most `concurrency` jobs of all packs run at once (the pool
-        counts a pack as one message, so its jobs are bounded here; the first call sets it).
+        dead-lettered alone. At most `concurrency` jobs of all packs run at once, and of them at
+        most `alone` (EVENTQ_CONCURRENCY) that are sent alone, each holding a connection and
+        perhaps waiting for a limiter slot, as the pool's lanes bound single messages (the pool
+        counts a pack as one message, so its jobs are bounded here; the first call sets both).
         Raises the first error an attempt raised (e.g. Redis out of reach) once every attempt
         has finished: the pack is then redelivered, and the jobs that ended meanwhile are
         skipped.
         """
         if self._pack_slots is None:  # made on the loop that runs the attempts
-            self._pack_slots = asyncio.Semaphore(concurrency)
+            alone_slots = concurrency if alone is None else min(alone, concurrency)
+            self._pack_slots = {
+                True: asyncio.Semaphore(concurrency),
+                False: asyncio.Semaphore(alone_slots),
+            }
         items = raw if isinstance(raw, list) else [raw]
         runs = await self._unpack(items, task_id)
         results = await asyncio.gather(*runs, return_exceptions=True)
@@ -256,10 +265,11 @@ class Delivery:
         refs = {i: item for i, item in enumerate(items) if _is_reference(item)}
         stored = await self.jobs.stored_envelopes([job_id for job_id, _ in refs.values()])
         found = dict(zip(refs, stored, strict=True))
-        runs = []
+        runs: list[Coroutine[Any, Any, Outcome]] = []
         for index, item in enumerate(items):
             if index not in refs:
-                runs.append(self.run(item, f"{task_id}-{index}"))
+                bulk = isinstance(item, dict) and item.get("priority") == "bulk"
+                runs.append(self._in_pack_slot(self.run(item, f"{task_id}-{index}"), bulk))
                 continue
             job_id, attempt = item
             envelope = found[index]
@@ -268,14 +278,16 @@ class Delivery:
             elif envelope.attempt != attempt:
                 runs.append(_skipped(job_id, "job is stale"))
             else:  # recorded: begin has no raw message to adopt
-                runs.append(self._attempt(envelope, raw_envelope=""))
-        return [self._in_pack_slot(run) for run in runs]
+                run = self._attempt(envelope, raw_envelope="")
+                runs.append(self._in_pack_slot(run, envelope.priority == "bulk"))
+        return runs
 
-    async def _in_pack_slot(self, run: Coroutine[Any, Any, Outcome]) -> Outcome:
-        """Run one job of a pack once a slot is free (see `run_pack`)."""
+    async def _in_pack_slot(self, run: Coroutine[Any, Any, Outcome], bulk: bool) -> Outcome:
+        """Run one job of a pack once a slot of its lane is free (see `run_pack`)."""
         if self._pack_slots is None:
             raise RuntimeError("run_pack sets the slots first")
-        async with self._pack_slots:
+        batched = self.batcher is not None and (bulk or self.batcher.live)
+        async with self._pack_slots[batched]:
             return await run
 
     async def _attempt(self, envelope: JobEnvelope, *, raw_envelope: str | None = None) -> Outcome:

@@ -98,7 +98,12 @@ class Handoff:
         try:
             if packed:
                 delivery = self.runtime.delivery
-                return await delivery.run_pack(job, task_id, concurrency=self.pack_concurrency)
+                return await delivery.run_pack(
+                    job,
+                    task_id,
+                    concurrency=self.pack_concurrency,
+                    alone=self.runtime.settings.concurrency,
+                )
             return await self.runtime.delivery.run(job, task_id)
         except BaseException as error:  # the task re-raises it, as if the attempt ran there
             return error

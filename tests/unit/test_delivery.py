@@ -6,6 +6,7 @@ credentials are small in-memory objects implementing the Protocols delivery asks
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -513,3 +514,44 @@ async def test_a_job_locked_elsewhere_is_looked_at_again_after_the_lock_expires(
     assert outcome.kind == "skipped"
     assert world.store.looked_again[0] >= before + 30.0
     assert world.hubspot.sent == []
+
+
+@dataclass
+class SlowHubSpot(HubSpot):
+    """HubSpot answering each create after a pause, counting the requests in flight."""
+
+    in_flight: int = 0
+    most_in_flight: int = 0
+
+    async def create(self, body: Mapping[str, Any], token: str) -> AttemptResult:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        await asyncio.sleep(0.01)
+        self.in_flight -= 1
+        return Created(f"obj-{body['externalEventId']}", {})
+
+
+async def test_a_pack_sends_at_most_eventq_concurrency_of_its_jobs_alone_at_once(
+    world: World,
+) -> None:
+    # Given a pack of 12 live events (each sent alone) and room for 10 jobs, 3 of them alone
+    world.hubspot = SlowHubSpot()
+    pack = [
+        JobEnvelope(event=MarketingEvent.model_validate(valid_event(n))).model_dump(mode="json")
+        for n in range(12)
+    ]
+    delivery = Delivery(
+        jobs=world.store,
+        client=world.hubspot,
+        limiter=world.limiter,
+        breaker=world.breaker,
+        credentials=world.tokens,
+        policy=Backoff(base_s=2.0, cap_s=60.0, jitter=0.2, max_attempts=5),
+        max_limiter_wait_s=1.0,
+        lock_ttl_ms=30_000,
+    )
+    # When the pack runs
+    outcome = await delivery.run_pack(pack, "task-1", concurrency=10, alone=3)
+    # Then every job was delivered, never more than 3 requests at once
+    assert [o.kind for o in outcome.outcomes] == ["delivered"] * 12
+    assert world.hubspot.most_in_flight == 3
