@@ -29,7 +29,7 @@ typecheck: install ## mypy --strict on the packages
 # The suite in TEST_PROCESSES pytest processes (pytest-xdist): most tests wait on real workers
 # and the fake, not on the CPU. Tests marked `serial` assert a rate or a latency, so they run
 # alone afterwards, where other tests cannot starve them of CPU.
-TEST_PROCESSES ?= 3
+TEST_PROCESSES ?= 4
 
 test: install tools lint typecheck test-offline ## everything CI runs: lint, types, the offline unit run, the whole suite
 	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) -m "not serial"
