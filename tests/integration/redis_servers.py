@@ -1,5 +1,5 @@
 """Private redis-server processes for the production-Redis tests: TLS with a test CA, an ACL
-user, a primary with a replica and a sentinel. Each on free ports in its own tmp dir; the
+user, a primary with two replicas and three sentinels. Each on free ports in its own tmp dir; the
 shared Redis on 6379 is never touched."""
 
 from __future__ import annotations
@@ -135,36 +135,38 @@ def tls_supported() -> bool:
 
 @dataclass
 class SentinelSet:
-    """A primary, two replicas and one sentinel watching them as `mymaster`.
+    """A primary, two replicas and three sentinels (quorum 2) watching them as `mymaster`.
 
     Two replicas, so that after the primary dies and one replica is promoted, the other
-    replicates from it and durable writes (`WAIT 1`) can be confirmed again.
+    replicates from it and durable writes (`WAIT 1`) can be confirmed again; three sentinels, so
+    that a failover needs two of them to agree, as in production.
     """
 
     primary: RedisServer
     replicas: list[RedisServer]
-    sentinel: RedisServer
+    sentinels_running: list[RedisServer]
     master: str = "mymaster"
 
     @property
     def sentinels(self) -> str:
         """The EVENTQ_REDIS_SENTINELS value."""
-        return f"127.0.0.1:{self.sentinel.port}"
+        return ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels_running)
 
     def primary_port(self) -> int:
-        """Return the port the sentinel names as primary now."""
-        client = redis.Redis(port=self.sentinel.port, socket_timeout=2)
+        """Return the port the first sentinel names as primary now."""
+        client = redis.Redis(port=self.sentinels_running[0].port, socket_timeout=2)
         host_port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master)
         client.close()
         return int(host_port[1])
 
     def stop(self) -> None:
-        for server in (self.sentinel, *self.replicas, self.primary):
+        for server in (*self.sentinels_running, *self.replicas, self.primary):
             server.stop()
 
 
 def start_sentinel_set(workdir: Path, *, down_after_ms: int = 1500) -> SentinelSet:
-    """Start a primary, a replica (linked before returning) and a sentinel that knows both."""
+    """Start a primary, two replicas (linked before returning) and three sentinels that know
+    them all."""
     started: list[RedisServer] = []
     try:
         return _start_sentinel_set(workdir, down_after_ms, started)
@@ -192,25 +194,35 @@ def _start_sentinel_set(
             pytest.fail("the replica did not link to the primary within 10 s")
         time.sleep(0.05)
     client.close()
-    port = free_port()
-    conf = workdir / "sentinel" / "sentinel.conf"
-    conf.parent.mkdir(parents=True)
-    conf.write_text(
-        f"port {port}\nbind 127.0.0.1\n"
-        f"sentinel monitor mymaster 127.0.0.1 {primary.port} 1\n"
-        f"sentinel down-after-milliseconds mymaster {down_after_ms}\n"
-        "sentinel failover-timeout mymaster 5000\n"
-    )
-    sentinel = RedisServer(
-        workdir / "sentinel", port, [str(conf), "--sentinel"], "sentinel", b"+monitor master"
-    )
-    started.append(sentinel)
-    sentinel.start()
-    watcher = redis.Redis(port=port, socket_timeout=2)
+    sentinels = []
+    for n in range(1, 4):
+        port = free_port()
+        conf = workdir / f"sentinel{n}" / "sentinel.conf"
+        conf.parent.mkdir(parents=True)
+        conf.write_text(
+            f"port {port}\nbind 127.0.0.1\n"
+            f"sentinel monitor mymaster 127.0.0.1 {primary.port} 2\n"
+            f"sentinel down-after-milliseconds mymaster {down_after_ms}\n"
+            "sentinel failover-timeout mymaster 5000\n"
+        )
+        sentinel = RedisServer(
+            conf.parent, port, [str(conf), "--sentinel"], "sentinel", b"+monitor master"
+        )
+        started.append(sentinel)
+        sentinels.append(sentinel.start())
     deadline = time.monotonic() + 15
-    while len(watcher.execute_command("SENTINEL", "REPLICAS", "mymaster")) < len(replicas):
-        if time.monotonic() > deadline:
-            pytest.fail("the sentinel did not discover the replicas within 15 s")
-        time.sleep(0.1)
-    watcher.close()
-    return SentinelSet(primary, replicas, sentinel)
+    for sentinel in sentinels:
+        watcher = redis.Redis(port=sentinel.port, socket_timeout=2)
+        while not _knows_all(watcher, len(replicas), len(sentinels) - 1):
+            if time.monotonic() > deadline:
+                pytest.fail("the sentinels did not discover the replicas and each other in 15 s")
+            time.sleep(0.1)
+        watcher.close()
+    return SentinelSet(primary, replicas, sentinels)
+
+
+def _knows_all(watcher: redis.Redis, replicas: int, other_sentinels: int) -> bool:
+    """Return True once a sentinel has found every replica and every other sentinel."""
+    found_replicas = watcher.execute_command("SENTINEL", "REPLICAS", "mymaster")
+    found_sentinels = watcher.execute_command("SENTINEL", "SENTINELS", "mymaster")
+    return len(found_replicas) >= replicas and len(found_sentinels) >= other_sentinels
