@@ -1,9 +1,9 @@
 """DLQ replay: re-validate (optionally after a JSON merge-patch), re-enqueue, then delete.
 
-The entry is deleted only after the new attempt is accepted by the broker, so a crash midway
-loses nothing; an entry that is still invalid stays, with the new error recorded on it. Replays
-go to the bulk queue (below live traffic) and their first attempt checks HubSpot for the event
-before POSTing, so a replay never creates an event twice.
+The entry is deleted only after the new attempt is accepted by the broker (many entries are
+published `EVENTQ_PACK_SIZE` to a message), so a crash midway loses nothing; an entry that is
+still invalid stays, with the new error recorded on it. Replays go to the bulk queue (below live
+traffic) and are re-sent with create-or-update, so a replay never creates an event twice.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from eventq.callbacks import Callback
 from eventq.dead_letters import DeadLetterStore
 from eventq.jobs import current_attempt, reopen_job
-from eventq.messaging import send_callback, send_job
+from eventq.messaging import send_callback, send_job, send_pack
 from eventq.records import AttemptRecord, DeadLetter, HubSpotErrorInfo
 from eventq.schema import JobEnvelope
 from producers.enqueue import FieldError, Producer, RejectedEvent, validate_event
@@ -66,13 +66,49 @@ class Replayer:
         dry_run: bool = False,
         patch: Mapping[str, Any] | None = None,
     ) -> Iterable[ReplayResult]:
-        """Yield one result per id, in order."""
+        """Yield one result per id, in order.
+
+        The reopened jobs are published `EVENTQ_PACK_SIZE` to a message (as `enqueue_many`
+        does), each entry deleted once its pack is accepted by the broker: a replay of
+        thousands costs the workers one message per pack, not one per entry.
+        """
+        held: list[ReplayResult | tuple[DeadLetter, JobEnvelope]] = []
+        waiting: list[tuple[DeadLetter, JobEnvelope]] = []
+        pack_size = 1 if dry_run else self.producer.settings.pack_size
         for entry_id in entry_ids:
             entry = self.store.get(entry_id)
             if entry is None:
-                yield ReplayResult(entry_id, "missing", detail="no such dead-letter entry")
+                held.append(ReplayResult(entry_id, "missing", detail="no such dead-letter entry"))
             else:
-                yield self.replay(entry, dry_run=dry_run, patch=patch)
+                prepared = self._prepare(entry, dry_run=dry_run, patch=patch)
+                held.append(prepared)
+                if not isinstance(prepared, ReplayResult):
+                    waiting.append(prepared)
+            if len(waiting) >= pack_size or (not waiting and held):
+                yield from self._publish(held, waiting)
+                held, waiting = [], []
+        yield from self._publish(held, waiting)
+
+    def _publish(
+        self,
+        held: list[ReplayResult | tuple[DeadLetter, JobEnvelope]],
+        waiting: list[tuple[DeadLetter, JobEnvelope]],
+    ) -> Iterable[ReplayResult]:
+        """Publish the reopened jobs in `waiting` as one message, delete their entries, and
+        return every held result in order."""
+        if len(waiting) == 1:
+            send_job(self.producer.app, waiting[0][1], self.producer.settings)
+        elif waiting:
+            envelopes = [envelope for _, envelope in waiting]
+            send_pack(self.producer.app, envelopes, self.producer.settings)
+        for entry, _ in waiting:
+            self.store.delete(entry.id)
+        return [
+            item
+            if isinstance(item, ReplayResult)
+            else ReplayResult(item[0].id, "replayed", item[1].jobId)
+            for item in held
+        ]
 
     def replay(
         self,
@@ -88,6 +124,21 @@ class Replayer:
         A `callback` entry (a callback that failed every attempt) is sent again as it was:
         its job ended already, so nothing is re-enqueued for HubSpot.
         """
+        prepared = self._prepare(entry, dry_run=dry_run, patch=patch, payload=payload)
+        if isinstance(prepared, ReplayResult):
+            return prepared
+        return next(iter(self._publish([prepared], [prepared])))
+
+    def _prepare(
+        self,
+        entry: DeadLetter,
+        *,
+        dry_run: bool,
+        patch: Mapping[str, Any] | None = None,
+        payload: Any = None,
+    ) -> ReplayResult | tuple[DeadLetter, JobEnvelope]:
+        """Re-validate the entry and reopen its job; return its result when that is final, or
+        the entry with the envelope to publish."""
         if entry.reason == "callback":
             return self._replay_callback(entry, dry_run=dry_run)
         if payload is None:
@@ -113,9 +164,7 @@ class Replayer:
         if live is not None:
             self.store.delete(entry.id)
             return ReplayResult(entry.id, "already_live", live, f"job {live} already has it")
-        send_job(self.producer.app, envelope, self.producer.settings)
-        self.store.delete(entry.id)
-        return ReplayResult(entry.id, "replayed", envelope.jobId)
+        return entry, envelope
 
     def _replay_callback(self, entry: DeadLetter, *, dry_run: bool) -> ReplayResult:
         try:

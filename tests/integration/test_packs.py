@@ -12,10 +12,12 @@ from typing import Any
 
 from celery import Celery
 
+from eventq.keys import Keys
 from eventq.messaging import PACK_TASK_NAME, TASK_NAME
 from eventq.schema import JobEnvelope, MarketingEvent
 from fake_hubspot.control import FakeHubSpot
 from producers.enqueue import Producer
+from producers.replay import Replayer
 from tests.conftest import Stack, valid_event, wait_for
 from tests.integration.helpers import (
     queued_messages,
@@ -24,6 +26,7 @@ from tests.integration.helpers import (
     wait_state,
     writes,
 )
+from tests.integration.http_support import seed_dead_letter
 
 
 def job_ids_of(results: list[Any]) -> list[str]:
@@ -152,3 +155,27 @@ def test_a_pack_whose_worker_is_killed_mid_pack_is_redelivered_and_nothing_is_se
         job = status_of(stack, job_id)
         assert job is not None
         assert (job.objectId, len(job.history)) == (object_id, 1)
+
+
+def test_a_replay_of_many_dead_letters_is_published_in_packs_and_each_is_delivered(
+    stack: Stack, fake: FakeHubSpot, redis_client: Any
+) -> None:
+    # Given 5 dead letters (HubSpot had answered 503) and one id that is not in the DLQ
+    entries = [
+        seed_dead_letter(stack.settings, valid_event(f"rp-{n}"), reason="exhausted")
+        for n in range(5)
+    ]
+    ids = [e.id for e in entries]
+    # When they are replayed together
+    results = list(Replayer(Producer(stack.settings)).replay_ids([*ids[:2], "dl-nope", *ids[2:]]))
+    # Then each has its result, in order, and the 5 reopened jobs wait as one pack message
+    assert [r.status for r in results] == ["replayed"] * 2 + ["missing"] + ["replayed"] * 3
+    [message] = queued_messages(redis_client, stack.settings.bulk_queue)
+    assert message["headers"]["task"] == PACK_TASK_NAME
+    assert sorted(job_id for job_id, _ in message["args"][0]) == sorted(e.jobId for e in entries)
+    # and once a worker runs it, each event is delivered once and the entries are gone
+    stack.start_worker()
+    job_ids = [e.jobId for e in entries]
+    wait_for(lambda: states_of(stack, job_ids)["delivered"] == 5, 20, "5 replays delivered")
+    assert sorted(e["externalEventId"] for e in fake.events()) == [f"evt-rp-{n}" for n in range(5)]
+    assert redis_client.zcard(Keys(stack.settings.key_prefix).dlq) == 0

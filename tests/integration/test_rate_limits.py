@@ -22,7 +22,7 @@ from fake_hubspot.control import FakeHubSpot, max_in_any_window
 from producers.enqueue import Producer
 from producers.replay import Replayer
 from tests.conftest import Stack, valid_event, wait_for
-from tests.integration.helpers import wait_state
+from tests.integration.helpers import queued_jobs, wait_state
 from worker.circuit_breaker import CircuitBreaker
 
 RATE_LIMIT_429 = {
@@ -270,7 +270,12 @@ def test_live_events_keep_flowing_beside_a_10000_entry_replay(
     replayer = Replayer(Producer(settings))
     thread = threading.Thread(target=lambda: list(replayer.replay_ids(ids)), daemon=True)
     thread.start()
-    wait_for(lambda: redis_client.llen(settings.bulk_queue) >= 2000, 60, "a bulk backlog")
+    # (jobs, not messages: replays are published in packs)
+    wait_for(
+        lambda: queued_jobs(redis_client, settings.bulk_queue) >= 2000,
+        60,
+        "a bulk backlog of 2,000 jobs",
+    )
     # When two workers run, and live events arrive every 100 ms meanwhile
     stack.start_worker(concurrency=32)
     stack.start_worker(concurrency=32)
