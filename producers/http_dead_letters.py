@@ -79,25 +79,23 @@ def _selected(replayer: Replayer, ask: ReplayRequest) -> list[tuple[str, DeadLet
     return [(entry.id, entry) for entry in matching]
 
 
-def _replay_one(replayer: Replayer, entry: DeadLetter, ask: ReplayRequest) -> ReplayItem:
-    result = replayer.replay(entry, dry_run=ask.dryRun, patch=ask.patch, payload=ask.payload)
-    return ReplayItem(
-        id=entry.id,
-        status=result.status,
-        jobId=result.job_id,
-        detail=result.detail,
-        errors=problems_of(result.errors),
-    )
-
-
 def _replay(replayer: Replayer, ask: ReplayRequest) -> list[ReplayItem]:
-    items = []
-    for entry_id, entry in _selected(replayer, ask):
-        if entry is None:
-            items.append(ReplayItem(id=entry_id, status="missing", detail="no such entry"))
-        else:
-            items.append(_replay_one(replayer, entry, ask))
-    return items
+    """Replay the selected entries (published in packs, as `eventq dlq replay` does)."""
+    results = replayer.replay_entries(
+        _selected(replayer, ask), dry_run=ask.dryRun, patch=ask.patch, payload=ask.payload
+    )
+    return [
+        ReplayItem(id=result.entry_id, status="missing", detail="no such entry")
+        if result.status == "missing"
+        else ReplayItem(
+            id=result.entry_id,
+            status=result.status,
+            jobId=result.job_id,
+            detail=result.detail,
+            errors=problems_of(result.errors),
+        )
+        for result in results
+    ]
 
 
 async def replay_dead_letters(request: web.Request) -> web.Response:

@@ -72,15 +72,26 @@ class Replayer:
         does), each entry deleted once its pack is accepted by the broker: a replay of
         thousands costs the workers one message per pack, not one per entry.
         """
+        found = ((entry_id, self.store.get(entry_id)) for entry_id in entry_ids)
+        return self.replay_entries(found, dry_run=dry_run, patch=patch)
+
+    def replay_entries(
+        self,
+        entries: Iterable[tuple[str, DeadLetter | None]],
+        *,
+        dry_run: bool = False,
+        patch: Mapping[str, Any] | None = None,
+        payload: Any = None,
+    ) -> Iterable[ReplayResult]:
+        """`replay_ids` for entries already read (None: no entry has that id)."""
         held: list[ReplayResult | tuple[DeadLetter, JobEnvelope]] = []
         waiting: list[tuple[DeadLetter, JobEnvelope]] = []
         pack_size = 1 if dry_run else self.producer.settings.pack_size
-        for entry_id in entry_ids:
-            entry = self.store.get(entry_id)
+        for entry_id, entry in entries:
             if entry is None:
                 held.append(ReplayResult(entry_id, "missing", detail="no such dead-letter entry"))
             else:
-                prepared = self._prepare(entry, dry_run=dry_run, patch=patch)
+                prepared = self._prepare(entry, dry_run=dry_run, patch=patch, payload=payload)
                 held.append(prepared)
                 if not isinstance(prepared, ReplayResult):
                     waiting.append(prepared)
