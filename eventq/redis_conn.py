@@ -299,6 +299,14 @@ def _uses_sentinel(settings: Settings, url: str | None) -> bool:
     return bool(settings.redis_sentinels) and url in (None, settings.redis_url)
 
 
+def _sentinel_options(settings: Settings, target: str) -> dict[str, Any]:
+    """Return the keyword arguments of `Sentinel` / `AsyncSentinel` for `target`: the sentinels'
+    own options, and the primary's credentials and TLS."""
+    creds = _Credentials.of(target)
+    tls = {**_tls_kwargs(settings, target), "ssl": True} if creds.tls else {}
+    return {"sentinel_kwargs": _sentinel_kwargs(settings, target), **creds.kwargs(), **tls}
+
+
 def sync_client(settings: Settings, url: str | None = None, **extra: Any) -> redis.Redis:
     """Return a blocking client of EVENTQ_REDIS_URL (or `url`), through Sentinel when set.
 
@@ -311,13 +319,8 @@ def sync_client(settings: Settings, url: str | None = None, **extra: Any) -> red
         **extra,
     }
     if _uses_sentinel(settings, url):
-        creds = _Credentials.of(target)
-        tls = {**_tls_kwargs(settings, target), "ssl": True} if creds.tls else {}
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            settings.redis_sentinels,
-            sentinel_kwargs=_sentinel_kwargs(settings, target),
-            **creds.kwargs(),
-            **tls,
+            settings.redis_sentinels, **_sentinel_options(settings, target)
         )
         master = sentinel.master_for(settings.redis_sentinel_master, **options)  # type: ignore[no-untyped-call]
         return cast(redis.Redis, master)
@@ -343,13 +346,8 @@ def async_client(
         **extra,
     }
     if _uses_sentinel(settings, url):
-        creds = _Credentials.of(target)
-        tls = {**_tls_kwargs(settings, target), "ssl": True} if creds.tls else {}
         sentinel = AsyncSentinel(  # type: ignore[no-untyped-call]
-            settings.redis_sentinels,
-            sentinel_kwargs=_sentinel_kwargs(settings, target),
-            **creds.kwargs(),
-            **tls,
+            settings.redis_sentinels, **_sentinel_options(settings, target)
         )
         master = sentinel.master_for(
             settings.redis_sentinel_master, redis_class=client_class, **options
